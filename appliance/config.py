@@ -1,0 +1,136 @@
+"""The daemon's configuration: one typed schema fed by a TOML file, `SLM_*` environment variables and flags.
+
+Precedence, highest first: explicit overrides (CLI flags), environment, config file, defaults.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import tomllib
+from contextvars import ContextVar
+from pathlib import Path
+from typing import Any
+
+from pydantic import Field, ValidationError
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+
+DEFAULT_CONFIG_FILE = Path("/etc/slm-appliance/config.toml")
+SERVICE_STATE_DIR = Path("/var/lib/slm-appliance")
+_config_file: ContextVar[Path | None] = ContextVar("_config_file", default=None)
+
+
+class ConfigError(Exception):
+    """The configuration file or an override is invalid; the message names the file and the field."""
+
+
+class _TomlFileSource(PydanticBaseSettingsSource):
+    """Reads the TOML file chosen for this load (a context variable, so loads do not share state)."""
+
+    def get_field_value(self, field: Any, field_name: str) -> tuple[Any, str, bool]:  # pragma: no cover
+        return None, field_name, False
+
+    def __call__(self) -> dict[str, Any]:
+        path = _config_file.get()
+        if path is None:
+            return {}
+        with path.open("rb") as fh:
+            return tomllib.load(fh)
+
+
+class ApplianceConfig(BaseSettings):
+    """Settings of the appliance daemon and its CLI."""
+
+    model_config = SettingsConfigDict(env_prefix="SLM_", extra="forbid")
+
+    host: str = Field("127.0.0.1", description="Address the API binds; loopback unless set on purpose.")
+    port: int = Field(8470, ge=0, le=65535, description="TCP port of the control API and the /v1 gateway.")
+    state_dir: Path | None = Field(
+        None, description="Where the SQLite store, models and logs live (default: service or user dir)."
+    )
+    profiles_dir: Path | None = Field(None, description="Folder of hardware profile TOML files.")
+    profile: str | None = Field(None, description="Pin this hardware profile instead of selecting one.")
+    log_level: str = Field("info", description="debug, info, warning or error.")
+    import_roots: list[Path] = Field(
+        default_factory=list,
+        description="Folders models and datasets may be imported from (the state dir's imports/ always).",
+    )
+    llama_bin_dir: Path | None = Field(
+        None, description="Folder holding llama-server and llama-quantize (default: the build cache)."
+    )
+    starter_model: bool = Field(
+        True, description="On first start, import and serve the bundled SmolLM2-135M-Instruct GGUF."
+    )
+    rate_limit_per_minute: int = Field(600, ge=1, description="Requests per minute allowed per API key.")
+    queue_depth: int = Field(32, ge=1, description="Requests waiting per deployment before 429.")
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        return init_settings, env_settings, _TomlFileSource(settings_cls)
+
+    def resolved_state_dir(self) -> Path:
+        """The state directory: configured, systemd's StateDirectory, the service default, or a user dir."""
+        if self.state_dir is not None:
+            return self.state_dir
+        systemd_dir = os.environ.get("STATE_DIRECTORY")
+        if systemd_dir:
+            return Path(systemd_dir.split(":")[0])
+        if os.environ.get("INVOCATION_ID") and os.geteuid() == 0:
+            return SERVICE_STATE_DIR
+        xdg = os.environ.get("XDG_DATA_HOME")
+        base = Path(xdg) if xdg else Path.home() / ".local" / "share"
+        return base / "slm-appliance"
+
+    def resolved_profiles_dir(self) -> Path:
+        """The profiles folder: configured, the source tree's, the installed data files, or /usr/share."""
+        if self.profiles_dir is not None:
+            return self.profiles_dir
+        candidates = [
+            Path(__file__).resolve().parent.parent / "profiles",
+            Path(sys.prefix) / "share" / "slm-appliance" / "profiles",
+            Path("/usr/share/slm-appliance/profiles"),
+        ]
+        for candidate in candidates:
+            if candidate.is_dir():
+                return candidate
+        return candidates[-1]
+
+    def base_url(self) -> str:
+        host = "127.0.0.1" if self.host in ("0.0.0.0", "") else self.host
+        return f"http://{host}:{self.port}"
+
+
+def load_config(path: Path | None = None, **overrides: Any) -> ApplianceConfig:
+    """Load the configuration.
+
+    Args:
+        path: TOML file; when None, `/etc/slm-appliance/config.toml` if it exists.
+        overrides: values from CLI flags (None values are ignored).
+
+    Raises:
+        ConfigError: unreadable file, bad TOML, unknown key or invalid value (file and field named).
+    """
+    if path is None and DEFAULT_CONFIG_FILE.is_file():
+        path = DEFAULT_CONFIG_FILE
+    if path is not None and not path.is_file():
+        raise ConfigError(f"{path}: config file not found")
+    token = _config_file.set(path)
+    try:
+        return ApplianceConfig(**{k: v for k, v in overrides.items() if v is not None})
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path}: invalid TOML: {exc}") from exc
+    except ValidationError as exc:
+        where = str(path) if path else "environment/flags"
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in err['loc']) or '(root)'}: {err['msg']}" for err in exc.errors()
+        )
+        raise ConfigError(f"{where}: {problems}") from exc
+    finally:
+        _config_file.reset(token)

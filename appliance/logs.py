@@ -1,0 +1,48 @@
+"""Structured log lines (one JSON object per line) on stdout, which journald captures as they are."""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+import time
+from typing import Any
+
+# Attributes every LogRecord has; anything else passed through `extra=` becomes a field of the line.
+_RESERVED = set(vars(logging.LogRecord("", 0, "", 0, "", None, None))) | {"message", "asctime"}
+_SECRET_HINTS = ("token", "secret", "password", "api_key", "authorization")
+
+
+class JsonFormatter(logging.Formatter):
+    """Formats a record as one JSON line; fields whose names look secret are masked."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        line: dict[str, Any] = {
+            "ts": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(record.created))
+            + f".{int(record.msecs):03d}Z",
+            "level": record.levelname.lower(),
+            "logger": record.name,
+            "msg": record.getMessage(),
+        }
+        for key, value in vars(record).items():
+            if key in _RESERVED or key.startswith("_"):
+                continue
+            line[key] = "***" if any(h in key.lower() for h in _SECRET_HINTS) else value
+        if record.exc_info:
+            line["exc"] = self.formatException(record.exc_info)
+        return json.dumps(line, default=str)
+
+
+def setup_logging(level: str = "info") -> None:
+    """Route the root logger (and uvicorn's) to stdout as JSON lines."""
+    handler = logging.StreamHandler(sys.stdout)
+    handler.setFormatter(JsonFormatter())
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(level.upper())
+    for name in ("uvicorn", "uvicorn.error", "uvicorn.access"):
+        logger = logging.getLogger(name)
+        logger.handlers[:] = []
+        logger.propagate = True
+    # Access lines would log every request path with its query; the gateway keeps its own metrics.
+    logging.getLogger("uvicorn.access").setLevel(logging.WARNING)

@@ -1,0 +1,146 @@
+"""The schema of a hardware profile file (`profiles/*.toml`). Unknown fields are errors, not ignored."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+TrainingMethod = Literal["lora-cpu", "qlora-4bit", "lora-bf16", "full"]
+GGUF_VARIANTS = ("F16", "Q8_0", "Q6_K", "Q5_K_M", "Q4_K_M", "Q4_0", "Q4_1")
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class NumberRange(_Strict):
+    min: float | None = None
+    max: float | None = None
+
+    def contains(self, value: float) -> bool:
+        return (self.min is None or value >= self.min) and (self.max is None or value <= self.max)
+
+    def describe(self, unit: str = "") -> str:
+        lo = "0" if self.min is None else f"{self.min:g}"
+        hi = "∞" if self.max is None else f"{self.max:g}"
+        return f"{lo}–{hi}{(' ' + unit) if unit else ''}"
+
+
+class MatchRules(_Strict):
+    """Which boxes a profile fits. Every set rule must hold for every GPU (or MIG slice)."""
+
+    fallback: bool = Field(False, description="Chosen when no profile matches (exactly one profile).")
+    gpu_count: NumberRange | None = None
+    gpu_name_patterns: list[str] = Field(default_factory=list, description="fnmatch patterns on NVML names")
+    compute_capability: NumberRange | None = None
+    vram_per_gpu_gib: NumberRange | None = None
+    mig: bool | None = Field(None, description="true: only MIG slices; false: only whole GPUs")
+
+    def specificity(self) -> int:
+        """How narrowly the rules pin hardware; the most specific matching profile wins."""
+        return (
+            4 * bool(self.gpu_name_patterns)
+            + (self.compute_capability is not None)
+            + (self.vram_per_gpu_gib is not None)
+            + (self.gpu_count is not None)
+            + (self.mig is not None)
+        )
+
+
+class TrainingSettings(_Strict):
+    method: TrainingMethod
+    trainer: Literal["peft", "unsloth"]
+    precision: Literal["fp32", "bf16", "fp16"]
+    lora_r: int = Field(16, gt=0, le=1024)
+    lora_alpha: int = Field(32, gt=0)
+    lora_dropout: float = Field(0.05, ge=0.0, lt=1.0)
+    target_modules: list[str] = Field(
+        default_factory=lambda: ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"],
+        min_length=1,
+    )
+    batch_size: int = Field(4, ge=1)
+    gradient_accumulation: int = Field(1, ge=1)
+    max_seq_length: int = Field(512, ge=16)
+    gradient_checkpointing: bool = False
+    learning_rate: float = Field(2e-4, gt=0.0, lt=1.0)
+    neftune_noise_alpha: float | None = Field(None, ge=0.0)
+    max_base_params_b: float = Field(..., gt=0.0, description="Largest base model it will train (billions)")
+    serving_during_training: bool = True
+
+    @model_validator(mode="after")
+    def _method_fits_trainer(self) -> TrainingSettings:
+        if self.method == "lora-cpu" and (self.trainer != "peft" or self.precision != "fp32"):
+            raise ValueError("method lora-cpu needs trainer = 'peft' and precision = 'fp32'")
+        if self.trainer == "unsloth" and self.method != "qlora-4bit":
+            raise ValueError("trainer unsloth is only used for method qlora-4bit")
+        return self
+
+
+class QuantizationSettings(_Strict):
+    format: Literal["gguf", "awq", "fp8", "none"]
+    variant: str | None = Field(None, description="GGUF type such as Q4_K_M; AWQ scheme such as w4g128")
+    small_model_variant: str | None = Field(
+        None, description="Variant for models under small_model_threshold_b (4-bit breaks tiny models)"
+    )
+    small_model_threshold_b: float = Field(1.0, gt=0.0)
+
+    @model_validator(mode="after")
+    def _variant_known(self) -> QuantizationSettings:
+        if self.format == "gguf":
+            for value in (self.variant, self.small_model_variant):
+                if value is not None and value not in GGUF_VARIANTS:
+                    raise ValueError(f"unknown GGUF variant {value!r}; expected one of {', '.join(GGUF_VARIANTS)}")
+            if self.variant is None:
+                raise ValueError("format gguf needs a variant")
+        return self
+
+    def variant_for(self, params: float) -> str | None:
+        if self.small_model_variant and params < self.small_model_threshold_b * 1e9:
+            return self.small_model_variant
+        return self.variant
+
+
+class ServingSettings(_Strict):
+    backend: Literal["llamacpp", "vllm"]
+    context_length: int = Field(4096, ge=128, description="Tokens of context per parallel slot")
+    parallel_slots: int = Field(4, ge=1, le=256)
+    gpu_layers: int = Field(0, ge=-1, description="llama.cpp layers on the GPU; -1 = all")
+    threads: int = Field(0, ge=0, description="llama.cpp threads; 0 = physical cores")
+    gpu_memory_utilization: float | None = Field(None, gt=0.0, le=1.0)
+    max_model_len: int | None = Field(None, ge=128)
+    max_loras: int | None = Field(None, ge=0)
+    tensor_parallel_size: int | Literal["auto"] = "auto"
+    quantization: str | None = Field(None, description="vLLM --quantization (awq, fp8)")
+
+    @model_validator(mode="after")
+    def _vllm_needs_gpu_settings(self) -> ServingSettings:
+        if self.backend == "vllm" and (self.gpu_memory_utilization is None or self.max_model_len is None):
+            raise ValueError("backend vllm needs gpu_memory_utilization and max_model_len")
+        return self
+
+
+class Profile(_Strict):
+    name: str = Field(..., pattern=r"^[a-z0-9][a-z0-9-]*$")
+    description: str
+    match: MatchRules
+    training: TrainingSettings
+    quantization: QuantizationSettings
+    serving: ServingSettings
+
+    @field_validator("description")
+    @classmethod
+    def _not_empty(cls, value: str) -> str:
+        if not value.strip():
+            raise ValueError("description must not be empty")
+        return value
+
+    @model_validator(mode="after")
+    def _formats_fit_backend(self) -> Profile:
+        wanted = {"gguf": "llamacpp", "awq": "vllm", "fp8": "vllm"}.get(self.quantization.format)
+        if wanted and self.serving.backend != wanted:
+            raise ValueError(
+                f"quantization.format {self.quantization.format} is served by {wanted}, "
+                f"not serving.backend {self.serving.backend}"
+            )
+        return self
