@@ -73,7 +73,7 @@ def evaluate(profile: Profile, hardware: HardwareReport) -> ProfileVerdict:
     if rules.gpu_count is not None:
         count_text = f"{len(units)} GPU{'s' if len(units) != 1 else ''}"
         if not rules.gpu_count.contains(len(units)):
-            verdict.reasons.append(f"rejected, {count_text} outside {rules.gpu_count.describe()}")
+            verdict.reasons.append(f"rejected, found {count_text}, needs {rules.gpu_count.describe()}")
             return verdict
         verdict.reasons.append(f"{count_text} in {rules.gpu_count.describe()}")
     elif not units:

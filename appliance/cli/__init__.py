@@ -1,0 +1,1 @@
+"""The `slm-appliance` command line."""

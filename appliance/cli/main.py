@@ -1,0 +1,104 @@
+"""`slm-appliance`: the daemon and the operator's commands."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from appliance import __version__
+from appliance.config import ApplianceConfig, ConfigError, load_config
+from appliance.logs import setup_logging
+
+EPILOG = """examples:
+  slm-appliance detect                 what this box has and which profile it gets
+  slm-appliance profile --explain      every profile and the rule that made it match or not
+  slm-appliance plan 7B                will a 7B model train and serve here?
+  slm-appliance keys create --name app1 --scope inference
+  slm-appliance daemon                 run the appliance (systemd runs this)
+"""
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="slm-appliance", description="Small-language-model appliance: detect, plan, serve, fine-tune.",
+        epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--version", action="version", version=f"slm-appliance {__version__}")
+    parser.add_argument("--config", type=Path, help="config TOML (default /etc/slm-appliance/config.toml)")
+    parser.add_argument("--state-dir", type=Path, help="state directory (overrides the config)")
+    parser.add_argument("--profiles-dir", type=Path, help="folder of profile TOML files")
+    parser.add_argument("--profile", help="pin this hardware profile")
+    # Replays a recorded NVML report instead of the real library: for demos and tests only.
+    parser.add_argument("--nvml-replay", type=Path, help=argparse.SUPPRESS)
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    daemon = sub.add_parser("daemon", help="run the appliance daemon (API, gateway, supervisors)")
+    daemon.add_argument("--host", help="bind address (default 127.0.0.1)")
+    daemon.add_argument("--port", type=int, help="API port (default 8470)")
+
+    detect = sub.add_parser("detect", help="detect the hardware and show the chosen profile")
+    detect.add_argument("--json", action="store_true", help="machine-readable output")
+
+    profile = sub.add_parser("profile", help="show the selected hardware profile")
+    profile.add_argument("--explain", action="store_true", help="every profile and why it matched or not")
+    profile.add_argument("--json", action="store_true", help="machine-readable output")
+
+    plan = sub.add_parser("plan", help="memory needed to train and serve a model of a given size here")
+    plan.add_argument("params", help="model size, e.g. 135M, 1.5B, 7B")
+    plan.add_argument("--json", action="store_true", help="machine-readable output")
+
+    keys = sub.add_parser("keys", help="manage API keys (local store; run as the appliance's user)")
+    keys_sub = keys.add_subparsers(dest="keys_command", required=True, metavar="ACTION")
+    create = keys_sub.add_parser("create", help="create a key; the token is printed once")
+    create.add_argument("--name", required=True)
+    create.add_argument("--scope", choices=["inference", "admin"], default="inference")
+    create.add_argument("--json", action="store_true")
+    listing = keys_sub.add_parser("list", help="list keys (never their tokens)")
+    listing.add_argument("--json", action="store_true")
+    revoke = keys_sub.add_parser("revoke", help="revoke a key by name or id")
+    revoke.add_argument("name")
+    revoke.add_argument("--json", action="store_true")
+    return parser
+
+
+def _config(args: argparse.Namespace) -> ApplianceConfig:
+    return load_config(
+        args.config, state_dir=args.state_dir, profiles_dir=args.profiles_dir, profile=args.profile,
+        host=getattr(args, "host", None), port=getattr(args, "port", None),
+    )
+
+
+def _nvml(args: argparse.Namespace) -> Any:
+    if args.nvml_replay is None:
+        import pynvml
+
+        return pynvml
+    from appliance.hardware.recorded import RecordedNvml
+
+    return RecordedNvml.from_file(args.nvml_replay)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    try:
+        config = _config(args)
+    except ConfigError as exc:
+        print(f"slm-appliance: {exc}", file=sys.stderr)
+        return 2
+    if args.command == "daemon":
+        from appliance.daemon.main import run_daemon
+
+        setup_logging(config.log_level)
+        return run_daemon(config)
+    from appliance.cli import commands
+
+    handler = {"detect": commands.detect, "profile": commands.profile, "plan": commands.plan,
+               "keys": commands.keys}[args.command]
+    try:
+        return handler(args, config, _nvml(args))
+    except commands.CommandError as exc:
+        print(f"slm-appliance: {exc}", file=sys.stderr)
+        return 2

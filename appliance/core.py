@@ -1,0 +1,76 @@
+"""The appliance's shared state for one daemon run: config, store, hardware, profile selection.
+
+Constructing it does no I/O; `start()` opens the store, detects the hardware and selects the profile.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from pathlib import Path
+from typing import Any
+
+import pynvml
+
+from appliance.config import ApplianceConfig
+from appliance.hardware.detect import detect_hardware
+from appliance.hardware.models import HardwareReport
+from appliance.profiles.loader import load_profiles
+from appliance.profiles.schema import Profile
+from appliance.profiles.select import Selection, select_profile
+from appliance.security.keys import ensure_local_admin_key
+from appliance.state.store import StateStore
+
+log = logging.getLogger(__name__)
+
+
+class Appliance:
+    def __init__(self, config: ApplianceConfig, nvml_lib: Any = pynvml) -> None:
+        self.config = config
+        self.nvml_lib = nvml_lib
+        self.state_dir: Path = config.resolved_state_dir()
+        self.store = StateStore(self.state_dir / "state.db")
+        self.started_at = time.time()
+        self.ready = False
+        self._profiles: list[Profile] | None = None
+        self._hardware: HardwareReport | None = None
+        self._selection: Selection | None = None
+
+    @property
+    def admin_key_file(self) -> Path:
+        return self.state_dir / "admin.key"
+
+    @property
+    def profiles(self) -> list[Profile]:
+        assert self._profiles is not None, "Appliance.start() not called"
+        return self._profiles
+
+    @property
+    def hardware(self) -> HardwareReport:
+        assert self._hardware is not None, "Appliance.start() not called"
+        return self._hardware
+
+    @property
+    def selection(self) -> Selection:
+        assert self._selection is not None, "Appliance.start() not called"
+        return self._selection
+
+    def start(self) -> None:
+        """Open the store, detect hardware, select the profile. Raises on invalid profiles or config."""
+        self.state_dir.mkdir(parents=True, exist_ok=True, mode=0o750)
+        self.store.open()
+        ensure_local_admin_key(self.store, self.admin_key_file)
+        self._profiles = load_profiles(self.config.resolved_profiles_dir())
+        self.refresh_hardware()
+        log.info(
+            "profile selected",
+            extra={"profile": self.selection.name, "reason": self.selection.reason,
+                   "schema_version": self.store.schema_version()},
+        )
+
+    def refresh_hardware(self) -> None:
+        self._hardware = detect_hardware(self.state_dir, self.nvml_lib)
+        self._selection = select_profile(self.profiles, self._hardware, self.config.profile)
+
+    def stop(self) -> None:
+        self.store.close()

@@ -1,0 +1,1 @@
+"""The daemon process: systemd notification and the serve loop."""

@@ -1,0 +1,88 @@
+"""`slm-appliance daemon`: start the appliance, bind the API, tell systemd, serve until SIGTERM."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+import socket
+
+import uvicorn
+
+from appliance.api.app import create_app
+from appliance.config import ApplianceConfig
+from appliance.core import Appliance
+from appliance.daemon.sdnotify import Notifier
+
+log = logging.getLogger(__name__)
+
+
+def _bind(host: str, port: int) -> socket.socket:
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind((host, port))
+    sock.listen(512)
+    sock.set_inheritable(False)
+    return sock
+
+
+async def serve(appliance: Appliance, notifier: Notifier) -> int:
+    """Run until SIGTERM/SIGINT. Returns the process exit code."""
+    config = appliance.config
+    try:
+        sock = _bind(config.host, config.port)
+    except OSError as exc:
+        log.error("cannot bind the API socket", extra={"host": config.host, "port": config.port, "error": str(exc)})
+        return 1
+    app = create_app(appliance)
+    uv_config = uvicorn.Config(app, log_config=None, access_log=False, lifespan="off", timeout_graceful_shutdown=10)
+    uv_config.load()
+    server = uvicorn.Server(uv_config)
+    server.lifespan = uv_config.lifespan_class(uv_config)
+    await server.startup(sockets=[sock])
+
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        # Handlers only signal; the loop below does the stopping.
+        loop.add_signal_handler(sig, stop.set)
+
+    bound = sock.getsockname()
+    appliance.ready = True
+    log.info("daemon ready", extra={"listen": f"{bound[0]}:{bound[1]}", "profile": appliance.selection.name})
+    notifier.ready(f"serving on {bound[0]}:{bound[1]}, profile {appliance.selection.name}")
+    ticker = asyncio.create_task(server.main_loop())
+    interval = notifier.watchdog_interval / 2 if notifier.watchdog_interval else 5.0
+    while not stop.is_set():
+        try:
+            await asyncio.wait_for(stop.wait(), timeout=interval)
+        except TimeoutError:
+            pass
+        if notifier.watchdog_interval:
+            notifier.watchdog()
+
+    log.info("stopping")
+    notifier.stopping()
+    appliance.ready = False
+    server.should_exit = True
+    await ticker
+    await server.shutdown(sockets=[sock])
+    sock.close()
+    log.info("stopped")
+    return 0
+
+
+def run_daemon(config: ApplianceConfig) -> int:
+    notifier = Notifier()
+    appliance = Appliance(config)
+    try:
+        appliance.start()
+    except Exception as exc:  # a startup failure must say why and exit non-zero, not dump a traceback
+        log.error("startup failed", extra={"error": str(exc)})
+        notifier.notify(f"STATUS=startup failed: {exc}")
+        return 1
+    try:
+        return asyncio.run(serve(appliance, notifier))
+    finally:
+        appliance.stop()

@@ -1,0 +1,108 @@
+"""Scoped API keys. The token is shown once; only its SHA-256 is stored (tokens carry 256 random bits, so a
+fast hash is enough: nothing to brute-force)."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import os
+import secrets
+import time
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel
+
+from appliance.state.store import StateStore
+
+Scope = Literal["inference", "admin"]
+TOKEN_PREFIX = "slm"
+LOCAL_ADMIN_KEY_NAME = "local-admin"
+
+
+class KeyError_(Exception):
+    """A key operation was refused (duplicate name, unknown key)."""
+
+
+class ApiKey(BaseModel):
+    id: str
+    name: str
+    scope: Scope
+    created_at: float
+    revoked_at: float | None = None
+    last_used_at: float | None = None
+
+
+class CreatedKey(BaseModel):
+    key: ApiKey
+    token: str
+
+
+def _hash(secret: str) -> str:
+    return hashlib.sha256(secret.encode()).hexdigest()
+
+
+def create_key(store: StateStore, name: str, scope: Scope) -> CreatedKey:
+    """Create a key; the returned token is the only copy of the secret."""
+    if not name or len(name) > 64 or not all(c.isalnum() or c in "-_." for c in name):
+        raise KeyError_("key name must be 1-64 characters of letters, digits, '-', '_' or '.'")
+    key_id = secrets.token_hex(4)
+    secret = secrets.token_urlsafe(32)
+    token = f"{TOKEN_PREFIX}_{key_id}_{secret}"
+    now = time.time()
+    with store.transaction() as conn:
+        if conn.execute("SELECT 1 FROM api_keys WHERE name = ?", (name,)).fetchone():
+            raise KeyError_(f"a key named {name!r} already exists")
+        conn.execute(
+            "INSERT INTO api_keys(id, name, scope, token_hash, created_at) VALUES(?, ?, ?, ?, ?)",
+            (key_id, name, scope, _hash(secret), now),
+        )
+    return CreatedKey(key=ApiKey(id=key_id, name=name, scope=scope, created_at=now), token=token)
+
+
+def list_keys(store: StateStore) -> list[ApiKey]:
+    rows = store.query("SELECT id, name, scope, created_at, revoked_at, last_used_at FROM api_keys ORDER BY name")
+    return [ApiKey(**dict(r)) for r in rows]
+
+
+def revoke_key(store: StateStore, name_or_id: str) -> ApiKey:
+    with store.transaction() as conn:
+        row = conn.execute(
+            "SELECT id FROM api_keys WHERE (name = ? OR id = ?) AND revoked_at IS NULL", (name_or_id, name_or_id)
+        ).fetchone()
+        if row is None:
+            raise KeyError_(f"no active key named {name_or_id!r}")
+        conn.execute("UPDATE api_keys SET revoked_at = ? WHERE id = ?", (time.time(), row["id"]))
+    return next(k for k in list_keys(store) if k.id == row["id"])
+
+
+def verify_token(store: StateStore, token: str) -> ApiKey | None:
+    """The active key a bearer token belongs to, or None."""
+    parts = token.split("_", 2)
+    if len(parts) != 3 or parts[0] != TOKEN_PREFIX:
+        return None
+    row = store.query_one(
+        "SELECT id, name, scope, created_at, revoked_at, last_used_at, token_hash FROM api_keys WHERE id = ?",
+        (parts[1],),
+    )
+    if row is None or row["revoked_at"] is not None:
+        return None
+    if not hmac.compare_digest(row["token_hash"], _hash(parts[2])):
+        return None
+    data = dict(row)
+    data.pop("token_hash")
+    return ApiKey(**data)
+
+
+def ensure_local_admin_key(store: StateStore, path: Path) -> None:
+    """On first start, create an admin key for local clients (CLI, TUI) in a 0600 file beside the state."""
+    if path.exists() and verify_token(store, path.read_text().strip()) is not None:
+        return
+    with store.transaction() as conn:
+        conn.execute("DELETE FROM api_keys WHERE name = ?", (LOCAL_ADMIN_KEY_NAME,))
+    created = create_key(store, LOCAL_ADMIN_KEY_NAME, "admin")
+    tmp = path.with_suffix(".tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as fh:
+        fh.write(created.token + "\n")
+    os.replace(tmp, path)
