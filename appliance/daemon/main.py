@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import signal
 import socket
@@ -55,10 +56,8 @@ async def serve(appliance: Appliance, notifier: Notifier) -> int:
     ticker = asyncio.create_task(server.main_loop())
     interval = notifier.watchdog_interval / 2 if notifier.watchdog_interval else 5.0
     while not stop.is_set():
-        try:
+        with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(stop.wait(), timeout=interval)
-        except TimeoutError:
-            pass
         if notifier.watchdog_interval:
             notifier.watchdog()
 

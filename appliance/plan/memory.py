@@ -123,7 +123,7 @@ def plan_training(shape: ModelShape, profile: Profile, hardware: HardwareReport)
 
 
 def serving_weight_bytes(params: float, variant: str) -> int:
-    return int(params * SERVE_WEIGHT_BYTES[variant])
+    return round(params * SERVE_WEIGHT_BYTES[variant])
 
 
 def plan_serving(shape: ModelShape, profile: Profile, hardware: HardwareReport, variant: str,
