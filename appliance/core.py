@@ -18,6 +18,7 @@ from appliance.hardware.models import HardwareReport
 from appliance.profiles.loader import load_profiles
 from appliance.profiles.schema import Profile
 from appliance.profiles.select import Selection, select_profile
+from appliance.registry.registry import Registry
 from appliance.security.keys import ensure_local_admin_key
 from appliance.state.store import StateStore
 
@@ -30,11 +31,21 @@ class Appliance:
         self.nvml_lib = nvml_lib
         self.state_dir: Path = config.resolved_state_dir()
         self.store = StateStore(self.state_dir / "state.db")
+        self.registry = Registry(self.store, self.state_dir / "models", [*config.import_roots, self.imports_dir])
         self.started_at = time.time()
         self.ready = False
         self._profiles: list[Profile] | None = None
         self._hardware: HardwareReport | None = None
         self._selection: Selection | None = None
+
+    @property
+    def imports_dir(self) -> Path:
+        """Always an allowed import root: operators drop models and datasets here."""
+        return self.state_dir / "imports"
+
+    @property
+    def logs_dir(self) -> Path:
+        return self.state_dir / "logs"
 
     @property
     def admin_key_file(self) -> Path:
@@ -59,6 +70,7 @@ class Appliance:
         """Open the store, detect hardware, select the profile. Raises on invalid profiles or config."""
         self.state_dir.mkdir(parents=True, exist_ok=True, mode=0o750)
         self.store.open()
+        self.imports_dir.mkdir(exist_ok=True)
         ensure_local_admin_key(self.store, self.admin_key_file)
         self._profiles = load_profiles(self.config.resolved_profiles_dir())
         self.refresh_hardware()

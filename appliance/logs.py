@@ -46,3 +46,5 @@ def setup_logging(level: str = "info") -> None:
         logger.propagate = True
     # Access lines would log every request path with its query; the gateway keeps its own metrics.
     logging.getLogger("uvicorn.access").setLevel(logging.WARNING)
+    # One line per backend health poll would drown the journal.
+    logging.getLogger("httpx").setLevel(logging.WARNING)

@@ -13,7 +13,10 @@ import uvicorn
 from appliance.api.app import create_app
 from appliance.config import ApplianceConfig
 from appliance.core import Appliance
+from appliance.backends.llamacpp import LlamaCppBackend
+from appliance.daemon.bootstrap import bootstrap_starter
 from appliance.daemon.sdnotify import Notifier
+from appliance.deploy.manager import DeploymentManager
 
 log = logging.getLogger(__name__)
 
@@ -36,7 +39,11 @@ async def serve(appliance: Appliance, notifier: Notifier) -> int:
     except OSError as exc:
         log.error("cannot bind the API socket", extra={"host": config.host, "port": config.port, "error": str(exc)})
         return 1
-    app = create_app(appliance)
+    deployments = DeploymentManager(
+        appliance.store, appliance.registry, appliance.selection, appliance.hardware,
+        {"llamacpp": LlamaCppBackend(config.llama_bin_dir)}, appliance.logs_dir,
+    )
+    app = create_app(appliance, deployments)
     uv_config = uvicorn.Config(app, log_config=None, access_log=False, lifespan="off", timeout_graceful_shutdown=10)
     uv_config.load()
     server = uvicorn.Server(uv_config)
@@ -49,6 +56,9 @@ async def serve(appliance: Appliance, notifier: Notifier) -> int:
         # Handlers only signal; the loop below does the stopping.
         loop.add_signal_handler(sig, stop.set)
 
+    # Deployments the store says should run come back; on a fresh box the starter model is deployed.
+    await deployments.reconcile()
+    await bootstrap_starter(appliance, deployments)
     bound = sock.getsockname()
     appliance.ready = True
     log.info("daemon ready", extra={"listen": f"{bound[0]}:{bound[1]}", "profile": appliance.selection.name})
@@ -67,6 +77,7 @@ async def serve(appliance: Appliance, notifier: Notifier) -> int:
     server.should_exit = True
     await ticker
     await server.shutdown(sockets=[sock])
+    await deployments.shutdown()
     sock.close()
     log.info("stopped")
     return 0

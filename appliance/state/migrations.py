@@ -39,4 +39,47 @@ MIGRATIONS: tuple[tuple[int, str, str], ...] = (
         );
         """,
     ),
+    (
+        3,
+        "model registry",
+        """
+        CREATE TABLE models (
+            id TEXT PRIMARY KEY,
+            name TEXT NOT NULL UNIQUE,
+            kind TEXT NOT NULL DEFAULT 'base',
+            format TEXT NOT NULL CHECK (format IN ('gguf', 'hf', 'peft')),
+            path TEXT NOT NULL,
+            sha256 TEXT NOT NULL,
+            size_bytes INTEGER NOT NULL,
+            architecture TEXT,
+            params INTEGER,
+            context_length INTEGER,
+            quantization TEXT,
+            parent_id TEXT REFERENCES models(id),
+            source TEXT NOT NULL DEFAULT '',
+            metadata TEXT NOT NULL DEFAULT '{}',
+            created_at REAL NOT NULL
+        );
+        """,
+    ),
+    (
+        4,
+        "deployments",
+        """
+        CREATE TABLE deployments (
+            name TEXT PRIMARY KEY,
+            model_id TEXT NOT NULL REFERENCES models(id),
+            backend TEXT NOT NULL,
+            params TEXT NOT NULL DEFAULT '{}',
+            desired_state TEXT NOT NULL DEFAULT 'running' CHECK (desired_state IN ('running', 'stopped')),
+            state TEXT NOT NULL DEFAULT 'pending',
+            state_message TEXT NOT NULL DEFAULT '',
+            port INTEGER,
+            pid INTEGER,
+            restarts INTEGER NOT NULL DEFAULT 0,
+            created_at REAL NOT NULL,
+            updated_at REAL NOT NULL
+        );
+        """,
+    ),
 )

@@ -1,0 +1,150 @@
+"""Model registry and deployments (admin scope). Every change is written to the audit log."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from fastapi import APIRouter, Depends, Query, Request
+from fastapi.responses import PlainTextResponse
+from pydantic import BaseModel, ConfigDict, Field
+
+from appliance.api.auth import require
+from appliance.api.errors import ApiError, BadRequest, Conflict, NotFound
+from appliance.core import Appliance
+from appliance.deploy.manager import DeploymentConflict, DeploymentError, DeploymentManager, DeploymentNotFound
+from appliance.deploy.models import CreateDeployment, Deployment
+from appliance.registry.registry import ModelInUse, ModelNotFound, ModelRecord, NameConflict, RegistryError
+from appliance.security.keys import ApiKey
+
+router = APIRouter(prefix="/api/v1", tags=["models"])
+
+
+class ImportModel(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    path: str = Field(..., description="Absolute path of a GGUF file or HF folder under an allowed import root")
+    name: str
+
+
+class ModelDetail(BaseModel):
+    model: ModelRecord
+    lineage: list[ModelRecord]
+
+
+@contextmanager
+def _errors() -> Iterator[None]:
+    """Domain errors to API errors, in one place."""
+    try:
+        yield
+    except (ModelNotFound, DeploymentNotFound) as exc:
+        raise NotFound(str(exc)) from exc
+    except (NameConflict, ModelInUse, DeploymentConflict) as exc:
+        raise Conflict(str(exc)) from exc
+    except (RegistryError, DeploymentError) as exc:
+        raise BadRequest(str(exc)) from exc
+
+
+def _appliance(request: Request) -> Appliance:
+    appliance: Appliance = request.app.state.appliance
+    return appliance
+
+
+def _deployments(request: Request) -> DeploymentManager:
+    manager: DeploymentManager = request.app.state.deployments
+    return manager
+
+
+@router.get("/models", response_model=list[ModelRecord])
+async def list_models(request: Request, _: ApiKey = Depends(require("admin"))) -> list[ModelRecord]:
+    return _appliance(request).registry.list()
+
+
+@router.post("/models", response_model=ModelRecord, status_code=201)
+async def import_model(body: ImportModel, request: Request, who: ApiKey = Depends(require("admin"))) -> ModelRecord:
+    """Import a model the operator placed under an allowed import root (copied; the original is untouched)."""
+    appliance = _appliance(request)
+    with _errors():
+        record = await asyncio.to_thread(appliance.registry.import_model, Path(body.path), body.name)
+    appliance.store.audit(who.name, "model.import", record.name, {"source": body.path, "sha256": record.sha256})
+    return record
+
+
+@router.get("/models/{name}", response_model=ModelDetail)
+async def get_model(name: str, request: Request, _: ApiKey = Depends(require("admin"))) -> ModelDetail:
+    registry = _appliance(request).registry
+    with _errors():
+        return ModelDetail(model=registry.get(name), lineage=registry.lineage(name)[1:])
+
+
+@router.delete("/models/{name}", response_model=ModelRecord)
+async def delete_model(name: str, request: Request, who: ApiKey = Depends(require("admin"))) -> ModelRecord:
+    appliance = _appliance(request)
+    with _errors():
+        record = appliance.registry.delete(name)
+    appliance.store.audit(who.name, "model.delete", record.name)
+    return record
+
+
+@router.get("/deployments", response_model=list[Deployment], tags=["deployments"])
+async def list_deployments(request: Request, _: ApiKey = Depends(require("admin"))) -> list[Deployment]:
+    return _deployments(request).list()
+
+
+@router.post("/deployments", response_model=Deployment, status_code=201, tags=["deployments"])
+async def create_deployment(body: CreateDeployment, request: Request,
+                            who: ApiKey = Depends(require("admin"))) -> Deployment:
+    """Create a deployment; backend and parameters default from the hardware profile."""
+    with _errors():
+        deployment = await _deployments(request).create(body)
+    _appliance(request).store.audit(who.name, "deployment.create", deployment.name, body.model_dump(mode="json"))
+    return deployment
+
+
+@router.get("/deployments/{name}", response_model=Deployment, tags=["deployments"])
+async def get_deployment(name: str, request: Request, _: ApiKey = Depends(require("admin"))) -> Deployment:
+    with _errors():
+        return _deployments(request).get(name)
+
+
+async def _set_state(request: Request, name: str, desired: str, who: ApiKey) -> Deployment:
+    with _errors():
+        deployment = await _deployments(request).set_desired(name, desired)
+    _appliance(request).store.audit(who.name, f"deployment.{'start' if desired == 'running' else 'stop'}", name)
+    return deployment
+
+
+@router.post("/deployments/{name}/stop", response_model=Deployment, tags=["deployments"])
+async def stop_deployment(name: str, request: Request, who: ApiKey = Depends(require("admin"))) -> Deployment:
+    return await _set_state(request, name, "stopped", who)
+
+
+@router.post("/deployments/{name}/start", response_model=Deployment, tags=["deployments"])
+async def start_deployment(name: str, request: Request, who: ApiKey = Depends(require("admin"))) -> Deployment:
+    return await _set_state(request, name, "running", who)
+
+
+@router.delete("/deployments/{name}", response_model=Deployment, tags=["deployments"])
+async def delete_deployment(name: str, request: Request, who: ApiKey = Depends(require("admin"))) -> Deployment:
+    with _errors():
+        deployment = await _deployments(request).delete(name)
+    _appliance(request).store.audit(who.name, "deployment.delete", name)
+    return deployment
+
+
+@router.get("/deployments/{name}/logs", response_class=PlainTextResponse, tags=["deployments"])
+async def deployment_logs(name: str, request: Request, lines: int = Query(200, ge=1, le=10000),
+                          _: ApiKey = Depends(require("admin"))) -> str:
+    with _errors():
+        return _deployments(request).log_tail(name, lines)
+
+
+@router.get("/audit", tags=["system"])
+async def audit(request: Request, limit: int = Query(100, ge=1, le=1000),
+                _: ApiKey = Depends(require("admin"))) -> list[dict[str, object]]:
+    return _appliance(request).store.audit_entries(limit)
+
+
+__all__ = ["ApiError", "router"]

@@ -1,0 +1,94 @@
+"""llama.cpp's native `llama-server`: continuous batching, parallel slots, /health, /metrics."""
+
+from __future__ import annotations
+
+import os
+import shutil
+from collections.abc import Callable
+from pathlib import Path
+
+from appliance.backends.base import BackendUnavailable, Capabilities, Launch, LaunchSpec
+
+LLAMA_CPP_VERSION = "0.3.36"  # the llama-cpp-python release whose vendored llama.cpp we build
+DEFAULT_BIN_DIR = Path.home() / ".cache" / "slm-appliance" / f"llama.cpp-{LLAMA_CPP_VERSION}" / "bin"
+SYSTEM_BIN_DIR = Path("/usr/lib/slm-appliance/bin")
+
+
+def find_llama_tool(tool: str, configured: Path | None = None) -> Path:
+    """Locate `llama-server` / `llama-quantize`: configured dir, $SLM_LLAMA_BIN_DIR, build cache, system, PATH."""
+    candidates = [configured, Path(os.environ["SLM_LLAMA_BIN_DIR"]) if os.environ.get("SLM_LLAMA_BIN_DIR") else None,
+                  DEFAULT_BIN_DIR, SYSTEM_BIN_DIR]
+    for directory in candidates:
+        if directory is not None and (directory / tool).is_file() and os.access(directory / tool, os.X_OK):
+            return directory / tool
+    found = shutil.which(tool)
+    if found:
+        return Path(found)
+    raise BackendUnavailable(f"{tool} not found; build it with `make llama` (scripts/build-llama-server.sh)")
+
+
+def _model(spec: LaunchSpec) -> list[str]:
+    return ["--model", str(spec.model_path), "--alias", spec.deployment]
+
+
+def _network(spec: LaunchSpec) -> list[str]:
+    return ["--host", spec.host, "--port", str(spec.port)]
+
+
+def _batching(spec: LaunchSpec) -> list[str]:
+    # -c is the total KV size shared by the slots: each slot gets context_length tokens.
+    return ["--ctx-size", str(spec.context_length * spec.parallel_slots), "--parallel", str(spec.parallel_slots),
+            "--cont-batching"]
+
+
+def _compute(spec: LaunchSpec) -> list[str]:
+    threads = spec.threads or (os.cpu_count() or 1)
+    return ["--threads", str(threads), "--n-gpu-layers", "all" if spec.gpu_layers < 0 else str(spec.gpu_layers)]
+
+
+def _service(spec: LaunchSpec) -> list[str]:
+    # No web UI on an appliance; metrics for our scraper; slots for the TUI.
+    return ["--metrics", "--no-webui", "--slots"]
+
+
+def _adapters(spec: LaunchSpec) -> list[str]:
+    if not spec.adapters:
+        return []
+    args = ["--lora-init-without-apply"]
+    for _name, path in spec.adapters:
+        args += ["--lora", str(path)]
+    return args
+
+
+BUILDERS: tuple[tuple[str, Callable[[LaunchSpec], list[str]]], ...] = (
+    ("model", _model), ("network", _network), ("batching", _batching), ("compute", _compute),
+    ("service", _service), ("adapters", _adapters),
+)
+
+
+class LlamaCppBackend:
+    name = "llamacpp"
+    capabilities = Capabilities(formats=("gguf",), continuous_batching=True, lora_adapters=True,
+                                gpu_required=False)
+
+    def __init__(self, bin_dir: Path | None = None) -> None:
+        self.bin_dir = bin_dir
+
+    def build_launch(self, spec: LaunchSpec) -> Launch:
+        binary = find_llama_tool("llama-server", self.bin_dir)
+        argv = [str(binary)]
+        injected: dict[str, str] = {}
+        for group, builder in BUILDERS:
+            args = builder(spec)
+            if args:
+                injected[group] = " ".join(args)
+            argv += args
+        # Operator overrides last, so they win over what we injected.
+        argv += list(spec.extra_args)
+        return Launch(argv=argv, injected=injected)
+
+    def health_url(self, spec: LaunchSpec) -> str:
+        return f"http://{spec.host}:{spec.port}/health"
+
+    def endpoint(self, spec: LaunchSpec) -> str:
+        return f"http://{spec.host}:{spec.port}"

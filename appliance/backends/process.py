@@ -1,0 +1,165 @@
+"""One supervised backend process: start in its own process group, wait healthy, watch, restart with
+exponential backoff, stop with terminate → wait → kill. State changes go to a callback (the store)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import ctypes
+import logging
+import os
+import signal
+import time
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+
+import httpx
+
+from appliance.backends.base import Backend, BackendUnavailable, LaunchSpec, http_healthy
+
+log = logging.getLogger(__name__)
+PR_SET_PDEATHSIG = 1
+STARTUP_TIMEOUT_S = 180.0
+HEALTH_INTERVAL_S = 2.0
+HEALTH_FAILURES_BEFORE_RESTART = 3
+BACKOFF_START_S, BACKOFF_MAX_S = 1.0, 30.0
+STABLE_AFTER_S = 60.0
+StateCallback = Callable[[str, str, str, dict[str, int | None]], Awaitable[None]]
+
+
+def _die_with_parent() -> None:
+    # Runs in the child between fork and exec: if the daemon dies (even by SIGKILL), the kernel kills us.
+    libc = ctypes.CDLL("libc.so.6", use_errno=True)
+    libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+
+
+class BackendProcess:
+    def __init__(self, backend: Backend, spec: LaunchSpec, log_path: Path, on_state: StateCallback,
+                 client: httpx.AsyncClient) -> None:
+        self.backend = backend
+        self.spec = spec
+        self.log_path = log_path
+        self.on_state = on_state
+        self.client = client
+        self.state = "pending"
+        self.state_message = ""
+        self.restarts = 0
+        self.proc: asyncio.subprocess.Process | None = None
+        self.injected: dict[str, str] = {}
+        self._stopping = False
+        self._task: asyncio.Task[None] | None = None
+        self._ready = asyncio.Event()
+
+    @property
+    def ready(self) -> bool:
+        return self.state == "ready"
+
+    @property
+    def endpoint(self) -> str:
+        return self.backend.endpoint(self.spec)
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self._supervise(), name=f"supervise-{self.spec.deployment}")
+
+    async def wait_ready(self, timeout: float) -> bool:
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._ready.wait(), timeout)
+        return self.ready
+
+    async def _set(self, state: str, message: str) -> None:
+        self.state, self.state_message = state, message
+        if state == "ready":
+            self._ready.set()
+        else:
+            self._ready.clear()
+        pid = self.proc.pid if self.proc and self.proc.returncode is None else None
+        log.info("deployment state", extra={"deployment": self.spec.deployment, "state": state, "detail": message})
+        await self.on_state(self.spec.deployment, state, message,
+                            {"pid": pid, "port": self.spec.port, "restarts": self.restarts})
+
+    async def _spawn(self) -> asyncio.subprocess.Process:
+        launch = self.backend.build_launch(self.spec)
+        self.injected = launch.injected
+        self.log_path.parent.mkdir(parents=True, exist_ok=True)
+        env = {k: v for k, v in os.environ.items() if not k.startswith(("NOTIFY_SOCKET", "WATCHDOG_"))}
+        env.update(launch.env)
+        with self.log_path.open("ab") as log_file:
+            log_file.write(f"\n=== {time.strftime('%Y-%m-%d %H:%M:%S')} start: {' '.join(launch.argv)}\n".encode())
+            log_file.flush()
+            return await asyncio.create_subprocess_exec(
+                *launch.argv, stdin=asyncio.subprocess.DEVNULL, stdout=log_file, stderr=log_file, env=env,
+                start_new_session=True, preexec_fn=_die_with_parent,
+            )
+
+    async def _wait_healthy(self, proc: asyncio.subprocess.Process) -> bool:
+        deadline = time.monotonic() + STARTUP_TIMEOUT_S
+        url = self.backend.health_url(self.spec)
+        while time.monotonic() < deadline and proc.returncode is None and not self._stopping:
+            if await http_healthy(self.client, url):
+                return True
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(proc.wait(), 0.25)
+        return False
+
+    async def _watch(self, proc: asyncio.subprocess.Process) -> str:
+        """Until the process exits or stops answering; returns why."""
+        failures = 0
+        url = self.backend.health_url(self.spec)
+        while not self._stopping:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(proc.wait(), HEALTH_INTERVAL_S)
+            if proc.returncode is not None:
+                return f"backend exited with code {proc.returncode}"
+            failures = 0 if await http_healthy(self.client, url) else failures + 1
+            if failures >= HEALTH_FAILURES_BEFORE_RESTART:
+                await self._terminate(proc)
+                return f"backend failed {failures} health checks"
+        return "stopped"
+
+    async def _supervise(self) -> None:
+        backoff = BACKOFF_START_S
+        while not self._stopping:
+            await self._set("starting", f"starting {self.backend.name} on port {self.spec.port}")
+            try:
+                self.proc = proc = await self._spawn()
+            except (BackendUnavailable, OSError) as exc:
+                await self._set("failed", str(exc))
+                return
+            if await self._wait_healthy(proc):
+                started = time.monotonic()
+                await self._set("ready", f"serving on {self.endpoint}")
+                reason = await self._watch(proc)
+                if time.monotonic() - started > STABLE_AFTER_S:
+                    backoff = BACKOFF_START_S
+            else:
+                reason = (f"backend exited with code {proc.returncode} during startup" if proc.returncode is not None
+                          else "backend did not become healthy in time")
+                await self._terminate(proc)
+            if self._stopping:
+                break
+            self.restarts += 1
+            await self._set("restarting", f"{reason}; restart #{self.restarts} in {backoff:g}s (log: {self.log_path})")
+            await asyncio.sleep(backoff)
+            backoff = min(backoff * 2, BACKOFF_MAX_S)
+
+    async def _terminate(self, proc: asyncio.subprocess.Process, grace: float = 10.0) -> None:
+        if proc.returncode is not None:
+            return
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGTERM)
+        try:
+            await asyncio.wait_for(proc.wait(), grace)
+        except TimeoutError:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGKILL)
+            await proc.wait()
+
+    async def stop(self, message: str = "stopped by operator") -> None:
+        self._stopping = True
+        if self.proc is not None:
+            await self._terminate(self.proc)
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+        await self._set("stopped", message)

@@ -1,0 +1,212 @@
+"""Creates, starts, stops and restores deployments. Routes write intent; this reconciles processes to it."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import re
+import socket
+import time
+from collections.abc import Mapping
+from pathlib import Path
+
+import httpx
+
+from appliance.backends.base import Backend, LaunchSpec
+from appliance.backends.process import BackendProcess
+from appliance.deploy.models import CreateDeployment, Deployment, DeploymentParams
+from appliance.hardware.models import HardwareReport
+from appliance.plan.memory import SERVE_WEIGHT_BYTES, plan_serving
+from appliance.plan.shapes import ModelShape, shape_for
+from appliance.profiles.select import Selection
+from appliance.registry.registry import ModelRecord, Registry
+from appliance.state.store import StateStore
+
+NAME = re.compile(r"^[a-z0-9][a-z0-9._-]{0,63}$")
+FORMAT_BACKENDS = {"gguf": "llamacpp", "hf": "vllm"}
+
+
+class DeploymentError(Exception):
+    """Refused: the message says why (and, for memory, with the numbers)."""
+
+
+class DeploymentNotFound(DeploymentError):
+    pass
+
+
+class DeploymentConflict(DeploymentError):
+    pass
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def shape_of(model: ModelRecord) -> ModelShape:
+    """The model's real shape when its metadata has it, else the nearest reference shape."""
+    meta, params = model.metadata, float(model.params or 1e8)
+    base = shape_for(params)
+    try:
+        return ModelShape(name=model.name, params=params, layers=meta["layers"], hidden=meta["hidden"],
+                          intermediate=meta.get("intermediate") or base.intermediate, heads=meta["heads"],
+                          kv_heads=meta.get("kv_heads") or meta["heads"], vocab=meta.get("vocab") or base.vocab)
+    except (KeyError, TypeError, ValueError):
+        return base
+
+
+class DeploymentManager:
+    def __init__(self, store: StateStore, registry: Registry, selection: Selection, hardware: HardwareReport,
+                 backends: Mapping[str, Backend], logs_dir: Path) -> None:
+        self.store = store
+        self.registry = registry
+        self.selection = selection
+        self.hardware = hardware
+        self.backends = backends
+        self.logs_dir = logs_dir
+        self.processes: dict[str, BackendProcess] = {}
+        self.client = httpx.AsyncClient()
+        self._lock = asyncio.Lock()
+
+    # -- intent ---------------------------------------------------------------------------------------
+    def _choose_backend(self, model: ModelRecord, requested: str | None) -> str:
+        wanted = requested or FORMAT_BACKENDS.get(model.format)
+        if wanted is None:
+            raise DeploymentError(f"model {model.name!r} ({model.format}) cannot be served directly; export it first")
+        if wanted not in self.backends:
+            raise DeploymentError(f"backend {wanted!r} is not available here (have: {', '.join(self.backends)})")
+        if model.format not in self.backends[wanted].capabilities.formats:
+            raise DeploymentError(f"backend {wanted} cannot serve {model.format} models")
+        return wanted
+
+    def launch_spec(self, name: str, model: ModelRecord, params: DeploymentParams, port: int) -> LaunchSpec:
+        serving = self.selection.profile.serving
+        return LaunchSpec(
+            deployment=name, model_path=model.file, port=port,
+            context_length=params.context_length or serving.context_length,
+            parallel_slots=params.parallel_slots or serving.parallel_slots,
+            threads=params.threads if params.threads is not None else (serving.threads or self.hardware.cpu.physical_cores),
+            gpu_layers=params.gpu_layers if params.gpu_layers is not None else serving.gpu_layers,
+            gpu_memory_utilization=params.gpu_memory_utilization or serving.gpu_memory_utilization,
+            max_model_len=params.max_model_len or serving.max_model_len,
+            max_loras=params.max_loras if params.max_loras is not None else serving.max_loras,
+            tensor_parallel_size=self.selection.tensor_parallel_size, quantization=serving.quantization,
+            extra_args=tuple(params.extra_args),
+        )
+
+    def _check_fits(self, model: ModelRecord, spec: LaunchSpec) -> None:
+        profile = self.selection.profile
+        serving = profile.serving.model_copy(update={"context_length": spec.context_length,
+                                                     "parallel_slots": spec.parallel_slots,
+                                                     "gpu_layers": spec.gpu_layers})
+        quant = model.quantization or ""
+        variant = quant if quant in SERVE_WEIGHT_BYTES else ("none" if model.format == "hf" else "F16")
+        estimate = plan_serving(shape_of(model), profile.model_copy(update={"serving": serving}), self.hardware,
+                                variant, self.selection.tensor_parallel_size)
+        if not estimate.fits:
+            raise DeploymentError(f"refused: {estimate.message}")
+
+    async def create(self, request: CreateDeployment) -> Deployment:
+        model = self.registry.get(request.model)
+        name = request.name or model.name
+        if not NAME.match(name):
+            raise DeploymentError(f"invalid deployment name {name!r}")
+        backend = self._choose_backend(model, request.backend)
+        self._check_fits(model, self.launch_spec(name, model, request.params, 0))
+        now = time.time()
+        with self.store.transaction() as conn:
+            if conn.execute("SELECT 1 FROM deployments WHERE name = ?", (name,)).fetchone():
+                raise DeploymentConflict(f"a deployment named {name!r} already exists")
+            conn.execute(
+                "INSERT INTO deployments(name, model_id, backend, params, desired_state, state, created_at, updated_at)"
+                " VALUES(?, ?, ?, ?, 'running', 'pending', ?, ?)",
+                (name, model.id, backend, request.params.model_dump_json(), now, now),
+            )
+        await self._ensure(name)
+        return self.get(name)
+
+    def _row(self, name: str) -> dict[str, object]:
+        row = self.store.query_one(
+            "SELECT d.*, m.name AS model FROM deployments d JOIN models m ON m.id = d.model_id WHERE d.name = ?",
+            (name,))
+        if row is None:
+            raise DeploymentNotFound(f"no deployment named {name!r}")
+        return dict(row)
+
+    def get(self, name: str) -> Deployment:
+        row = self._row(name)
+        process = self.processes.get(name)
+        return Deployment(**{**row, "params": DeploymentParams(**json.loads(str(row["params"]))),
+                             "injected_args": process.injected if process else {}})  # type: ignore[arg-type]
+
+    def list(self) -> list[Deployment]:
+        return [self.get(r["name"]) for r in self.store.query("SELECT name FROM deployments ORDER BY name")]
+
+    async def set_desired(self, name: str, desired: str) -> Deployment:
+        self._row(name)
+        with self.store.transaction() as conn:
+            conn.execute("UPDATE deployments SET desired_state = ?, updated_at = ? WHERE name = ?",
+                         (desired, time.time(), name))
+        await self._ensure(name)
+        return self.get(name)
+
+    async def delete(self, name: str) -> Deployment:
+        deployment = await self.set_desired(name, "stopped")
+        with self.store.transaction() as conn:
+            conn.execute("DELETE FROM deployments WHERE name = ?", (name,))
+        return deployment
+
+    # -- reconciliation -------------------------------------------------------------------------------
+    async def _record_state(self, name: str, state: str, message: str, info: dict[str, int | None]) -> None:
+        with self.store.transaction() as conn:
+            conn.execute(
+                "UPDATE deployments SET state = ?, state_message = ?, pid = ?, port = ?, restarts = ?, updated_at = ?"
+                " WHERE name = ?",
+                (state, message, info.get("pid"), info.get("port"), info.get("restarts"), time.time(), name),
+            )
+
+    async def _ensure(self, name: str) -> None:
+        async with self._lock:
+            row = self._row(name)
+            process = self.processes.get(name)
+            if row["desired_state"] == "stopped":
+                if process is not None:
+                    del self.processes[name]
+                    await process.stop()
+                else:
+                    await self._record_state(name, "stopped", "stopped by operator", {"restarts": int(str(row["restarts"]))})
+                return
+            if process is not None:
+                return
+            model = self.registry.get(str(row["model_id"]))
+            params = DeploymentParams(**json.loads(str(row["params"])))
+            spec = self.launch_spec(name, model, params, _free_port())
+            process = BackendProcess(self.backends[str(row["backend"])], spec, self.logs_dir / f"deploy-{name}.log",
+                                     self._record_state, self.client)
+            self.processes[name] = process
+            process.start()
+
+    async def reconcile(self) -> None:
+        """Bring processes in line with the store (daemon start: every deployment that should run comes back)."""
+        for row in self.store.query("SELECT name FROM deployments ORDER BY name"):
+            await self._ensure(str(row["name"]))
+
+    async def shutdown(self) -> None:
+        processes, self.processes = list(self.processes.values()), {}
+        await asyncio.gather(*(p.stop("daemon stopping") for p in processes), return_exceptions=True)
+        await self.client.aclose()
+
+    def ready_endpoint(self, name: str) -> BackendProcess | None:
+        process = self.processes.get(name)
+        return process if process is not None and process.ready else None
+
+    def log_tail(self, name: str, lines: int = 200) -> str:
+        self._row(name)
+        path = self.logs_dir / f"deploy-{name}.log"
+        if not path.exists():
+            return ""
+        with path.open("rb") as fh:
+            fh.seek(0, 2)
+            fh.seek(max(0, fh.tell() - 256 * 1024))
+            return "\n".join(fh.read().decode(errors="replace").splitlines()[-lines:])

@@ -1,0 +1,110 @@
+"""/v1 routes (OpenAI-compatible) and /metrics."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from fastapi import APIRouter, Depends, Request
+from fastapi.responses import Response
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from pydantic import BaseModel, ValidationError
+
+from appliance.api.auth import require
+from appliance.api.errors import BadRequest, NotFound, TooManyRequests, Unavailable
+from appliance.deploy.manager import DeploymentManager
+from appliance.gateway.admission import Gates, QueueFull
+from appliance.gateway.metrics import GatewayMetrics
+from appliance.gateway.protocol import ChatCompletionRequest, CompletionRequest
+from appliance.gateway.proxy import Relay, forward
+
+router = APIRouter(tags=["openai"])
+inference = [Depends(require("inference"))]
+
+
+def _manager(request: Request) -> DeploymentManager:
+    manager: DeploymentManager = request.app.state.deployments
+    return manager
+
+
+async def _parse(request: Request, schema: type[BaseModel]) -> tuple[bytes, dict[str, Any]]:
+    body = await request.body()
+    try:
+        data = json.loads(body)
+    except ValueError as exc:
+        raise BadRequest(f"request body is not valid JSON: {exc}", code="invalid_json") from exc
+    if not isinstance(data, dict):
+        raise BadRequest("request body must be a JSON object", code="invalid_json")
+    try:
+        schema.model_validate(data)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        param = ".".join(str(p) for p in first["loc"])
+        raise BadRequest(f"{param}: {first['msg']}", param=param, code="invalid_parameter") from exc
+    return body, data
+
+
+async def _proxy(request: Request, schema: type[BaseModel], path: str, endpoint: str) -> Response:
+    body, data = await _parse(request, schema)
+    manager = _manager(request)
+    name = str(data["model"])
+    if name not in {d.name for d in manager.list()}:
+        raise NotFound(f"The model '{name}' does not exist", param="model", code="model_not_found")
+    process = manager.ready_endpoint(name)
+    if process is None:
+        state = manager.get(name)
+        raise Unavailable(f"model '{name}' is not serving right now ({state.state}: {state.state_message})",
+                          headers={"Retry-After": "5"}, code="model_not_ready")
+    gates: Gates = request.app.state.gates
+    metrics: GatewayMetrics = request.app.state.metrics
+    gate = gates.for_deployment(name, process.spec.parallel_slots)
+    metrics.queue_depth.labels(name).set(gate.waiting)
+    try:
+        await gate.acquire()
+    except QueueFull as exc:
+        metrics.requests.labels(name, endpoint, "rejected").inc()
+        raise TooManyRequests(f"model '{name}' is busy: {exc}", headers={"Retry-After": "1"},
+                              code="queue_full") from exc
+    finally:
+        metrics.queue_depth.labels(name).set(gate.waiting)
+    metrics.inflight.labels(name).inc()
+    relay = Relay(name, endpoint, gate, metrics)
+    return await forward(request, manager.client, relay, process.endpoint + path, body, bool(data.get("stream")))
+
+
+@router.post("/v1/chat/completions", dependencies=inference)
+async def chat_completions(request: Request) -> Response:
+    """OpenAI chat completions, streaming (SSE) or not, routed by `model` to its deployment."""
+    return await _proxy(request, ChatCompletionRequest, "/v1/chat/completions", "chat")
+
+
+@router.post("/v1/completions", dependencies=inference)
+async def completions(request: Request) -> Response:
+    """OpenAI text completions."""
+    return await _proxy(request, CompletionRequest, "/v1/completions", "completions")
+
+
+@router.get("/v1/models", dependencies=inference)
+async def models(request: Request) -> dict[str, Any]:
+    """Deployed models, by the name apps send as `model`."""
+    data = [
+        {"id": d.name, "object": "model", "created": int(d.created_at), "owned_by": "slm-appliance",
+         "root": d.model, "ready": d.state == "ready"}
+        for d in _manager(request).list() if d.desired_state == "running"
+    ]
+    return {"object": "list", "data": data}
+
+
+@router.get("/v1/models/{name}", dependencies=inference)
+async def model(name: str, request: Request) -> dict[str, Any]:
+    for d in _manager(request).list():
+        if d.name == name:
+            return {"id": d.name, "object": "model", "created": int(d.created_at), "owned_by": "slm-appliance"}
+    raise NotFound(f"The model '{name}' does not exist", param="model", code="model_not_found")
+
+
+@router.get("/metrics", dependencies=inference, tags=["metrics"])
+async def metrics(request: Request) -> Response:
+    """Prometheus text format; any valid key may scrape."""
+    registry = request.app.state.metrics.registry
+    return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
