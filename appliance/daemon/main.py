@@ -11,9 +11,9 @@ import socket
 import uvicorn
 
 from appliance.api.app import create_app
+from appliance.backends.llamacpp import LlamaCppBackend
 from appliance.config import ApplianceConfig
 from appliance.core import Appliance
-from appliance.backends.llamacpp import LlamaCppBackend
 from appliance.daemon.bootstrap import bootstrap_starter
 from appliance.daemon.sdnotify import Notifier
 from appliance.deploy.manager import DeploymentManager

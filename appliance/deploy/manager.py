@@ -86,7 +86,8 @@ class DeploymentManager:
             deployment=name, model_path=model.file, port=port,
             context_length=params.context_length or serving.context_length,
             parallel_slots=params.parallel_slots or serving.parallel_slots,
-            threads=params.threads if params.threads is not None else (serving.threads or self.hardware.cpu.physical_cores),
+            threads=params.threads if params.threads is not None
+            else (serving.threads or self.hardware.cpu.physical_cores),
             gpu_layers=params.gpu_layers if params.gpu_layers is not None else serving.gpu_layers,
             gpu_memory_utilization=params.gpu_memory_utilization or serving.gpu_memory_utilization,
             max_model_len=params.max_model_len or serving.max_model_len,
@@ -175,7 +176,8 @@ class DeploymentManager:
                     del self.processes[name]
                     await process.stop()
                 else:
-                    await self._record_state(name, "stopped", "stopped by operator", {"restarts": int(str(row["restarts"]))})
+                    restarts = int(str(row["restarts"]))
+                    await self._record_state(name, "stopped", "stopped by operator", {"restarts": restarts})
                 return
             if process is not None:
                 return
