@@ -59,7 +59,7 @@ def _deployments(request: Request) -> DeploymentManager:
 
 @router.get("/models", response_model=list[ModelRecord])
 async def list_models(request: Request, _: ApiKey = Depends(require("admin"))) -> list[ModelRecord]:
-    return _appliance(request).registry.list()
+    return _appliance(request).registry.all()
 
 
 @router.post("/models", response_model=ModelRecord, status_code=201)
@@ -90,7 +90,7 @@ async def delete_model(name: str, request: Request, who: ApiKey = Depends(requir
 
 @router.get("/deployments", response_model=list[Deployment], tags=["deployments"])
 async def list_deployments(request: Request, _: ApiKey = Depends(require("admin"))) -> list[Deployment]:
-    return _deployments(request).list()
+    return _deployments(request).all()
 
 
 @router.post("/deployments", response_model=Deployment, status_code=201, tags=["deployments"])

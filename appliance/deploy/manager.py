@@ -141,7 +141,7 @@ class DeploymentManager:
         return Deployment(**{**row, "params": DeploymentParams(**json.loads(str(row["params"]))),
                              "injected_args": process.injected if process else {}})  # type: ignore[arg-type]
 
-    def list(self) -> list[Deployment]:
+    def all(self) -> list[Deployment]:
         return [self.get(r["name"]) for r in self.store.query("SELECT name FROM deployments ORDER BY name")]
 
     async def set_desired(self, name: str, desired: str) -> Deployment:

@@ -48,7 +48,7 @@ async def _proxy(request: Request, schema: type[BaseModel], path: str, endpoint:
     body, data = await _parse(request, schema)
     manager = _manager(request)
     name = str(data["model"])
-    if name not in {d.name for d in manager.list()}:
+    if name not in {d.name for d in manager.all()}:
         raise NotFound(f"The model '{name}' does not exist", param="model", code="model_not_found")
     process = manager.ready_endpoint(name)
     if process is None:
@@ -90,14 +90,14 @@ async def models(request: Request) -> dict[str, Any]:
     data = [
         {"id": d.name, "object": "model", "created": int(d.created_at), "owned_by": "slm-appliance",
          "root": d.model, "ready": d.state == "ready"}
-        for d in _manager(request).list() if d.desired_state == "running"
+        for d in _manager(request).all() if d.desired_state == "running"
     ]
     return {"object": "list", "data": data}
 
 
 @router.get("/v1/models/{name}", dependencies=inference)
 async def model(name: str, request: Request) -> dict[str, Any]:
-    for d in _manager(request).list():
+    for d in _manager(request).all():
         if d.name == name:
             return {"id": d.name, "object": "model", "created": int(d.created_at), "owned_by": "slm-appliance"}
     raise NotFound(f"The model '{name}' does not exist", param="model", code="model_not_found")

@@ -182,7 +182,7 @@ class Registry:
     def _from_row(row: Any) -> ModelRecord:
         return ModelRecord(**{**dict(row), "metadata": json.loads(row["metadata"])})
 
-    def list(self) -> list[ModelRecord]:
+    def all(self) -> list[ModelRecord]:
         return [self._from_row(r) for r in self.store.query("SELECT * FROM models ORDER BY created_at")]
 
     def get(self, name_or_id: str) -> ModelRecord:
