@@ -29,3 +29,28 @@ def daemon(tmp_path: Path) -> Iterator[DaemonProcess]:
     proc = DaemonProcess(tmp_path / "state").start()
     yield proc
     proc.stop()
+
+
+def wait_deployment(daemon: DaemonProcess, name: str, state: str = "ready", timeout: float = 120.0) -> dict:
+    """Poll the deployments API until `name` reaches `state`."""
+    import time
+
+    deadline = time.monotonic() + timeout
+    last: dict = {}
+    while time.monotonic() < deadline:
+        response = daemon.get(f"/api/v1/deployments/{name}")
+        if response.status_code == 200:
+            last = response.json()
+            if last["state"] == state:
+                return last
+        time.sleep(0.3)
+    raise TimeoutError(f"{name} not {state} after {timeout}s: {last}\n{daemon.log()[-3000:]}")
+
+
+@pytest.fixture(scope="module")
+def serving_daemon(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DaemonProcess]:
+    """One daemon serving the starter model, shared by a module's tests (llama-server starts in seconds)."""
+    proc = DaemonProcess(tmp_path_factory.mktemp("serving") / "state").start()
+    wait_deployment(proc, "smollm2-135m-instruct")
+    yield proc
+    assert proc.stop() == 0, proc.log()[-3000:]

@@ -55,7 +55,7 @@ def inspect_gguf(path: Path) -> ModelFacts:
     try:
         reader = gguf.GGUFReader(path, "r")
     except Exception as exc:  # the reader raises ValueError, IndexError, struct.error... on corrupt headers
-        raise InvalidModel(f"{path.name}: corrupt GGUF header: {exc}") from exc
+        raise InvalidModel(f"{path.name}: corrupt or truncated GGUF ({exc})") from exc
     if not reader.tensors:
         raise InvalidModel(f"{path.name}: GGUF file has no tensors")
     end = max(int(t.data_offset) + int(t.n_bytes) for t in reader.tensors)
