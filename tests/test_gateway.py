@@ -142,3 +142,22 @@ def test_deployment_logs_endpoint(serving_daemon):
 
 def test_wait_helper_reports_state(serving_daemon):
     assert wait_deployment(serving_daemon, STARTER)["backend"] == "llamacpp"
+
+
+def test_cli_lists_and_shows_through_the_daemon(serving_daemon):
+    import os
+    import subprocess
+    import sys
+
+    def cli(*args):
+        return subprocess.run([sys.executable, "-m", "appliance", "--state-dir", str(serving_daemon.state_dir), *args],
+                              capture_output=True, text=True, timeout=60,
+                              env={**os.environ, "SLM_PORT": str(serving_daemon.port)})
+
+    listed = json.loads(cli("deploy", "list", "--json").stdout)
+    assert [d["name"] for d in listed] == [STARTER] and listed[0]["state"] == "ready"
+    table = cli("models", "list").stdout
+    assert STARTER in table and "Q4_1" in table
+    assert "start:" in cli("deploy", "logs", STARTER, "--lines", "500").stdout
+    missing = cli("deploy", "show", "nope")
+    assert missing.returncode == 1 and "404: no deployment named 'nope'" in missing.stderr

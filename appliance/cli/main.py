@@ -17,6 +17,9 @@ EPILOG = """examples:
   slm-appliance profile --explain      every profile and the rule that made it match or not
   slm-appliance plan 7B                will a 7B model train and serve here?
   slm-appliance keys create --name app1 --scope inference
+  slm-appliance models import /var/lib/slm-appliance/imports/model.gguf --name my-model
+  slm-appliance deploy create my-model      serve it (waits until it answers)
+  slm-appliance deploy list
   slm-appliance daemon                 run the appliance (systemd runs this)
 """
 
@@ -61,6 +64,9 @@ def _parser() -> argparse.ArgumentParser:
     revoke = keys_sub.add_parser("revoke", help="revoke a key by name or id")
     revoke.add_argument("name")
     revoke.add_argument("--json", action="store_true")
+    from appliance.cli.remote import add_remote_commands
+
+    add_remote_commands(sub)
     return parser
 
 
@@ -93,6 +99,14 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         setup_logging(config.log_level)
         return run_daemon(config)
+    if args.command in ("models", "deploy"):
+        from appliance.cli.remote import RemoteError, run_remote
+
+        try:
+            return run_remote(args, config)
+        except RemoteError as exc:
+            print(f"slm-appliance: {exc}", file=sys.stderr)
+            return 1
     from appliance.cli import commands
 
     handler = {"detect": commands.detect, "profile": commands.profile, "plan": commands.plan,
