@@ -63,6 +63,11 @@ class ApplianceConfig(BaseSettings):
     )
     rate_limit_per_minute: int = Field(600, ge=1, description="Requests per minute allowed per API key.")
     queue_depth: int = Field(32, ge=1, description="Requests waiting per deployment before 429.")
+    backend_niceness: int = Field(
+        10, ge=0, le=19,
+        description="CPU niceness of backend processes: backends saturate every core, and the gateway, the API "
+        "and the systemd watchdog must still get CPU at once (0 disables).",
+    )
 
     @classmethod
     def settings_customise_sources(

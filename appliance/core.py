@@ -5,7 +5,10 @@ Constructing it does no I/O; `start()` opens the store, detects the hardware and
 
 from __future__ import annotations
 
+import hashlib
 import logging
+import os
+import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -44,6 +47,16 @@ class Appliance:
         return self.state_dir / "imports"
 
     @property
+    def runtime_dir(self) -> Path:
+        """Sockets of the backends: systemd's RuntimeDirectory, else a short per-state-dir temp path
+        (Unix socket paths are limited to 108 bytes)."""
+        systemd_dir = os.environ.get("RUNTIME_DIRECTORY")
+        if systemd_dir:
+            return Path(systemd_dir.split(":")[0])
+        digest = hashlib.sha1(str(self.state_dir.resolve()).encode()).hexdigest()[:10]
+        return Path(tempfile.gettempdir()) / f"slm-appliance-{os.getuid()}-{digest}"
+
+    @property
     def logs_dir(self) -> Path:
         return self.state_dir / "logs"
 
@@ -71,6 +84,7 @@ class Appliance:
         self.state_dir.mkdir(parents=True, exist_ok=True, mode=0o750)
         self.store.open()
         self.imports_dir.mkdir(exist_ok=True)
+        self.runtime_dir.mkdir(mode=0o700, exist_ok=True)
         ensure_local_admin_key(self.store, self.admin_key_file)
         self._profiles = load_profiles(self.config.resolved_profiles_dir())
         self.refresh_hardware()

@@ -13,6 +13,7 @@ from appliance.deploy.manager import DeploymentManager
 from appliance.gateway import routes as gateway_routes
 from appliance.gateway.admission import Gates
 from appliance.gateway.metrics import GatewayMetrics
+from appliance.gateway.upstream import UpstreamPool
 
 
 def create_app(appliance: Appliance, deployments: DeploymentManager) -> FastAPI:
@@ -25,6 +26,7 @@ def create_app(appliance: Appliance, deployments: DeploymentManager) -> FastAPI:
     app.state.deployments = deployments
     app.state.rate_limiter = RateLimiter(appliance.config.rate_limit_per_minute)
     app.state.gates = Gates(appliance.config.queue_depth)
+    app.state.upstream = UpstreamPool()
     app.state.metrics = GatewayMetrics(
         lambda: {name: p.restarts for name, p in deployments.processes.items()}, appliance.nvml_lib
     )

@@ -32,7 +32,8 @@ def _model(spec: LaunchSpec) -> list[str]:
 
 
 def _network(spec: LaunchSpec) -> list[str]:
-    return ["--host", spec.host, "--port", str(spec.port)]
+    hosts = spec.host if spec.unix_socket is None else f"{spec.host},{spec.unix_socket}"
+    return ["--host", hosts, "--port", str(spec.port)]
 
 
 def _batching(spec: LaunchSpec) -> list[str]:
@@ -47,8 +48,9 @@ def _compute(spec: LaunchSpec) -> list[str]:
 
 
 def _service(spec: LaunchSpec) -> list[str]:
-    # No web UI on an appliance; metrics for our scraper; slots for the TUI.
-    return ["--metrics", "--no-webui", "--slots"]
+    # No web UI on an appliance; metrics for our scraper; slots for the TUI. Every open connection (keep-alive
+    # ones too) holds an HTTP thread: room for the slots' streams, the gateway's idle pool and health checks.
+    return ["--metrics", "--no-webui", "--slots", "--threads-http", str(2 * spec.parallel_slots + 8)]
 
 
 def _adapters(spec: LaunchSpec) -> list[str]:

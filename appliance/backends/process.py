@@ -27,15 +27,21 @@ STABLE_AFTER_S = 60.0
 StateCallback = Callable[[str, str, str, dict[str, int | None]], Awaitable[None]]
 
 
-def _die_with_parent() -> None:
-    # Runs in the child between fork and exec: if the daemon dies (even by SIGKILL), the kernel kills us.
-    libc = ctypes.CDLL("libc.so.6", use_errno=True)
-    libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+def _child_setup(niceness: int) -> Callable[[], None]:
+    def setup() -> None:
+        # Runs in the child between fork and exec: if the daemon dies (even by SIGKILL), the kernel kills us.
+        libc = ctypes.CDLL("libc.so.6", use_errno=True)
+        libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+        if niceness:
+            os.nice(niceness)
+
+    return setup
 
 
 class BackendProcess:
     def __init__(self, backend: Backend, spec: LaunchSpec, log_path: Path, on_state: StateCallback,
-                 client: httpx.AsyncClient) -> None:
+                 client: httpx.AsyncClient, niceness: int = 0) -> None:
+        self.niceness = niceness
         self.backend = backend
         self.spec = spec
         self.log_path = log_path
@@ -79,6 +85,8 @@ class BackendProcess:
 
     async def _spawn(self) -> asyncio.subprocess.Process:
         launch = self.backend.build_launch(self.spec)
+        if self.spec.unix_socket is not None:
+            self.spec.unix_socket.unlink(missing_ok=True)  # left behind by a backend that was killed
         self.injected = launch.injected
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         env = {k: v for k, v in os.environ.items() if not k.startswith(("NOTIFY_SOCKET", "WATCHDOG_"))}
@@ -88,7 +96,7 @@ class BackendProcess:
             log_file.flush()
             return await asyncio.create_subprocess_exec(
                 *launch.argv, stdin=asyncio.subprocess.DEVNULL, stdout=log_file, stderr=log_file, env=env,
-                start_new_session=True, preexec_fn=_die_with_parent,
+                start_new_session=True, preexec_fn=_child_setup(self.niceness),
             )
 
     async def _wait_healthy(self, proc: asyncio.subprocess.Process) -> bool:

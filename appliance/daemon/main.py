@@ -9,6 +9,7 @@ import signal
 import socket
 
 import uvicorn
+import uvloop
 
 from appliance.api.app import create_app
 from appliance.backends.llamacpp import LlamaCppBackend
@@ -41,10 +42,12 @@ async def serve(appliance: Appliance, notifier: Notifier) -> int:
         return 1
     deployments = DeploymentManager(
         appliance.store, appliance.registry, appliance.selection, appliance.hardware,
-        {"llamacpp": LlamaCppBackend(config.llama_bin_dir)}, appliance.logs_dir,
+        {"llamacpp": LlamaCppBackend(config.llama_bin_dir)}, appliance.logs_dir, config.backend_niceness,
+        appliance.runtime_dir,
     )
     app = create_app(appliance, deployments)
-    uv_config = uvicorn.Config(app, log_config=None, access_log=False, lifespan="off", timeout_graceful_shutdown=10)
+    uv_config = uvicorn.Config(app, log_config=None, access_log=False, lifespan="off", timeout_graceful_shutdown=10,
+                               http="httptools")
     uv_config.load()
     server = uvicorn.Server(uv_config)
     server.lifespan = uv_config.lifespan_class(uv_config)
@@ -93,6 +96,7 @@ def run_daemon(config: ApplianceConfig) -> int:
         notifier.notify(f"STATUS=startup failed: {exc}")
         return 1
     try:
-        return asyncio.run(serve(appliance, notifier))
+        # uvloop: a C event loop, for gateway latency; it supports the subprocess features supervision uses.
+        return uvloop.run(serve(appliance, notifier))
     finally:
         appliance.stop()

@@ -6,8 +6,10 @@ import asyncio
 import json
 import re
 import socket
+import tempfile
 import time
 from collections.abc import Mapping
+from dataclasses import replace
 from pathlib import Path
 
 import httpx
@@ -58,7 +60,10 @@ def shape_of(model: ModelRecord) -> ModelShape:
 
 class DeploymentManager:
     def __init__(self, store: StateStore, registry: Registry, selection: Selection, hardware: HardwareReport,
-                 backends: Mapping[str, Backend], logs_dir: Path) -> None:
+                 backends: Mapping[str, Backend], logs_dir: Path, niceness: int = 0,
+                 runtime_dir: Path | None = None) -> None:
+        self.niceness = niceness
+        self.runtime_dir = runtime_dir or Path(tempfile.mkdtemp(prefix="slm-appliance-"))
         self.store = store
         self.registry = registry
         self.selection = selection
@@ -66,7 +71,10 @@ class DeploymentManager:
         self.backends = backends
         self.logs_dir = logs_dir
         self.processes: dict[str, BackendProcess] = {}
-        self.client = httpx.AsyncClient()
+        # llama-server (cpp-httplib) drops idle keep-alive connections after 5 s, httpx's default expiry:
+        # expire ours first so a request never lands on a connection being closed.
+        self.client = httpx.AsyncClient(limits=httpx.Limits(max_connections=512, max_keepalive_connections=64,
+                                                            keepalive_expiry=2.0), timeout=httpx.Timeout(None))
         self._lock = asyncio.Lock()
 
     # -- intent ---------------------------------------------------------------------------------------
@@ -183,9 +191,10 @@ class DeploymentManager:
                 return
             model = self.registry.get(str(row["model_id"]))
             params = DeploymentParams(**json.loads(str(row["params"])))
-            spec = self.launch_spec(name, model, params, _free_port())
+            spec = replace(self.launch_spec(name, model, params, _free_port()),
+                           unix_socket=self.runtime_dir / f"{name}.sock")
             process = BackendProcess(self.backends[str(row["backend"])], spec, self.logs_dir / f"deploy-{name}.log",
-                                     self._record_state, self.client)
+                                     self._record_state, self.client, self.niceness)
             self.processes[name] = process
             process.start()
 

@@ -1,5 +1,5 @@
 """Relaying one OpenAI request to the deployment's backend: streamed chunks pass through as they arrive; a
-client that goes away cancels the backend request."""
+client that goes away cancels the backend request (its connection is closed, llama-server drops the slot)."""
 
 from __future__ import annotations
 
@@ -9,8 +9,8 @@ import json
 import re
 import time
 from collections.abc import AsyncIterator
+from typing import NamedTuple
 
-import httpx
 from fastapi import Request
 from fastapi.responses import JSONResponse, Response, StreamingResponse
 from starlette.background import BackgroundTask
@@ -18,13 +18,20 @@ from starlette.background import BackgroundTask
 from appliance.api.errors import error_body
 from appliance.gateway.admission import Gate
 from appliance.gateway.metrics import GatewayMetrics
+from appliance.gateway.upstream import UpstreamError, UpstreamPool, UpstreamResponse
 
 _TIMINGS = re.compile(rb'"(cache_n|prompt_n|predicted_n)":(\d+)')
 SSE_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
 
 
+class Target(NamedTuple):
+    host: str
+    port: int
+    unix_socket: str | None
+
+
 class Relay:
-    """One request's bookkeeping: the gate slot, metrics, and closing the backend response exactly once."""
+    """One request's bookkeeping: the gate slot, metrics, and releasing the backend response exactly once."""
 
     def __init__(self, deployment: str, endpoint: str, gate: Gate, metrics: GatewayMetrics) -> None:
         self.deployment = deployment
@@ -32,7 +39,7 @@ class Relay:
         self.gate = gate
         self.metrics = metrics
         self.started = time.perf_counter()
-        self.response: httpx.Response | None = None
+        self.response: UpstreamResponse | None = None
         self.status = "error"
         self._done = False
 
@@ -43,7 +50,7 @@ class Relay:
         self.gate.release()
         self.metrics.inflight.labels(self.deployment).dec()
         if self.response is not None:
-            await self.response.aclose()
+            self.response.release()
         self.metrics.requests.labels(self.deployment, self.endpoint, self.status).inc()
         self.metrics.latency.labels(self.deployment).observe(time.perf_counter() - self.started)
 
@@ -54,21 +61,23 @@ class Relay:
             self.metrics.tokens.labels(self.deployment, "out").inc(found.get("predicted_n", 0))
 
 
-async def _stream(relay: Relay, response: httpx.Response) -> AsyncIterator[bytes]:
+async def _stream(relay: Relay, response: UpstreamResponse) -> AsyncIterator[bytes]:
     tail = b""
     first = True
     try:
-        async for chunk in response.aiter_raw():
+        async for chunk in response.iter_chunks():
             if first:
                 relay.metrics.ttft.labels(relay.deployment).observe(time.perf_counter() - relay.started)
                 first = False
-            tail = (tail + chunk)[-4096:]
+            tail = chunk if len(chunk) >= 4096 else (tail + chunk)[-4096:]
             yield chunk
         relay.status = "ok"
         relay.count_tokens(tail)
     except (asyncio.CancelledError, GeneratorExit):
-        relay.status = "cancelled"  # the client went away; closing the response stops the backend slot
+        relay.status = "cancelled"  # the client went away; releasing mid-response closes the backend connection
         raise
+    except UpstreamError:
+        relay.status = "backend_error"
     finally:
         await relay.finish()
 
@@ -80,58 +89,67 @@ async def _until_disconnect(request: Request) -> None:
             return
 
 
-def _backend_error(response: httpx.Response, body: bytes) -> JSONResponse:
+def _backend_error(status: int, body: bytes) -> JSONResponse:
     """Backend 4xx/5xx in the OpenAI error shape (llama-server already uses it; anything else is wrapped)."""
+    code = status if status < 500 else 502
     try:
         data = json.loads(body)
         if isinstance(data, dict) and isinstance(data.get("error"), dict):
             error = data["error"]
             return JSONResponse(error_body(str(error.get("message", "backend error")),
                                            str(error.get("type", "invalid_request_error")),
-                                           str(error.get("code", f"backend_{response.status_code}"))),
-                                response.status_code if response.status_code < 500 else 502)
+                                           str(error.get("code", f"backend_{status}"))), code)
     except ValueError:
         pass
-    status = response.status_code if response.status_code < 500 else 502
-    return JSONResponse(error_body(f"backend answered {response.status_code}", "backend_error",
-                                   f"backend_{response.status_code}"), status)
+    return JSONResponse(error_body(f"backend answered {status}", "backend_error", f"backend_{status}"), code)
 
 
-async def forward(request: Request, client: httpx.AsyncClient, relay: Relay, url: str, body: bytes,
-                  stream: bool) -> Response:
-    """Send `body` to `url` and relay the answer. The caller has acquired `relay.gate`."""
-    backend_request = client.build_request("POST", url, content=body,
-                                           headers={"content-type": "application/json"})
+async def _complete(request: Request, pool: UpstreamPool, relay: Relay, target: Target, path: str,
+                    body: bytes) -> tuple[int, bytes] | None:
+    """Send and read the whole answer, unless the client leaves first (then None)."""
+
+    async def exchange() -> tuple[int, bytes]:
+        relay.response = response = await pool.post(target.host, target.port, path, body, target.unix_socket)
+        return response.status, await response.read()
+
+    send = asyncio.create_task(exchange())
+    watch = asyncio.create_task(_until_disconnect(request))
+    done, _ = await asyncio.wait({send, watch}, return_when=asyncio.FIRST_COMPLETED)
+    watch.cancel()
+    if send in done:
+        return send.result()
+    send.cancel()
+    with contextlib.suppress(asyncio.CancelledError, UpstreamError):
+        await send
+    return None
+
+
+async def forward(request: Request, pool: UpstreamPool, relay: Relay, target: Target, path: str,
+                  body: bytes, stream: bool) -> Response:
+    """Send `body` to the backend and relay the answer. The caller has acquired `relay.gate`."""
     try:
         if stream:
-            relay.response = response = await client.send(backend_request, stream=True)
-            if response.status_code != 200:
-                error = _backend_error(response, await response.aread())
+            relay.response = response = await pool.post(target.host, target.port, path, body, target.unix_socket)
+            if response.status != 200:
+                error = _backend_error(response.status, await response.read())
                 await relay.finish()
                 return error
             return StreamingResponse(_stream(relay, response), media_type="text/event-stream",
                                      headers=SSE_HEADERS, background=BackgroundTask(relay.finish))
-        send = asyncio.create_task(client.send(backend_request))
-        watch = asyncio.create_task(_until_disconnect(request))
-        done, _ = await asyncio.wait({send, watch}, return_when=asyncio.FIRST_COMPLETED)
-        watch.cancel()
-        if send not in done:  # the client left: closing our connection makes llama-server drop the slot
-            send.cancel()
-            with contextlib.suppress(asyncio.CancelledError, httpx.HTTPError):
-                await send
+        result = await _complete(request, pool, relay, target, path, body)
+        if result is None:
             relay.status = "cancelled"
             await relay.finish()
             return Response(status_code=499)
-        relay.response = response = send.result()
-        content = response.content
-        if response.status_code != 200:
+        status, content = result
+        if status != 200:
             await relay.finish()
-            return _backend_error(response, content)
+            return _backend_error(status, content)
         relay.status = "ok"
         relay.count_tokens(content[-4096:])
         await relay.finish()
         return Response(content, media_type="application/json")
-    except httpx.HTTPError as exc:
+    except UpstreamError as exc:
         await relay.finish()
-        return JSONResponse(error_body(f"backend unreachable: {type(exc).__name__}", "service_unavailable",
-                                       "backend_unreachable"), 503, {"Retry-After": "2"})
+        return JSONResponse(error_body(f"backend unreachable: {exc}", "service_unavailable", "backend_unreachable"),
+                            503, {"Retry-After": "2"})

@@ -16,7 +16,7 @@ from appliance.deploy.manager import DeploymentManager
 from appliance.gateway.admission import Gates, QueueFull
 from appliance.gateway.metrics import GatewayMetrics
 from appliance.gateway.protocol import ChatCompletionRequest, CompletionRequest
-from appliance.gateway.proxy import Relay, forward
+from appliance.gateway.proxy import Relay, Target, forward
 
 router = APIRouter(tags=["openai"])
 inference = [Depends(require("inference"))]
@@ -48,10 +48,11 @@ async def _proxy(request: Request, schema: type[BaseModel], path: str, endpoint:
     body, data = await _parse(request, schema)
     manager = _manager(request)
     name = str(data["model"])
-    if name not in {d.name for d in manager.all()}:
-        raise NotFound(f"The model '{name}' does not exist", param="model", code="model_not_found")
+    # Hot path: in-memory lookup only; the store is read just to explain why a model is not serving.
     process = manager.ready_endpoint(name)
     if process is None:
+        if name not in {d.name for d in manager.all()}:
+            raise NotFound(f"The model '{name}' does not exist", param="model", code="model_not_found")
         state = manager.get(name)
         raise Unavailable(f"model '{name}' is not serving right now ({state.state}: {state.state_message})",
                           headers={"Retry-After": "5"}, code="model_not_ready")
@@ -69,7 +70,9 @@ async def _proxy(request: Request, schema: type[BaseModel], path: str, endpoint:
         metrics.queue_depth.labels(name).set(gate.waiting)
     metrics.inflight.labels(name).inc()
     relay = Relay(name, endpoint, gate, metrics)
-    return await forward(request, manager.client, relay, process.endpoint + path, body, bool(data.get("stream")))
+    spec = process.spec
+    target = Target(spec.host, spec.port, str(spec.unix_socket) if spec.unix_socket else None)
+    return await forward(request, request.app.state.upstream, relay, target, path, body, bool(data.get("stream")))
 
 
 @router.post("/v1/chat/completions", dependencies=inference)

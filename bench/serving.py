@@ -1,0 +1,209 @@
+"""Serving benchmark: our gateway against direct llama-server, measured in one run on the starter model.
+
+Both paths hit the same llama-server process (the daemon's own deployment), in interleaved rounds so load
+drift on a small box cancels out. Prints ratios against baselines measured in this same run:
+  - tokens/s through the gateway ÷ direct, at 1 and 8 concurrent streams (target ≥ 0.97)
+  - added p50 time to first token (target ≤ 2 ms)
+  - single-stream tokens/s ÷ llama-bench tg128 on the same file
+  - aggregate tokens/s at 8 streams ÷ 1 stream
+  - every request at 8-way concurrency completes with all its tokens
+Usage: python bench/serving.py [--rounds 2] [--json out.json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import re
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import httpx
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+
+from appliance.backends.llamacpp import find_llama_tool  # noqa: E402
+from tests.conftest import wait_deployment  # noqa: E402
+from tests.helpers import DaemonProcess  # noqa: E402
+
+MODEL = "smollm2-135m-instruct"
+TOKENS = 128
+PROMPTS = ["Write a short story about a lighthouse.", "Explain how a bicycle works.",
+           "List some facts about the moon.", "Describe a busy market in the morning."]
+_PREDICTED = re.compile(rb'"predicted_n":(\d+)')
+
+
+@dataclass
+class Result:
+    tokens: int
+    ttft: float
+    seconds: float
+    retried: bool = False
+
+
+DROPPED: dict[str, int] = {}
+
+
+@dataclass
+class Round:
+    results: list[Result] = field(default_factory=list)
+    wall: float = 0.0
+
+    @property
+    def tokens_per_s(self) -> float:
+        return sum(r.tokens for r in self.results) / self.wall
+
+
+async def one_request(client: httpx.AsyncClient, url: str, headers: dict[str, str], prompt: str) -> Result:
+    """One streamed request; retried once if the server dropped a reused keep-alive connection unanswered."""
+    try:
+        return await _one_request(client, url, headers, prompt)
+    except httpx.RemoteProtocolError:
+        DROPPED[url] = DROPPED.get(url, 0) + 1
+        result = await _one_request(client, url, headers, prompt)
+        result.retried = True
+        return result
+
+
+async def _one_request(client: httpx.AsyncClient, url: str, headers: dict[str, str], prompt: str) -> Result:
+    body = {"model": MODEL, "messages": [{"role": "user", "content": prompt}], "max_tokens": TOKENS,
+            "ignore_eos": True, "temperature": 0, "stream": True}
+    start = time.perf_counter()
+    ttft = 0.0
+    tail = b""
+    async with client.stream("POST", url, json=body, headers=headers) as response:
+        response.raise_for_status()
+        async for chunk in response.aiter_raw():
+            if not ttft and b'"content":"' in chunk:
+                ttft = time.perf_counter() - start
+            tail = (tail + chunk)[-4096:]
+    found = _PREDICTED.findall(tail)
+    return Result(tokens=int(found[-1]) if found else 0, ttft=ttft, seconds=time.perf_counter() - start)
+
+
+async def run_round(base: str, headers: dict[str, str], streams: int, requests: int) -> Round:
+    url = f"{base}/v1/chat/completions"
+    queue = list(range(requests))
+    out = Round()
+
+    async def worker(client: httpx.AsyncClient) -> None:
+        while queue:
+            index = queue.pop()
+            out.results.append(await one_request(client, url, headers, PROMPTS[index % len(PROMPTS)]))
+
+    limits = httpx.Limits(max_connections=streams, max_keepalive_connections=streams, keepalive_expiry=2.0)
+    async with httpx.AsyncClient(timeout=300, limits=limits) as client:
+        start = time.perf_counter()
+        await asyncio.gather(*(worker(client) for _ in range(streams)))
+        out.wall = time.perf_counter() - start
+    return out
+
+
+async def paired_ttft(direct: str, gateway: str, headers: dict[str, str], pairs: int) -> list[tuple[float, float]]:
+    """TTFT of the same request on both paths, alternating one by one, so both see the same box."""
+    out = []
+    limits = httpx.Limits(max_keepalive_connections=2, keepalive_expiry=2.0)
+    async with httpx.AsyncClient(timeout=300, limits=limits) as client:
+        for index in range(pairs):
+            prompt = PROMPTS[index % len(PROMPTS)]
+            first = await one_request(client, f"{direct}/v1/chat/completions", {}, prompt)
+            second = await one_request(client, f"{gateway}/v1/chat/completions", headers, prompt)
+            out.append((first.ttft, second.ttft))
+    return out
+
+
+def llama_bench_tg128(model_path: str, threads: int) -> float:
+    binary = find_llama_tool("llama-bench")
+    result = subprocess.run([str(binary), "-m", model_path, "-p", "0", "-n", str(TOKENS), "-t", str(threads),
+                             "-r", "3", "-o", "json"], capture_output=True, text=True, check=True, timeout=600)
+    return float(json.loads(result.stdout)[0]["avg_ts"])
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--rounds", type=int, default=3, help="interleaved rounds per path and concurrency")
+    parser.add_argument("--ttft-pairs", type=int, default=40, help="alternating direct/gateway TTFT pairs")
+    parser.add_argument("--single-requests", type=int, default=10, help="sequential requests per 1-stream round")
+    parser.add_argument("--json", type=Path, help="also write the figures here")
+    args = parser.parse_args()
+
+    state = Path(tempfile.mkdtemp(prefix="slm-bench-")) / "state"
+    daemon = DaemonProcess(state, env={"SLM_RATE_LIMIT_PER_MINUTE": "100000"}).start()
+    try:
+        deployment = wait_deployment(daemon, MODEL)
+        direct = f"http://127.0.0.1:{deployment['port']}"
+        model_path = daemon.get(f"/api/v1/models/{MODEL}").json()["model"]["path"]
+        threads = int(deployment["injected_args"]["compute"].split()[1])
+        gateway_headers = daemon.admin_headers()
+        paths = {"direct": (direct, {}), "gateway": (daemon.url, gateway_headers)}
+        asyncio.run(run_round(direct, {}, 1, 2))  # warm-up: load pages, fill the prompt cache
+        rounds: dict[tuple[str, int], list[Round]] = {}
+        for _ in range(args.rounds):
+            for streams, requests in ((1, args.single_requests), (8, 32)):
+                for name, (base, headers) in paths.items():
+                    result = asyncio.run(run_round(base, headers, streams, requests))
+                    rounds.setdefault((name, streams), []).append(result)
+        pairs = asyncio.run(paired_ttft(direct, daemon.url, gateway_headers, args.ttft_pairs))
+        tg128 = llama_bench_tg128(model_path, threads)
+    finally:
+        daemon.stop()
+
+    def tps(name: str, streams: int) -> float:
+        return statistics.median(r.tokens_per_s for r in rounds[(name, streams)])
+
+    def p50_ttft(name: str, streams: int) -> float:
+        return statistics.median(x.ttft for r in rounds[(name, streams)] for x in r.results)
+
+    ttft_direct = statistics.median(d for d, _ in pairs)
+    ttft_gateway = statistics.median(g for _, g in pairs)
+    ttft_added = statistics.median(g - d for d, g in pairs)
+
+    complete = all(len(r.results) == 32 and all(x.tokens == TOKENS for x in r.results)
+                   for (name, streams), rs in rounds.items() if streams == 8 for r in rs)
+    figures = {
+        "direct_tps_1": tps("direct", 1), "gateway_tps_1": tps("gateway", 1),
+        "direct_tps_8": tps("direct", 8), "gateway_tps_8": tps("gateway", 8),
+        "ratio_1": tps("gateway", 1) / tps("direct", 1), "ratio_8": tps("gateway", 8) / tps("direct", 8),
+        "ttft_p50_direct_ms": ttft_direct * 1e3, "ttft_p50_gateway_ms": ttft_gateway * 1e3,
+        "added_ttft_p50_ms": ttft_added * 1e3, "ttft_pairs": len(pairs),
+        "ttft_p50_gateway_8_ms": p50_ttft("gateway", 8) * 1e3,
+        "llama_bench_tg128": tg128,
+        "single_stream_vs_tg128_gateway": tps("gateway", 1) / tg128,
+        "single_stream_vs_tg128_direct": tps("direct", 1) / tg128,
+        "scale_8_vs_1_gateway": tps("gateway", 8) / tps("gateway", 1),
+        "scale_8_vs_1_direct": tps("direct", 8) / tps("direct", 1),
+        "all_32_complete": complete, "rounds": args.rounds, "cpu_count": os.cpu_count(),
+    }
+    print(f"starter model {MODEL}, {TOKENS}-token answers (EOS ignored), {args.rounds} interleaved rounds, "
+          f"{threads} threads")
+    print(f"{'':28}{'direct':>12}{'gateway':>12}{'ratio':>9}   target")
+    print(f"{'tokens/s, 1 stream':28}{figures['direct_tps_1']:>12.1f}{figures['gateway_tps_1']:>12.1f}"
+          f"{figures['ratio_1']:>9.3f}   ≥ 0.97")
+    print(f"{'tokens/s, 8 streams':28}{figures['direct_tps_8']:>12.1f}{figures['gateway_tps_8']:>12.1f}"
+          f"{figures['ratio_8']:>9.3f}   ≥ 0.97")
+    print(f"{'p50 TTFT ms, paired':28}{figures['ttft_p50_direct_ms']:>12.1f}{figures['ttft_p50_gateway_ms']:>12.1f}"
+          f"{figures['added_ttft_p50_ms']:>+9.2f}   added ≤ 2 ms (p50 of {len(pairs)} paired differences)")
+    print(f"llama-bench tg128: {tg128:.1f} tok/s; single stream ÷ tg128: gateway "
+          f"{figures['single_stream_vs_tg128_gateway']:.2f}, direct {figures['single_stream_vs_tg128_direct']:.2f}")
+    print(f"8 streams ÷ 1 stream: gateway {figures['scale_8_vs_1_gateway']:.2f}×, "
+          f"direct {figures['scale_8_vs_1_direct']:.2f}×")
+    print(f"32 requests at 8-way concurrency, all {TOKENS} tokens each, every round: {complete}")
+    dropped = {("gateway" if u.startswith(daemon.url) else "direct"): n for u, n in DROPPED.items()}
+    figures["dropped_keepalive_retries"] = dropped
+    print(f"reused keep-alive connections the server closed unanswered (retried once): "
+          f"direct {dropped.get('direct', 0)}, gateway {dropped.get('gateway', 0)}")
+    if args.json:
+        args.json.write_text(json.dumps(figures, indent=2))
+    return 0 if complete else 1
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
