@@ -82,4 +82,29 @@ MIGRATIONS: tuple[tuple[int, str, str], ...] = (
         );
         """,
     ),
+    (
+        5,
+        "datasets",
+        """
+        CREATE TABLE datasets (
+            id TEXT NOT NULL,
+            name TEXT NOT NULL,
+            version INTEGER NOT NULL CHECK (version >= 1),
+            source TEXT NOT NULL,
+            source_sha256 TEXT NOT NULL,
+            format TEXT NOT NULL CHECK (format IN ('jsonl', 'csv', 'parquet')),
+            records_read INTEGER NOT NULL,
+            records_valid INTEGER NOT NULL,
+            records_invalid INTEGER NOT NULL,
+            duplicates_removed INTEGER NOT NULL,
+            train_count INTEGER NOT NULL,
+            eval_count INTEGER NOT NULL,
+            report TEXT NOT NULL DEFAULT '{}',
+            created_at REAL NOT NULL,
+            PRIMARY KEY (name, version),
+            UNIQUE (name, id)
+        );
+        CREATE INDEX datasets_by_id ON datasets(id);
+        """,
+    ),
 )

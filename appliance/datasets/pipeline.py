@@ -1,0 +1,90 @@
+"""From a file's bytes to train/eval conversations and the report: read, normalize, validate, deduplicate,
+split. Pure (no files written, no database), so the store decides what to keep."""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass
+
+import numpy as np
+
+from appliance.datasets.dedup import Deduplicator
+from appliance.datasets.errors import DatasetError, RecordDefect
+from appliance.datasets.formats import NUMBERING, UNITS, read_records
+from appliance.datasets.report import DuplicateNote, ImportReport, RecordError, TokenStats
+from appliance.datasets.shapes import normalize
+from appliance.datasets.split import Conversation, split
+from appliance.datasets.validate import ChatTokenizer, TokenCounter, check_roles
+
+
+@dataclass(frozen=True)
+class Options:
+    tokenizer: ChatTokenizer | None = None
+    max_seq_length: int | None = None
+    eval_fraction: float = 0.1
+    seed: int = 0
+    near_dup_threshold: float = 0.9
+
+    def check(self) -> None:
+        if not 0.0 <= self.eval_fraction < 1.0:
+            raise DatasetError(f"eval fraction {self.eval_fraction} must be at least 0 and below 1")
+        if not 0.0 < self.near_dup_threshold <= 1.0:
+            raise DatasetError(f"near-duplicate threshold {self.near_dup_threshold} must be above 0 and at most 1")
+        if self.max_seq_length is not None and self.max_seq_length < 1:
+            raise DatasetError(f"max_seq_length {self.max_seq_length} must be positive")
+
+
+@dataclass(frozen=True)
+class Prepared:
+    train: list[Conversation]
+    eval: list[Conversation]
+    report: ImportReport
+
+
+def prepare(data: bytes, fmt: str, options: Options) -> Prepared:
+    """Raises DatasetError only for a file that cannot be read at all; record defects go in the report."""
+    options.check()
+    unit = UNITS[fmt]
+    report = ImportReport(
+        format=fmt, numbering=NUMBERING[fmt], max_seq_length=options.max_seq_length,
+        eval_fraction=options.eval_fraction, seed=options.seed, near_dup_threshold=options.near_dup_threshold,
+    )
+    counter = TokenCounter(options.tokenizer)
+    report.token_counter = counter.label
+    dedup = Deduplicator(options.near_dup_threshold, seed=options.seed)
+    shapes: Counter[str] = Counter()
+    kept: list[Conversation] = []
+    lengths: list[int] = []
+    for raw in read_records(data, fmt):
+        report.records_read += 1
+        try:
+            if raw.error is not None:
+                raise RecordDefect(raw.error)
+            shape, messages = normalize(raw.fields)
+            check_roles(messages)
+            tokens = counter.count(messages)
+            counter.check(tokens, options.max_seq_length)
+        except RecordDefect as defect:
+            report.add_error(RecordError(unit=unit, line=raw.line, message=str(defect)))
+            continue
+        report.records_valid += 1
+        shapes[shape] += 1
+        verdict = dedup.check(raw.line, messages)
+        if verdict is not None:
+            report.add_duplicate(DuplicateNote(unit=unit, line=raw.line, duplicate_of=verdict.duplicate_of,
+                                               kind=verdict.kind, jaccard=round(verdict.jaccard, 4)))
+            continue
+        kept.append(messages)
+        lengths.append(tokens)
+    report.shapes = dict(sorted(shapes.items()))
+    report.token_lengths = _stats(lengths)
+    train, evaluation = split(kept, options.eval_fraction, options.seed)
+    report.train_count, report.eval_count = len(train), len(evaluation)
+    return Prepared(train, evaluation, report)
+
+
+def _stats(lengths: list[int]) -> TokenStats | None:
+    if not lengths:
+        return None
+    p50, p90, p99 = np.percentile(np.array(lengths), [50, 90, 99], method="nearest")
+    return TokenStats(p50=int(p50), p90=int(p90), p99=int(p99), max=max(lengths))
