@@ -16,6 +16,7 @@ from typing import Any
 import pynvml
 
 from appliance.config import ApplianceConfig
+from appliance.datasets.store import DatasetStore
 from appliance.hardware.detect import detect_hardware
 from appliance.hardware.models import HardwareReport
 from appliance.profiles.loader import load_profiles
@@ -34,7 +35,9 @@ class Appliance:
         self.nvml_lib = nvml_lib
         self.state_dir: Path = config.resolved_state_dir()
         self.store = StateStore(self.state_dir / "state.db")
-        self.registry = Registry(self.store, self.state_dir / "models", [*config.import_roots, self.imports_dir])
+        self.import_roots = [*config.import_roots, self.imports_dir]
+        self.registry = Registry(self.store, self.state_dir / "models", self.import_roots)
+        self.datasets = DatasetStore(self.store, self.state_dir / "datasets", self.import_roots)
         self.started_at = time.time()
         self.ready = False
         self._profiles: list[Profile] | None = None

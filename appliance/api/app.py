@@ -5,7 +5,7 @@ from __future__ import annotations
 from fastapi import FastAPI
 
 from appliance import __version__
-from appliance.api import routes_keys, routes_models, routes_system
+from appliance.api import routes_jobs, routes_keys, routes_models, routes_system
 from appliance.api.auth import RateLimiter
 from appliance.api.errors import install_error_handlers
 from appliance.core import Appliance
@@ -14,9 +14,10 @@ from appliance.gateway import routes as gateway_routes
 from appliance.gateway.admission import Gates
 from appliance.gateway.metrics import GatewayMetrics
 from appliance.gateway.upstream import UpstreamPool
+from appliance.jobs.runner import JobRunner
 
 
-def create_app(appliance: Appliance, deployments: DeploymentManager) -> FastAPI:
+def create_app(appliance: Appliance, deployments: DeploymentManager, jobs: JobRunner) -> FastAPI:
     app = FastAPI(
         title="slm-appliance",
         version=__version__,
@@ -24,6 +25,7 @@ def create_app(appliance: Appliance, deployments: DeploymentManager) -> FastAPI:
     )
     app.state.appliance = appliance
     app.state.deployments = deployments
+    app.state.jobs = jobs
     app.state.rate_limiter = RateLimiter(appliance.config.rate_limit_per_minute)
     app.state.gates = Gates(appliance.config.queue_depth)
     app.state.upstream = UpstreamPool()
@@ -34,5 +36,6 @@ def create_app(appliance: Appliance, deployments: DeploymentManager) -> FastAPI:
     app.include_router(routes_system.router)
     app.include_router(routes_keys.router)
     app.include_router(routes_models.router)
+    app.include_router(routes_jobs.router)
     app.include_router(gateway_routes.router)
     return app

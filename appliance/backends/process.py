@@ -27,7 +27,7 @@ STABLE_AFTER_S = 60.0
 StateCallback = Callable[[str, str, str, dict[str, int | None]], Awaitable[None]]
 
 
-def _child_setup(niceness: int) -> Callable[[], None]:
+def child_setup(niceness: int) -> Callable[[], None]:
     def setup() -> None:
         # Runs in the child between fork and exec: if the daemon dies (even by SIGKILL), the kernel kills us.
         libc = ctypes.CDLL("libc.so.6", use_errno=True)
@@ -96,7 +96,7 @@ class BackendProcess:
             log_file.flush()
             return await asyncio.create_subprocess_exec(
                 *launch.argv, stdin=asyncio.subprocess.DEVNULL, stdout=log_file, stderr=log_file, env=env,
-                start_new_session=True, preexec_fn=_child_setup(self.niceness),
+                start_new_session=True, preexec_fn=child_setup(self.niceness),
             )
 
     async def _wait_healthy(self, proc: asyncio.subprocess.Process) -> bool:

@@ -18,6 +18,8 @@ from appliance.core import Appliance
 from appliance.daemon.bootstrap import bootstrap_starter
 from appliance.daemon.sdnotify import Notifier
 from appliance.deploy.manager import DeploymentManager
+from appliance.jobs.runner import JobRunner
+from appliance.jobs.store import JobStore
 
 log = logging.getLogger(__name__)
 
@@ -45,7 +47,9 @@ async def serve(appliance: Appliance, notifier: Notifier) -> int:
         {"llamacpp": LlamaCppBackend(config.llama_bin_dir)}, appliance.logs_dir, config.backend_niceness,
         appliance.runtime_dir,
     )
-    app = create_app(appliance, deployments)
+    jobs = JobRunner(JobStore(appliance.store), appliance.state_dir, appliance.import_roots,
+                     appliance.selection.profile.training.max_seq_length)
+    app = create_app(appliance, deployments, jobs)
     uv_config = uvicorn.Config(app, log_config=None, access_log=False, lifespan="off", timeout_graceful_shutdown=10,
                                http="httptools")
     uv_config.load()
@@ -61,6 +65,7 @@ async def serve(appliance: Appliance, notifier: Notifier) -> int:
 
     # Deployments the store says should run come back; on a fresh box the starter model is deployed.
     await deployments.reconcile()
+    jobs.start()  # jobs a crash interrupted go back to the queue and resume
     await bootstrap_starter(appliance, deployments)
     bound = sock.getsockname()
     appliance.ready = True
@@ -80,6 +85,7 @@ async def serve(appliance: Appliance, notifier: Notifier) -> int:
     server.should_exit = True
     await ticker
     await server.shutdown(sockets=[sock])
+    await jobs.shutdown()
     await deployments.shutdown()
     sock.close()
     log.info("stopped")

@@ -107,4 +107,28 @@ MIGRATIONS: tuple[tuple[int, str, str], ...] = (
         CREATE INDEX datasets_by_id ON datasets(id);
         """,
     ),
+    (
+        6,
+        "jobs",
+        """
+        CREATE TABLE jobs (
+            id TEXT PRIMARY KEY,
+            type TEXT NOT NULL,
+            state TEXT NOT NULL CHECK (state IN ('queued', 'running', 'succeeded', 'failed', 'cancelled',
+                                                 'interrupted')),
+            params TEXT NOT NULL DEFAULT '{}',
+            progress TEXT NOT NULL DEFAULT '{}',
+            result TEXT NOT NULL DEFAULT '{}',
+            error TEXT NOT NULL DEFAULT '',
+            attempts INTEGER NOT NULL DEFAULT 0,
+            cancel_requested INTEGER NOT NULL DEFAULT 0,
+            pid INTEGER,
+            created_at REAL NOT NULL,
+            started_at REAL,
+            finished_at REAL,
+            updated_at REAL NOT NULL
+        );
+        CREATE INDEX jobs_by_state ON jobs(state, created_at);
+        """,
+    ),
 )

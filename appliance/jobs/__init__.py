@@ -1,0 +1,1 @@
+"""Local jobs: persisted in SQLite, each run in a worker subprocess that reports progress as JSON lines."""

@@ -1,0 +1,1 @@
+"""One module per job type; each exposes `run_<type>(spec, emitter) -> result dict`."""

@@ -1,0 +1,51 @@
+"""Job data that crosses the API."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+JobState = Literal["queued", "running", "succeeded", "failed", "cancelled", "interrupted"]
+FINAL_STATES = ("succeeded", "failed", "cancelled")
+JOB_TYPES = ("dataset-import",)
+
+
+class Progress(BaseModel):
+    """The latest progress a worker reported. Training fills step/total/loss/...; other jobs a phase."""
+
+    model_config = ConfigDict(extra="allow")
+
+    phase: str = ""
+    step: int | None = None
+    total: int | None = None
+    epoch: float | None = None
+    loss: float | None = None
+    learning_rate: float | None = None
+    tokens_per_s: float | None = None
+    eta_s: float | None = None
+    message: str = ""
+
+
+class SubmitJob(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    type: Literal["dataset-import"]
+    params: dict[str, Any] = Field(default_factory=dict)
+
+
+class Job(BaseModel):
+    id: str
+    type: str
+    state: JobState
+    params: dict[str, Any]
+    progress: Progress
+    result: dict[str, Any]
+    error: str
+    attempts: int
+    cancel_requested: bool
+    pid: int | None
+    created_at: float
+    started_at: float | None
+    finished_at: float | None
+    updated_at: float

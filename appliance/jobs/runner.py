@@ -1,0 +1,165 @@
+"""Runs queued jobs one at a time, each in a worker subprocess; relays its progress to the store and to
+live subscribers (the SSE endpoint); puts jobs a crash interrupted back in the queue at start."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import os
+import signal
+import sys
+from pathlib import Path
+from typing import Any
+
+from appliance.backends.process import child_setup
+from appliance.jobs.models import Job, JobState, Progress
+from appliance.jobs.store import JobStore
+
+log = logging.getLogger(__name__)
+EXIT_STATES: dict[int, JobState] = {0: "succeeded", 3: "cancelled"}
+STOP_GRACE_S = 30.0
+
+
+class JobRunner:
+    def __init__(self, jobs: JobStore, state_dir: Path, import_roots: list[Path], profile_max_seq_length: int,
+                 niceness: int = 15) -> None:
+        self.jobs = jobs
+        self.state_dir = state_dir
+        self.import_roots = import_roots
+        self.profile_max_seq_length = profile_max_seq_length
+        self.niceness = niceness
+        self._wake = asyncio.Event()
+        self._subscribers: dict[str, set[asyncio.Queue[dict[str, Any]]]] = {}
+        self._current: tuple[str, asyncio.subprocess.Process] | None = None
+        self._stopping = False
+        self._task: asyncio.Task[None] | None = None
+
+    @property
+    def jobs_dir(self) -> Path:
+        return self.state_dir / "jobs"
+
+    def log_path(self, job_id: str) -> Path:
+        return self.state_dir / "logs" / f"job-{job_id}.log"
+
+    # -- public ---------------------------------------------------------------------------------------
+    def start(self) -> None:
+        resumed = self.jobs.requeue_interrupted()
+        if resumed:
+            log.info("resuming interrupted jobs", extra={"jobs": resumed})
+        self._task = asyncio.create_task(self._loop(), name="job-runner")
+
+    def submit(self, job_type: str, params: dict[str, Any]) -> Job:
+        job = self.jobs.submit(job_type, params)
+        self._wake.set()
+        return job
+
+    async def cancel(self, job_id: str) -> Job:
+        job = self.jobs.request_cancel(job_id)
+        if self._current and self._current[0] == job_id:
+            with contextlib.suppress(ProcessLookupError):
+                self._current[1].send_signal(signal.SIGTERM)  # the worker checkpoints and exits 3
+        else:
+            self._publish(job_id, {"event": "state", "state": job.state})
+        return job
+
+    def subscribe(self, job_id: str) -> asyncio.Queue[dict[str, Any]]:
+        queue: asyncio.Queue[dict[str, Any]] = asyncio.Queue(maxsize=1000)
+        self._subscribers.setdefault(job_id, set()).add(queue)
+        return queue
+
+    def unsubscribe(self, job_id: str, queue: asyncio.Queue[dict[str, Any]]) -> None:
+        self._subscribers.get(job_id, set()).discard(queue)
+
+    async def shutdown(self) -> None:
+        """Stop the running job so it can resume on the next start (state 'interrupted')."""
+        self._stopping = True
+        self._wake.set()
+        if self._current is not None:
+            _, proc = self._current
+            with contextlib.suppress(ProcessLookupError):
+                proc.send_signal(signal.SIGTERM)
+            try:
+                await asyncio.wait_for(proc.wait(), STOP_GRACE_S)
+            except TimeoutError:
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(proc.pid, signal.SIGKILL)
+        if self._task is not None:
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+
+    # -- internals ------------------------------------------------------------------------------------
+    def _publish(self, job_id: str, event: dict[str, Any]) -> None:
+        for queue in list(self._subscribers.get(job_id, ())):
+            with contextlib.suppress(asyncio.QueueFull):  # a stalled subscriber misses events, never blocks us
+                queue.put_nowait(event)
+
+    async def _loop(self) -> None:
+        while not self._stopping:
+            job = self.jobs.next_queued()
+            if job is None:
+                self._wake.clear()
+                await self._wake.wait()
+                continue
+            try:
+                await self._run(job)
+            except Exception as exc:  # a broken job must not stop the queue
+                log.exception("job runner error", extra={"job": job.id})
+                self.jobs.finish(job.id, "failed", error=f"runner error: {exc}")
+
+    async def _spawn(self, job: Job) -> asyncio.subprocess.Process:
+        job_dir = self.jobs_dir / job.id
+        job_dir.mkdir(parents=True, exist_ok=True)
+        spec = {"id": job.id, "type": job.type, "params": job.params, "state_dir": str(self.state_dir),
+                "job_dir": str(job_dir), "import_roots": [str(r) for r in self.import_roots],
+                "profile_max_seq_length": self.profile_max_seq_length, "attempt": job.attempts + 1}
+        (job_dir / "spec.json").write_text(json.dumps(spec))
+        self.log_path(job.id).parent.mkdir(parents=True, exist_ok=True)
+        env = {k: v for k, v in os.environ.items() if not k.startswith(("NOTIFY_SOCKET", "WATCHDOG_"))}
+        env.setdefault("HF_HUB_OFFLINE", "1")
+        with self.log_path(job.id).open("ab") as log_file:
+            return await asyncio.create_subprocess_exec(
+                sys.executable, "-m", "appliance.jobs.worker", str(job_dir / "spec.json"),
+                stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.PIPE, stderr=log_file, env=env,
+                start_new_session=True, preexec_fn=child_setup(self.niceness),
+            )
+
+    async def _run(self, job: Job) -> None:
+        proc = await self._spawn(job)
+        self._current = (job.id, proc)
+        self.jobs.mark_running(job.id, proc.pid)
+        self._publish(job.id, {"event": "state", "state": "running"})
+        progress, result = job.progress, {}
+        assert proc.stdout is not None
+        async for raw in proc.stdout:
+            try:
+                event = json.loads(raw)
+            except ValueError:
+                continue
+            kind = event.pop("event", "")
+            if kind == "progress":
+                progress = Progress(**{**progress.model_dump(), **event})
+                self.jobs.save_progress(job.id, progress)
+                self._publish(job.id, {"event": "progress", **progress.model_dump()})
+            elif kind == "result":
+                result = event
+            elif kind == "log":
+                self._publish(job.id, {"event": "log", **event})
+        code = await proc.wait()
+        self._current = None
+        await self._settle(job.id, code, progress, result)
+
+    async def _settle(self, job_id: str, code: int, progress: Progress, result: dict[str, Any]) -> None:
+        # A daemon shutdown stops the worker too: that job is interrupted (resumed at the next start).
+        interrupted = self._stopping and not self.jobs.get(job_id).cancel_requested
+        state: JobState = "interrupted" if interrupted else EXIT_STATES.get(code, "failed")
+        error = ""
+        if state == "failed":
+            error = str(result.pop("error", "") or f"worker exited with code {code}; see {self.log_path(job_id)}")
+        if interrupted:
+            self.jobs.mark_interrupted(job_id)
+        else:
+            self.jobs.finish(job_id, state, result=result, error=error, progress=progress)
+        self._publish(job_id, {"event": "state", "state": state, "error": error, "result": result})
+        log.info("job finished", extra={"job": job_id, "state": state, "detail": error})

@@ -1,0 +1,117 @@
+"""Jobs through the real daemon: worker subprocesses, progress over server-sent events, cancel, and resume
+after the daemon is killed with -9."""
+
+from __future__ import annotations
+
+import json
+import time
+
+import httpx
+import pytest
+
+from tests.helpers import DaemonProcess
+
+pytestmark = pytest.mark.slow
+STARTER = "smollm2-135m-instruct"
+
+
+def _write_dataset(daemon: DaemonProcess, name: str = "math.jsonl") -> str:
+    rows = [json.dumps({"instruction": f"What is {i} plus {i}?", "output": f"{i} plus {i} is {2 * i}."})
+            for i in range(30)]
+    rows.insert(4, '{"instruction": "broken" "output": "x"}')
+    path = daemon.state_dir / "imports" / name
+    path.write_text("\n".join(rows) + "\n")
+    return str(path)
+
+
+def _import(daemon: DaemonProcess, path: str, name: str, **extra: object) -> dict:
+    response = httpx.post(f"{daemon.url}/api/v1/datasets", headers=daemon.admin_headers(),
+                          json={"path": path, "name": name, **extra})
+    assert response.status_code == 202, response.text
+    return dict(response.json())
+
+
+def _wait_job(daemon: DaemonProcess, job_id: str, states: tuple[str, ...], timeout: float = 180) -> dict:
+    deadline = time.monotonic() + timeout
+    job: dict = {}
+    while time.monotonic() < deadline:
+        job = daemon.get(f"/api/v1/jobs/{job_id}").json()
+        if job["state"] in states:
+            return job
+        time.sleep(0.2)
+    raise TimeoutError(f"job {job_id} not in {states}: {job}\n{daemon.log()[-2000:]}")
+
+
+def _events(daemon: DaemonProcess, job_id: str) -> list[dict]:
+    events = []
+    with httpx.stream("GET", f"{daemon.url}/api/v1/jobs/{job_id}/events", headers=daemon.admin_headers(),
+                      timeout=180) as response:
+        for line in response.iter_lines():
+            if line.startswith("data: "):
+                events.append(json.loads(line[6:]))
+    return events
+
+
+@pytest.fixture
+def daemon(tmp_path):
+    proc = DaemonProcess(tmp_path / "state").start()
+    yield proc
+    proc.stop()
+
+
+def test_dataset_import_job_streams_progress_and_reports_lines(daemon):
+    job = _import(daemon, _write_dataset(daemon), "math", base_model=STARTER)
+    events = _events(daemon, job["id"])
+    kinds = [e["event"] for e in events]
+    assert kinds[0] == "snapshot" and kinds[-1] == "state"
+    assert [e["phase"] for e in events if e["event"] == "progress"][-1] == "done"
+    assert "loading tokenizer" in [e["phase"] for e in events if e["event"] == "progress"]
+    final = events[-1]
+    assert final["state"] == "succeeded" and final["result"]["train"] + final["result"]["eval"] == 30
+    dataset = daemon.get("/api/v1/datasets/math").json()
+    assert dataset["records_invalid"] == 1
+    assert dataset["report"]["errors"][0]["line"] == 5
+    assert "invalid JSON" in dataset["report"]["errors"][0]["message"]
+    assert dataset["report"]["token_counter"] == "chat template of the given tokenizer"
+
+
+def test_failed_job_says_why(daemon):
+    job = _import(daemon, "/etc/passwd", "nope")
+    done = _wait_job(daemon, job["id"], ("failed",))
+    assert "outside the allowed import roots" in done["error"]
+    assert daemon.get("/api/v1/datasets/nope").status_code == 404
+
+
+def test_cancel_queued_and_running_jobs(daemon):
+    path = _write_dataset(daemon)
+    running = _import(daemon, path, "first", base_model=STARTER)
+    queued = _import(daemon, path, "second", base_model=STARTER)
+    cancelled = httpx.post(f"{daemon.url}/api/v1/jobs/{queued['id']}/cancel", headers=daemon.admin_headers())
+    assert cancelled.json()["state"] == "cancelled"
+    _wait_job(daemon, running["id"], ("running",))
+    httpx.post(f"{daemon.url}/api/v1/jobs/{running['id']}/cancel", headers=daemon.admin_headers())
+    done = _wait_job(daemon, running["id"], ("cancelled", "succeeded"))
+    assert done["state"] == "cancelled", done
+    assert daemon.get("/api/v1/datasets/first").status_code == 404
+
+
+def test_job_resumes_after_daemon_kill_9(tmp_path):
+    state = tmp_path / "state"
+    daemon = DaemonProcess(state).start()
+    job = _import(daemon, _write_dataset(daemon), "math", base_model=STARTER)
+    _wait_job(daemon, job["id"], ("running",))
+    daemon.kill9()
+    again = DaemonProcess(state, port=daemon.port).start()
+    try:
+        done = _wait_job(again, job["id"], ("succeeded", "failed"))
+        assert done["state"] == "succeeded", done
+        assert done["attempts"] == 2
+        assert again.get("/api/v1/datasets/math").json()["version"] == 1
+    finally:
+        again.stop()
+
+
+def test_unknown_job_is_404(daemon):
+    assert daemon.get("/api/v1/jobs/nope").status_code == 404
+    bad = httpx.post(f"{daemon.url}/api/v1/jobs", headers=daemon.admin_headers(), json={"type": "mine-bitcoin"})
+    assert bad.status_code == 422
