@@ -115,3 +115,26 @@ def test_unknown_job_is_404(daemon):
     assert daemon.get("/api/v1/jobs/nope").status_code == 404
     bad = httpx.post(f"{daemon.url}/api/v1/jobs", headers=daemon.admin_headers(), json={"type": "mine-bitcoin"})
     assert bad.status_code == 422
+
+
+def test_cli_imports_a_dataset_and_lists_jobs(daemon):
+    import os
+    import subprocess
+    import sys
+
+    def cli(*args):
+        return subprocess.run([sys.executable, "-m", "appliance", "--state-dir", str(daemon.state_dir), *args],
+                              capture_output=True, text=True, timeout=180,
+                              env={**os.environ, "SLM_PORT": str(daemon.port)})
+
+    result = cli("datasets", "import", _write_dataset(daemon, "cli.jsonl"), "--name", "cli-set")
+    assert result.returncode == 0, result.stderr
+    assert "cli-set v1: 27 train, 3 eval, 1 invalid" in result.stdout
+    assert "line 5: invalid JSON" in result.stdout
+    assert "done" in result.stderr  # the progress line
+    jobs = json.loads(cli("jobs", "list", "--json").stdout)
+    assert jobs[0]["type"] == "dataset-import" and jobs[0]["state"] == "succeeded"
+    listed = cli("datasets", "list").stdout
+    assert "cli-set" in listed
+    failed = cli("datasets", "import", "/etc/hostname", "--name", "bad")
+    assert failed.returncode == 1 and "outside the allowed import roots" in failed.stderr

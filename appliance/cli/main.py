@@ -20,6 +20,8 @@ EPILOG = """examples:
   slm-appliance models import /var/lib/slm-appliance/imports/model.gguf --name my-model
   slm-appliance deploy create my-model      serve it (waits until it answers)
   slm-appliance deploy list
+  slm-appliance datasets import data.jsonl --name faq --base-model smollm2-135m-instruct
+  slm-appliance jobs list
   slm-appliance daemon                 run the appliance (systemd runs this)
 """
 
@@ -64,9 +66,11 @@ def _parser() -> argparse.ArgumentParser:
     revoke = keys_sub.add_parser("revoke", help="revoke a key by name or id")
     revoke.add_argument("name")
     revoke.add_argument("--json", action="store_true")
+    from appliance.cli.jobs_cli import add_job_commands
     from appliance.cli.remote import add_remote_commands
 
     add_remote_commands(sub)
+    add_job_commands(sub)
     return parser
 
 
@@ -99,10 +103,13 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         setup_logging(config.log_level)
         return run_daemon(config)
-    if args.command in ("models", "deploy"):
-        from appliance.cli.remote import RemoteError, run_remote
+    if args.command in ("models", "deploy", "datasets", "jobs"):
+        from appliance.cli.jobs_cli import run_jobs
+        from appliance.cli.remote import DaemonClient, RemoteError, run_remote
 
         try:
+            if args.command in ("datasets", "jobs"):
+                return run_jobs(args, DaemonClient(config, args.key))
             return run_remote(args, config)
         except RemoteError as exc:
             print(f"slm-appliance: {exc}", file=sys.stderr)

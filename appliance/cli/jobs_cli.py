@@ -1,0 +1,156 @@
+"""`slm-appliance datasets ...` and `jobs ...`: through the daemon's API, with a live progress bar."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from typing import Any
+
+import httpx
+
+from appliance.cli.output import print_json
+from appliance.cli.remote import DaemonClient, RemoteError
+
+BAR_WIDTH = 30
+FINAL = ("succeeded", "failed", "cancelled", "interrupted")
+
+
+def add_job_commands(sub: Any) -> None:
+    datasets = sub.add_parser("datasets", help="training datasets (through the daemon)")
+    dsub = datasets.add_subparsers(dest="action", required=True, metavar="ACTION")
+    imp = dsub.add_parser("import", help="validate and import a JSONL, CSV or Parquet file (runs as a job)")
+    imp.add_argument("path")
+    imp.add_argument("--name", required=True)
+    imp.add_argument("--base-model", help="registry model whose chat template counts tokens")
+    imp.add_argument("--max-seq-length", type=int, help="default: the hardware profile's")
+    imp.add_argument("--eval-fraction", type=float, default=0.1)
+    imp.add_argument("--seed", type=int, default=0)
+    imp.add_argument("--strict", action="store_true", help="refuse the file on any defect")
+    imp.add_argument("--no-wait", action="store_true", help="return the job without following it")
+    dsub.add_parser("list", help="list dataset versions")
+    show = dsub.add_parser("show", help="a dataset version with its validation report")
+    show.add_argument("name")
+    show.add_argument("--version", type=int)
+    jobs = sub.add_parser("jobs", help="local jobs: queue, progress, logs, cancel (through the daemon)")
+    jsub = jobs.add_subparsers(dest="action", required=True, metavar="ACTION")
+    jsub.add_parser("list", help="recent jobs")
+    for name, text in (("show", "one job"), ("watch", "follow a job's progress until it ends"),
+                       ("cancel", "cancel a job (a running one checkpoints first)"), ("logs", "a job's log")):
+        jsub.add_parser(name, help=text).add_argument("job_id")
+    for parser in (*dsub.choices.values(), *jsub.choices.values()):
+        parser.add_argument("--json", action="store_true", help="machine-readable output")
+        parser.add_argument("--key", help="API key (default: SLM_API_KEY or the local admin key file)")
+
+
+def _bar(event: dict[str, Any]) -> str:
+    step, total = event.get("step"), event.get("total")
+    parts = [event.get("phase") or ""]
+    if step is not None and total:
+        filled = int(BAR_WIDTH * step / total)
+        parts.insert(0, f"[{'#' * filled}{'-' * (BAR_WIDTH - filled)}] {100 * step / total:5.1f}% {step}/{total}")
+    if event.get("loss") is not None:
+        parts.append(f"loss {event['loss']:.4f}")
+    if event.get("tokens_per_s"):
+        parts.append(f"{event['tokens_per_s']:.0f} tok/s")
+    if event.get("eta_s") is not None:
+        parts.append(f"ETA {int(event['eta_s'])}s")
+    if event.get("message"):
+        parts.append(str(event["message"])[:40])
+    return " | ".join(p for p in parts if p)
+
+
+def follow(client: DaemonClient, job_id: str, quiet: bool = False) -> dict[str, Any]:
+    """Print progress on stderr until the job ends; returns the final job."""
+    tty = sys.stderr.isatty()
+    try:
+        with client.http.stream("GET", f"/api/v1/jobs/{job_id}/events", timeout=None) as response:
+            for line in response.iter_lines():
+                if not line.startswith("data: ") or quiet:
+                    continue
+                event = json.loads(line[6:])
+                if event["event"] == "progress":
+                    text = _bar(event)
+                    sys.stderr.write(f"\r{text:<100}" if tty else text + "\n")
+                    sys.stderr.flush()
+                elif event["event"] == "log":
+                    sys.stderr.write(("\n" if tty else "") + f"  {event.get('message', '')}\n")
+    except httpx.HTTPError as exc:
+        raise RemoteError(f"lost the event stream of job {job_id}: {exc}") from exc
+    if tty and not quiet:
+        sys.stderr.write("\n")
+    job: dict[str, Any] = client.call("GET", f"/api/v1/jobs/{job_id}").json()
+    return job
+
+
+def _print_datasets(items: list[dict[str, Any]]) -> None:
+    print(f"{'NAME':<24} {'VER':>3} {'TRAIN':>6} {'EVAL':>5} {'INVALID':>7} {'DUPES':>5}  ID")
+    for d in items:
+        print(f"{d['name']:<24} {d['version']:>3} {d['train_count']:>6} {d['eval_count']:>5} "
+              f"{d['records_invalid']:>7} {d['duplicates_removed']:>5}  {d['id'][:12]}")
+
+
+def _print_report(record: dict[str, Any]) -> None:
+    report = record["report"]
+    print(f"{record['name']} v{record['version']}: {record['train_count']} train, {record['eval_count']} eval, "
+          f"{record['records_invalid']} invalid, {record['duplicates_removed']} duplicates removed")
+    lengths = report.get("token_lengths") or {}
+    if lengths:
+        print(f"tokens ({report['token_counter']}): p50 {lengths['p50']}, p90 {lengths['p90']}, "
+              f"p99 {lengths['p99']}, max {lengths['max']}")
+    for error in report.get("errors", [])[:20]:
+        print(f"  {error['unit']} {error['line']}: {error['message']}")
+
+
+def _datasets(args: argparse.Namespace, client: DaemonClient) -> int:
+    if args.action == "import":
+        body = {"path": os.path.abspath(args.path), "name": args.name, "base_model": args.base_model,
+                "max_seq_length": args.max_seq_length, "eval_fraction": args.eval_fraction, "seed": args.seed,
+                "strict": args.strict}
+        job = client.call("POST", "/api/v1/datasets", json=body).json()
+        if args.no_wait:
+            print_json(job) if args.json else print(f"job {job['id']} queued")
+            return 0
+        job = follow(client, job["id"], quiet=args.json)
+        if job["state"] != "succeeded":
+            raise RemoteError(f"job {job['id']} {job['state']}: {job['error']}")
+        record = client.call("GET", f"/api/v1/datasets/{args.name}").json()
+        print_json(record) if args.json else _print_report(record)
+        return 0
+    if args.action == "list":
+        items = client.call("GET", "/api/v1/datasets").json()
+        print_json(items) if args.json else _print_datasets(items)
+        return 0
+    params = {"version": args.version} if args.version else {}
+    record = client.call("GET", f"/api/v1/datasets/{args.name}", params=params).json()
+    print_json(record) if args.json else _print_report(record)
+    return 0
+
+
+def _jobs(args: argparse.Namespace, client: DaemonClient) -> int:
+    if args.action == "list":
+        items = client.call("GET", "/api/v1/jobs").json()
+        if args.json:
+            print_json(items)
+        for j in [] if args.json else items:
+            print(f"{j['id']:<14} {j['type']:<16} {j['state']:<11} {_bar(j['progress'])[:60]}  {j['error'][:40]}")
+        return 0
+    if args.action == "logs":
+        print(client.call("GET", f"/api/v1/jobs/{args.job_id}/logs").text)
+        return 0
+    if args.action == "cancel":
+        job = client.call("POST", f"/api/v1/jobs/{args.job_id}/cancel").json()
+    elif args.action == "watch":
+        job = follow(client, args.job_id, quiet=args.json)
+    else:
+        job = client.call("GET", f"/api/v1/jobs/{args.job_id}").json()
+    if args.json:
+        print_json(job)
+    else:
+        print(f"job {job['id']} ({job['type']}): {job['state']}" + (f": {job['error']}" if job["error"] else ""))
+    return 1 if job["state"] == "failed" else 0
+
+
+def run_jobs(args: argparse.Namespace, client: DaemonClient) -> int:
+    return _datasets(args, client) if args.command == "datasets" else _jobs(args, client)
