@@ -48,6 +48,12 @@ class Conflict(ApiError):
     status, type, code = 409, "conflict_error", "conflict"
 
 
+class DoesNotFit(ApiError):
+    """The request is well-formed but this box cannot run it (memory, disk): the message has the numbers."""
+
+    status, type, code = 422, "insufficient_resources", "does_not_fit"
+
+
 class TooManyRequests(ApiError):
     status, type, code = 429, "rate_limit_error", "rate_limited"
 

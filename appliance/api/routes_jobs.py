@@ -12,17 +12,21 @@ from fastapi.responses import PlainTextResponse, StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field
 
 from appliance.api.auth import require
-from appliance.api.errors import NotFound
+from appliance.api.errors import ApiError, BadRequest, Conflict, DoesNotFit, NotFound
 from appliance.core import Appliance
 from appliance.datasets.errors import DatasetNotFound
 from appliance.datasets.store import DatasetRecord
 from appliance.jobs.models import FINAL_STATES, Job, SubmitJob
+from appliance.jobs.preflight import PreflightRefused, preflight
 from appliance.jobs.runner import JobRunner
 from appliance.jobs.store import JobNotFound
 from appliance.security.keys import ApiKey
 
 router = APIRouter(prefix="/api/v1", tags=["jobs"])
 KEEPALIVE_S = 15.0
+REFUSALS: dict[str, type[ApiError]] = {
+    "invalid": BadRequest, "not_found": NotFound, "conflict": Conflict, "does_not_fit": DoesNotFit,
+}
 
 
 class ImportDataset(BaseModel):
@@ -56,7 +60,13 @@ def _job(request: Request, job_id: str) -> Job:
 
 @router.post("/jobs", response_model=Job, status_code=202)
 async def submit_job(body: SubmitJob, request: Request, who: ApiKey = Depends(require("admin"))) -> Job:
-    job = _runner(request).submit(body.type, body.params)
+    """Queue a job. Fine-tune jobs are checked first: a job that cannot fit memory or disk is refused (422)."""
+    try:
+        params = preflight(_appliance(request), body.type, body.params)
+    except PreflightRefused as exc:
+        error = REFUSALS[exc.reason]
+        raise error(exc.message, param=exc.param) from exc
+    job = _runner(request).submit(body.type, params)
     _appliance(request).store.audit(who.name, "job.submit", job.id, {"type": body.type})
     return job
 

@@ -205,6 +205,13 @@ class DatasetStore:
             raise DatasetNotFound(f"no dataset named {name_or_id!r}")
         return self._from_row(row)
 
+    def get_ref(self, ref: str) -> DatasetRecord:
+        """`name` (latest version) or `name@version`."""
+        name, _, version = ref.partition("@")
+        if version and not version.isdigit():
+            raise DatasetNotFound(f"dataset reference {ref!r}: the version after '@' must be a number")
+        return self.get(name, int(version) if version else None)
+
     def load_split(self, record: DatasetRecord, split: Split) -> list[Conversation]:
         if split not in SPLITS:
             raise DatasetError(f"unknown split {split!r}; use train or eval")

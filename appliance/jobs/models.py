@@ -8,7 +8,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 JobState = Literal["queued", "running", "succeeded", "failed", "cancelled", "interrupted"]
 FINAL_STATES = ("succeeded", "failed", "cancelled")
-JOB_TYPES = ("dataset-import",)
+JOB_TYPES = ("dataset-import", "finetune", "eval")
 
 
 class Progress(BaseModel):
@@ -30,7 +30,7 @@ class Progress(BaseModel):
 class SubmitJob(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    type: Literal["dataset-import"]
+    type: Literal["dataset-import", "finetune", "eval"]
     params: dict[str, Any] = Field(default_factory=dict)
 
 

@@ -21,8 +21,10 @@ Handler = Callable[[dict[str, Any], Emitter], dict[str, Any]]
 def _handlers() -> dict[str, Handler]:
     # Imported lazily: each handler pulls in heavy libraries (transformers, torch) only when it runs.
     from appliance.jobs.handlers.dataset_import import run_dataset_import
+    from appliance.jobs.handlers.evaluate import run_eval
+    from appliance.jobs.handlers.finetune import run_finetune
 
-    return {"dataset-import": run_dataset_import}
+    return {"dataset-import": run_dataset_import, "finetune": run_finetune, "eval": run_eval}
 
 
 def main(argv: list[str]) -> int:

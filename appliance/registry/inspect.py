@@ -143,3 +143,41 @@ def inspect_hf(folder: Path) -> ModelFacts:
             "weight_files": [p.name for p in weights],
         },
     )
+
+
+def inspect_peft(folder: Path) -> ModelFacts:
+    """Facts of a PEFT adapter folder (adapter_config.json + adapter_model.safetensors).
+
+    Raises:
+        InvalidModel: bad adapter_config.json, not a LoRA adapter, or no weights.
+    """
+    try:
+        config = json.loads((folder / "adapter_config.json").read_text())
+    except ValueError as exc:
+        raise InvalidModel(f"{folder.name}/adapter_config.json: invalid JSON: {exc}") from exc
+    if config.get("peft_type") != "LORA":
+        raise InvalidModel(f"{folder.name}: adapter type {config.get('peft_type')!r}; only LoRA is supported")
+    weights = folder / "adapter_model.safetensors"
+    if not weights.is_file():
+        raise InvalidModel(f"{folder.name}: no adapter_model.safetensors")
+    return ModelFacts(
+        format="peft",
+        architecture="lora",
+        params=_safetensors_params(weights),
+        quantization="fp32",
+        metadata={
+            "lora_r": config.get("r"),
+            "lora_alpha": config.get("lora_alpha"),
+            "target_modules": sorted(config.get("target_modules") or []),
+            "base_model_name_or_path": config.get("base_model_name_or_path"),
+        },
+    )
+
+
+def inspect_path(path: Path) -> ModelFacts:
+    """GGUF file, PEFT adapter folder or HF model folder, told apart by what they contain."""
+    if not path.is_dir():
+        return inspect_gguf(path)
+    if (path / "adapter_config.json").is_file():
+        return inspect_peft(path)
+    return inspect_hf(path)

@@ -16,7 +16,7 @@ from typing import Any
 
 from pydantic import BaseModel
 
-from appliance.registry.inspect import InvalidModel, ModelFacts, inspect_gguf, inspect_hf
+from appliance.registry.inspect import InvalidModel, ModelFacts, inspect_path
 from appliance.state.store import StateStore
 
 NAME = re.compile(r"^[a-z0-9][a-z0-9._-]{0,63}$")
@@ -124,7 +124,7 @@ class Registry:
         self._check_name(name)
         real = self._checked_source(source, trusted)
         try:
-            facts = inspect_hf(real) if real.is_dir() else inspect_gguf(real)
+            facts = inspect_path(real)
         except InvalidModel as exc:
             raise RegistryError(str(exc)) from exc
         except OSError as exc:
@@ -190,6 +190,19 @@ class Registry:
         if row is None:
             raise ModelNotFound(f"no model named {name_or_id!r}")
         return self._from_row(row)
+
+    def update_metadata(self, name_or_id: str, updates: dict[str, Any]) -> ModelRecord:
+        """Merge `updates` into a model's metadata (evaluation results, export notes); files never change."""
+        model = self.get(name_or_id)
+        with self.store.transaction() as conn:
+            conn.execute("UPDATE models SET metadata = ? WHERE id = ?",
+                         (json.dumps({**model.metadata, **updates}), model.id))
+        return self.get(model.id)
+
+    def children(self, parent_id: str, kind: str | None = None) -> list[ModelRecord]:
+        rows = self.store.query("SELECT * FROM models WHERE parent_id = ? AND (? IS NULL OR kind = ?) "
+                                "ORDER BY created_at", (parent_id, kind, kind))
+        return [self._from_row(r) for r in rows]
 
     def lineage(self, name_or_id: str) -> list[ModelRecord]:
         """The model, its parent, its parent's parent... up to the base."""

@@ -1,0 +1,1 @@
+"""Golden-set evaluation: generate greedy answers and score them against expected ones."""

@@ -1,0 +1,122 @@
+"""Checks a job before it is queued: parameters, referenced models and datasets, and (for training) whether
+memory and disk suffice. A refusal carries the planner's numbers, so the operator sees what to change."""
+
+from __future__ import annotations
+
+import shutil
+from typing import Any, Literal, TypeVar
+
+import psutil
+from pydantic import BaseModel, ValidationError
+
+from appliance.core import Appliance
+from appliance.datasets.errors import DatasetError
+from appliance.plan.memory import GIB, MIB, lora_parameters, plan_training
+from appliance.plan.shapes import ModelShape, shape_for
+from appliance.registry.registry import NAME, ModelRecord, RegistryError
+from appliance.training.base import HF_BASE_KIND
+from appliance.training.params import EvalParams, FinetuneParams, effective_training
+
+ModelT = TypeVar("ModelT", bound=BaseModel)
+Reason = Literal["invalid", "not_found", "conflict", "does_not_fit"]
+
+
+class PreflightRefused(Exception):
+    def __init__(self, message: str, reason: Reason, param: str | None = None) -> None:
+        super().__init__(message)
+        self.message, self.reason, self.param = message, reason, param
+
+
+def _validated(model: type[ModelT], params: dict[str, Any]) -> ModelT:
+    try:
+        return model.model_validate(params)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(p) for p in first["loc"])
+        raise PreflightRefused(f"params.{where}: {first['msg']}", "invalid", param=f"params.{where}") from exc
+
+
+def model_shape(model: ModelRecord) -> ModelShape:
+    """The model's own layer sizes where the registry read them; the nearest reference fills the rest."""
+    shape = shape_for(float(model.params or 1e8))
+    known = {k: model.metadata.get(k) for k in ("layers", "hidden", "heads", "kv_heads")}
+    return ModelShape(**{**shape.model_dump(), **{k: int(v) for k, v in known.items() if v}})
+
+
+def _disk_needed(appliance: Appliance, base: ModelRecord, lora_params: int) -> int:
+    # fp32 HF copy of a GGUF base (once), checkpoint (weights + 2 Adam moments) and the adapter itself.
+    conversion = 0
+    if base.format == "gguf" and not appliance.registry.children(base.id, HF_BASE_KIND):
+        conversion = int((base.params or 0) * 4 * 2)  # the staged folder and its registry copy
+    return conversion + lora_params * 4 * 4 + 64 * MIB
+
+
+def _check_finetune(appliance: Appliance, params: dict[str, Any]) -> dict[str, Any]:
+    job = _validated(FinetuneParams, params)
+    try:
+        base = appliance.registry.get(job.base_model)
+    except RegistryError as exc:
+        raise PreflightRefused(str(exc), "not_found", param="params.base_model") from exc
+    if base.format == "peft":
+        raise PreflightRefused(f"{base.name!r} is an adapter; pass its base model", "invalid", "params.base_model")
+    try:
+        appliance.datasets.get_ref(job.dataset)
+    except DatasetError as exc:
+        raise PreflightRefused(str(exc), "not_found", param="params.dataset") from exc
+    if job.adapter_name is not None:
+        if not NAME.match(job.adapter_name):
+            raise PreflightRefused(f"invalid adapter name {job.adapter_name!r}", "invalid", "params.adapter_name")
+        if any(m.name == job.adapter_name for m in appliance.registry.all()):
+            raise PreflightRefused(f"a model named {job.adapter_name!r} already exists", "conflict",
+                                   "params.adapter_name")
+    profile = appliance.selection.profile
+    try:
+        training = effective_training(profile.training, job.overrides)
+    except ValidationError as exc:
+        raise PreflightRefused(f"overrides: {exc.errors()[0]['msg']}", "invalid", "params.overrides") from exc
+    shape = model_shape(base)
+    if shape.params > training.max_base_params_b * 1e9:
+        raise PreflightRefused(
+            f"profile {profile.name} trains base models up to {training.max_base_params_b:g}B parameters; "
+            f"{base.name} has {shape.params / 1e9:.2f}B", "does_not_fit")
+    hardware = appliance.hardware
+    live = hardware.memory.model_copy(update={"available_mib": psutil.virtual_memory().available // MIB})
+    estimate = plan_training(shape, profile.model_copy(update={"training": training}),
+                             hardware.model_copy(update={"memory": live}))
+    if not estimate.fits:
+        raise PreflightRefused(f"refused: {estimate.message}", "does_not_fit")
+    need = _disk_needed(appliance, base, lora_parameters(shape, training.lora_r, training.target_modules))
+    free = shutil.disk_usage(appliance.state_dir).free
+    if need > free:
+        raise PreflightRefused(f"refused: training needs {need / GIB:.2f} GiB of disk in {appliance.state_dir}, "
+                               f"{free / GIB:.2f} GiB free", "does_not_fit")
+    resolved = {"training": training.model_dump(), "profile": profile.name, "memory_plan": estimate.message,
+                "disk_needed_bytes": need}
+    return {**job.model_dump(), "resolved": resolved}
+
+
+def _check_eval(appliance: Appliance, params: dict[str, Any]) -> dict[str, Any]:
+    job = _validated(EvalParams, params)
+    try:
+        appliance.registry.get(job.model)
+    except RegistryError as exc:
+        raise PreflightRefused(str(exc), "not_found", param="params.model") from exc
+    if job.dataset:
+        try:
+            appliance.datasets.get_ref(job.dataset)
+        except DatasetError as exc:
+            raise PreflightRefused(str(exc), "not_found", param="params.dataset") from exc
+    return job.model_dump()
+
+
+def preflight(appliance: Appliance, job_type: str, params: dict[str, Any]) -> dict[str, Any]:
+    """The params to store with the job (validated, with what was resolved at submit time).
+
+    Raises:
+        PreflightRefused: the job would fail or cannot fit; the message says why, with numbers.
+    """
+    if job_type == "finetune":
+        return _check_finetune(appliance, params)
+    if job_type == "eval":
+        return _check_eval(appliance, params)
+    return params

@@ -1,0 +1,1 @@
+"""Fine-tuning: GGUF base conversion, the LoRA training loop with checkpoints, evaluation."""
