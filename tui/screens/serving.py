@@ -1,0 +1,178 @@
+"""Serving: deployments, start/stop, deploy/delete, promote an adapter or roll back, request metrics, log."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any, ClassVar
+
+from rich.markup import escape
+from textual import on
+from textual.app import ComposeResult
+from textual.binding import Binding, BindingType
+from textual.containers import Horizontal, Vertical, VerticalScroll
+from textual.message import Message
+from textual.widgets import DataTable, Log, Static
+
+from tui.metrics import DeploymentMetrics, parse_metrics
+from tui.screens.base import ApplianceScreen
+from tui.widgets.modals import ConfirmModal, FormField, FormModal
+from tui.widgets.tables import selected_key, sync_rows
+
+Json = dict[str, Any]
+
+
+def _seconds(value: float | None) -> str:
+    return "—" if value is None else (f"≤{value * 1000:.0f} ms" if value < 1 else f"≤{value:g} s")
+
+
+def metrics_text(m: DeploymentMetrics | None) -> str:
+    if m is None:
+        return "[dim]no requests yet[/dim]"
+    total = sum(m.requests.values())
+    by_status = ", ".join(f"{k} {v:.0f}" for k, v in sorted(m.requests.items())) or "none"
+    return (f"requests {total:.0f} ({by_status})\n"
+            f"latency p50 {_seconds(m.latency.quantile(0.5))} · p95 {_seconds(m.latency.quantile(0.95))} · "
+            f"TTFT p50 {_seconds(m.ttft.quantile(0.5))}\n"
+            f"tokens in {m.tokens.get('in', 0):.0f} · out {m.tokens.get('out', 0):.0f} · "
+            f"in flight {m.inflight:.0f} · queued {m.queue_depth:.0f} · restarts {m.restarts:.0f}")
+
+
+class ServingScreen(ApplianceScreen):
+    MODE = "serving"
+    POLL = True
+    CSS_PATH = "serving.tcss"
+    BINDINGS: ClassVar[list[BindingType]] = [
+        *ApplianceScreen.BINDINGS,
+        Binding("n", "deploy", "Deploy"),
+        Binding("s", "start", "Start"),
+        Binding("x", "stop", "Stop"),
+        Binding("p", "promote", "Promote adapter"),
+        Binding("b", "rollback", "Rollback"),
+        Binding("d", "delete", "Delete", show=False),
+    ]
+
+    class Listed(Message):
+        def __init__(self, deployments: list[Json], metrics: dict[str, DeploymentMetrics], models: list[Json],
+                     log: str) -> None:
+            super().__init__()
+            self.deployments, self.metrics, self.models, self.log = deployments, metrics, models, log
+
+    def body(self) -> ComposeResult:
+        yield DataTable(id="deployments", cursor_type="row", zebra_stripes=True)
+        with Horizontal(id="lower"):
+            with VerticalScroll(id="info"):
+                yield Static("Select a deployment.", id="deployment")
+                yield Static("Requests", classes="section")
+                yield Static("", id="metrics")
+            with Vertical(id="log-box"):
+                yield Static("Backend log", classes="section")
+                yield Log(max_lines=300, id="log")
+
+    def on_mount(self) -> None:
+        super().on_mount()
+        self.deployments: dict[str, Json] = {}
+        self.metrics: dict[str, DeploymentMetrics] = {}
+        self.model_names: list[str] = []
+        self.query_one("#deployments", DataTable).add_columns("name", "model", "backend", "state", "restarts")
+
+    async def load(self) -> None:
+        deployments, text, models = await asyncio.gather(self.api.deployments(), self.api.metrics(),
+                                                         self.api.models())
+        table = self.query_one("#deployments", DataTable)
+        name = selected_key(table) or (deployments[0]["name"] if deployments else None)
+        log = await self.api.deployment_logs(name, 100) if name else ""
+        self.post_message(self.Listed(deployments, parse_metrics(text), models, log))
+
+    @on(Listed)
+    def show(self, event: Listed) -> None:
+        self.deployments = {d["name"]: d for d in event.deployments}
+        self.metrics, self.model_names = event.metrics, [m["name"] for m in event.models]
+        table = self.query_one("#deployments", DataTable)
+        rows = []
+        for d in event.deployments:
+            style = {"ready": "green", "failed": "red", "stopped": "dim"}.get(d["state"], "yellow")
+            rows.append((d["name"], [d["name"], d["model"], d["backend"], f"[{style}]{d['state']}[/]",
+                                     str(d["restarts"])]))
+        sync_rows(table, rows)
+        self._show_selected(event.log)
+
+    @on(DataTable.RowHighlighted, "#deployments")
+    def highlighted(self) -> None:
+        self._show_selected(None)
+
+    def _show_selected(self, log: str | None) -> None:
+        name = selected_key(self.query_one("#deployments", DataTable))
+        d = self.deployments.get(name or "")
+        if d is None:
+            self.query_one("#deployment", Static).update("No deployments: press [b]n[/b] to serve a model.")
+            return
+        args = "\n".join(f"  [dim]{k}[/dim] {escape(str(v))}" for k, v in d.get("injected_args", {}).items())
+        self.query_one("#deployment", Static).update(
+            f"[b]{d['name']}[/b] → {d['model']} on {d['backend']} · wants {d['desired_state']}\n"
+            f"{d['state']}: {escape(d['state_message'])}\n{args}")
+        self.query_one("#metrics", Static).update(metrics_text(self.metrics.get(d["name"])))
+        if log is not None:
+            widget = self.query_one("#log", Log)
+            widget.clear()
+            widget.write_lines(log.splitlines())
+        elif name:
+            self.action_reload()  # another deployment: fetch its log
+
+    def _selected(self) -> str | None:
+        name = selected_key(self.query_one("#deployments", DataTable))
+        if name is None:
+            self.notify("Select a deployment first", severity="warning")
+        return name
+
+    def action_start(self) -> None:
+        if name := self._selected():
+            self.act(self.api.deployment_action(name, "start"), f"Starting {name}")
+
+    def action_stop(self) -> None:
+        if name := self._selected():
+            self.act(self.api.deployment_action(name, "stop"), f"Stopped {name}")
+
+    def action_deploy(self) -> None:
+        fields = [FormField("model", "Registry model", options=[(n, n) for n in self.model_names]),
+                  FormField("name", "Served name (default: the model's)", required=False)]
+
+        def done(values: dict[str, Any] | None) -> None:
+            if values:
+                self.act(self.api.create_deployment({"model": values["model"], "name": values["name"]}),
+                         f"Deploying {values['name'] or values['model']}")
+
+        self.app.push_screen(FormModal("Deploy a model", fields, "Deploy",
+                                       note="Backend and parameters come from the hardware profile."), done)
+
+    def action_promote(self) -> None:
+        name = self._selected()
+        if name is None:
+            return
+        fields = [FormField("adapter", "Adapter (registry model)", options=[(n, n) for n in self.model_names])]
+
+        def done(values: dict[str, Any] | None) -> None:
+            if values:
+                self.act(self.api.deployment_action(name, "adapters", {"adapter": values["adapter"]}),
+                         f"Adapter {values['adapter']} attached to {name}")
+
+        self.app.push_screen(FormModal(f"Promote an adapter on {name}", fields, "Attach"), done)
+
+    def action_rollback(self) -> None:
+        if (name := self._selected()) is None:
+            return
+
+        def done(yes: bool | None) -> None:
+            if yes:
+                self.act(self.api.deployment_action(name, "rollback"), f"Rolled back {name}")
+
+        self.app.push_screen(ConfirmModal(f"Roll {name} back to its previous model?", "Rollback"), done)
+
+    def action_delete(self) -> None:
+        if (name := self._selected()) is None:
+            return
+
+        def done(yes: bool | None) -> None:
+            if yes:
+                self.act(self.api.delete_deployment(name), f"Deleted deployment {name}")
+
+        self.app.push_screen(ConfirmModal(f"Stop and remove deployment {name!r}?"), done)

@@ -1,0 +1,1 @@
+"""Reusable widgets of the control panel (each with its DEFAULT_CSS)."""
