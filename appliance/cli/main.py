@@ -22,6 +22,7 @@ EPILOG = """examples:
   slm-appliance deploy list
   slm-appliance datasets import data.jsonl --name faq --base-model smollm2-135m-instruct
   slm-appliance jobs list
+  slm-appliance tui                    the operator's control panel (terminal UI)
   slm-appliance daemon                 run the appliance (systemd runs this)
 """
 
@@ -66,6 +67,10 @@ def _parser() -> argparse.ArgumentParser:
     revoke = keys_sub.add_parser("revoke", help="revoke a key by name or id")
     revoke.add_argument("name")
     revoke.add_argument("--json", action="store_true")
+    tui = sub.add_parser("tui", help="the operator's control panel (terminal UI, through the daemon's API)")
+    tui.add_argument("--url", help="daemon URL (default: from the config, http://127.0.0.1:8470)")
+    tui.add_argument("--key", help="API key (default: SLM_API_KEY or the local admin key file)")
+    tui.add_argument("--key-file", type=Path, help="file holding the API key")
     from appliance.cli.jobs_cli import add_job_commands
     from appliance.cli.remote import add_remote_commands
 
@@ -103,6 +108,14 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         setup_logging(config.log_level)
         return run_daemon(config)
+    if args.command == "tui":
+        from tui.connect import ConnectError, run
+
+        try:
+            return run(config, args.url, args.key, args.key_file)
+        except ConnectError as exc:
+            print(f"slm-appliance: {exc}", file=sys.stderr)
+            return 2
     if args.command in ("models", "deploy", "datasets", "jobs"):
         from appliance.cli.jobs_cli import run_jobs
         from appliance.cli.remote import DaemonClient, RemoteError, run_remote
