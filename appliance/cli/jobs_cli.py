@@ -36,6 +36,19 @@ def add_job_commands(sub: Any) -> None:
     jobs = sub.add_parser("jobs", help="local jobs: queue, progress, logs, cancel (through the daemon)")
     jsub = jobs.add_subparsers(dest="action", required=True, metavar="ACTION")
     jsub.add_parser("list", help="recent jobs")
+    submit = jsub.add_parser(
+        "submit", help="submit a finetune or eval job (checked against memory and disk first)",
+        epilog="example: slm-appliance jobs submit finetune --base-model smollm2-135m-instruct --dataset faq "
+               "--golden /var/lib/slm-appliance/imports/golden.jsonl --set max_steps=50 --set learning_rate=5e-4")
+    submit.add_argument("type", choices=["finetune", "eval"])
+    submit.add_argument("--base-model", help="finetune: registry model to train on")
+    submit.add_argument("--dataset", help="finetune: dataset name or name@version; eval: held-out loss on its split")
+    submit.add_argument("--model", help="eval: registry model or adapter to evaluate")
+    submit.add_argument("--adapter-name", help="finetune: registry name of the adapter")
+    submit.add_argument("--golden", help="golden set JSONL (prompt, expected, scorer) under an import root")
+    submit.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", dest="overrides",
+                        help="finetune hyperparameter override, e.g. max_steps=50, lora_r=8 (repeatable)")
+    submit.add_argument("--no-wait", action="store_true", help="return the job without following it")
     for name, text in (("show", "one job"), ("watch", "follow a job's progress until it ends"),
                        ("cancel", "cancel a job (a running one checkpoints first)"), ("logs", "a job's log")):
         jsub.add_parser(name, help=text).add_argument("job_id")
@@ -128,7 +141,49 @@ def _datasets(args: argparse.Namespace, client: DaemonClient) -> int:
     return 0
 
 
+def _override_value(text: str) -> Any:
+    try:
+        return json.loads(text)  # numbers, booleans, lists
+    except ValueError:
+        return text
+
+
+def _submit_body(args: argparse.Namespace) -> dict[str, Any]:
+    overrides = {}
+    for item in args.overrides:
+        key, sep, value = item.partition("=")
+        if not sep:
+            raise RemoteError(f"--set {item!r}: use KEY=VALUE")
+        overrides[key.strip()] = _override_value(value.strip())
+    golden = os.path.abspath(args.golden) if args.golden else None
+    if args.type == "finetune":
+        if not args.base_model or not args.dataset:
+            raise RemoteError("finetune needs --base-model and --dataset")
+        params = {"base_model": args.base_model, "dataset": args.dataset, "adapter_name": args.adapter_name,
+                  "golden": golden, "overrides": overrides}
+    else:
+        if not args.model:
+            raise RemoteError("eval needs --model")
+        params = {"model": args.model, "golden": golden, "dataset": args.dataset}
+    return {"type": args.type, "params": params}
+
+
+def _print_result(job: dict[str, Any]) -> None:
+    for key, value in job.get("result", {}).items():
+        print(f"  {key}: {value}")
+
+
 def _jobs(args: argparse.Namespace, client: DaemonClient) -> int:
+    if args.action == "submit":
+        job = client.call("POST", "/api/v1/jobs", json=_submit_body(args)).json()
+        if not args.no_wait:
+            job = follow(client, job["id"], quiet=args.json)
+        if args.json:
+            print_json(job)
+        else:
+            print(f"job {job['id']} ({job['type']}): {job['state']}" + (f": {job['error']}" if job["error"] else ""))
+            _print_result(job)
+        return 1 if job["state"] in ("failed", "cancelled") else 0
     if args.action == "list":
         items = client.call("GET", "/api/v1/jobs").json()
         if args.json:
@@ -149,6 +204,8 @@ def _jobs(args: argparse.Namespace, client: DaemonClient) -> int:
         print_json(job)
     else:
         print(f"job {job['id']} ({job['type']}): {job['state']}" + (f": {job['error']}" if job["error"] else ""))
+        if args.action == "show":
+            _print_result(job)
     return 1 if job["state"] == "failed" else 0
 
 

@@ -215,7 +215,7 @@ def train(base_dir: Path, adapter_dir: Path, checkpoint: Path, train_convs: list
         steps_run += 1
         losses.append(round(step_loss, 5))
         elapsed = time.monotonic() - started
-        progress(phase="training", step=step, total=total, epoch=round(step * per_step / len(examples), 3),
+        progress(phase="training", message="", step=step, total=total, epoch=round(step * per_step / len(examples), 3),
                  loss=step_loss, learning_rate=scheduler.get_last_lr()[0], tokens_per_s=tokens_seen / elapsed,
                  eta_s=elapsed / steps_run * (total - step))
         if step % settings.checkpoint_every == 0 or step == total:
