@@ -100,17 +100,14 @@ class DashboardScreen(ApplianceScreen):
                 reason = report.get("nvml", {}).get("reason") or "no GPU found"
                 box.mount(Static(f"[b]GPU[/b] none — {reason}", id="no-gpu"))
             return
-        for gpu in gpus:
-            card_id = f"gpu-{gpu.get('index')}"
-            if not box.query(f"#{card_id}"):
-                box.mount(GpuCard(gpu, id=card_id))
         by_index = {s.get("index"): s for s in samples}
-
-        def feed() -> None:
-            for gpu in gpus:
-                self.query_one(f"#gpu-{gpu.get('index')}", GpuCard).add_sample(by_index.get(gpu.get("index"), {}))
-
-        self.call_after_refresh(feed)  # new cards compose first
+        for gpu in gpus:
+            cards = box.query(f"#gpu-{gpu.get('index')}").results(GpuCard)
+            card = next(cards, None)
+            if card is None:
+                card = GpuCard(gpu, id=f"gpu-{gpu.get('index')}")
+                box.mount(card)
+            card.add_sample(by_index.get(gpu.get("index"), {}))
 
     def _show_deployments(self, deployments: list[Json]) -> None:
         table = self.query_one("#deployments", DataTable)

@@ -66,7 +66,16 @@ class GpuCard(Vertical):
         for field, _ in SERIES:
             value = sample.get(field)
             self.history[field].append(None if value is None else float(value))
+        if self.is_mounted:  # a card just mounted paints its history in on_mount
+            self._paint()
+
+    def on_mount(self) -> None:
+        self._paint()
+
+    def _paint(self) -> None:
+        for field, _ in SERIES:
             known = [v for v in self.history[field] if v is not None]
             # A series NVML never reported (not supported on this GPU) is an honest "n/a", not a flat zero.
             self.query_one(f"#spark-{field}", Sparkline).data = known
-            self.query_one(f"#value-{field}", Static).update(_value_text(field, value, self.gpu))
+            latest = self.history[field][-1] if self.history[field] else None
+            self.query_one(f"#value-{field}", Static).update(_value_text(field, latest, self.gpu))
