@@ -3,7 +3,8 @@
     .venv/bin/python -m tests.tui.record_api --url http://127.0.0.1:8470 --state-dir STATE
 
 It imports a small dataset (with defects, so the report has line-numbered errors), creates and revokes keys,
-streams one chat answer, then saves every GET the screens make. The daemon takes no NVML replay, so
+streams one chat answer, follows a short fine-tune halfway (its events give the Jobs screen a loss curve), then
+saves every GET the screens make and cancels the fine-tune. The daemon takes no NVML replay, so
 /api/v1/hardware and /api/v1/profiles are answered as the daemon would on a recorded RTX 4090 box: the same
 response models, filled by detection and profile selection over `RecordedNvml`.
 """
@@ -64,15 +65,31 @@ def wait_job(http: httpx.Client, job_id: str) -> dict[str, Any]:
     raise TimeoutError(job_id)
 
 
+def follow_training(http: httpx.Client, steps: int) -> tuple[str, str]:
+    """Start a fine-tune and record its event stream until it has trained `steps` steps (it keeps running:
+    the recording shows it mid-run, as an operator would find it). Returns the job id and the raw events."""
+    job = http.post("/api/v1/jobs", json={"type": "finetune", "params": {
+        "base_model": "smollm2-135m-instruct", "dataset": "ops-faq",
+        "overrides": {"max_steps": 2 * steps, "batch_size": 1, "max_seq_length": 64}}}).json()
+    lines: list[str] = []
+    with http.stream("GET", f"/api/v1/jobs/{job['id']}/events", timeout=None) as response:
+        for line in response.iter_lines():
+            lines.append(line)
+            if line.startswith("data:") and (json.loads(line[5:]).get("step") or 0) >= steps:
+                break
+    return job["id"], "\n".join(lines) + "\n\n"
+
+
 def record(url: str, state_dir: Path) -> dict[str, Any]:
     token = (state_dir / "admin.key").read_text().strip()
     http = httpx.Client(base_url=url, headers={"Authorization": f"Bearer {token}"}, timeout=120)
     source = state_dir / "imports" / "ops-faq.jsonl"
     source.parent.mkdir(exist_ok=True)
     source.write_text("".join((x if isinstance(x, str) else json.dumps(x)) + "\n" for x in DATASET_LINES))
-    job = http.post("/api/v1/datasets", json={"path": str(source), "name": "ops-faq",
-                                              "base_model": "smollm2-135m-instruct"}).json()
-    wait_job(http, job["id"])
+    if http.get("/api/v1/datasets/ops-faq").status_code == 404:  # a second recording adds no version
+        job = http.post("/api/v1/datasets", json={"path": str(source), "name": "ops-faq",
+                                                  "base_model": "smollm2-135m-instruct"}).json()
+        wait_job(http, job["id"])
     for name, scope in (("grafana-agent", "inference"), ("branch-app", "inference"), ("old-app", "inference")):
         http.post("/api/v1/keys", json={"name": name, "scope": scope})
     http.delete("/api/v1/keys/old-app")
@@ -80,6 +97,7 @@ def record(url: str, state_dir: Path) -> dict[str, Any]:
             "messages": [{"role": "user", "content": "Name three primary colours."}]}
     chat = http.post("/v1/chat/completions", json=body).text
     deployment = http.get("/api/v1/deployments").json()[0]["name"]
+    training_id, training_events = follow_training(http, steps=16)
     hardware, profiles = gpu_box(state_dir)
     responses: dict[str, Any] = {
         "GET /healthz": {"json": http.get("/healthz").json()},
@@ -96,11 +114,12 @@ def record(url: str, state_dir: Path) -> dict[str, Any]:
     for j in responses["GET /api/v1/jobs"]["json"]:
         responses[f"GET /api/v1/jobs/{j['id']}"] = {"json": j}
         responses[f"GET /api/v1/jobs/{j['id']}/logs"] = {"text": http.get(f"/api/v1/jobs/{j['id']}/logs").text}
-        events = http.get(f"/api/v1/jobs/{j['id']}/events").text
+        events = training_events if j["id"] == training_id else http.get(f"/api/v1/jobs/{j['id']}/events").text
         responses[f"GET /api/v1/jobs/{j['id']}/events"] = {"sse": events}
     responses[f"GET /api/v1/deployments/{deployment}/logs"] = {
         "text": http.get(f"/api/v1/deployments/{deployment}/logs", params={"lines": 100}).text}
     responses["GET /metrics"] = {"text": http.get("/metrics").text}
+    http.post(f"/api/v1/jobs/{training_id}/cancel")
     # The snapshot clock: a minute after the last thing happened.
     return {"recorded_at": round(time.time() + 60), "responses": responses}
 

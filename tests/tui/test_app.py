@@ -44,7 +44,9 @@ def test_daemon_down_shows_banner_then_reconnects() -> None:
 
     async def scenario() -> None:
         async with app.run_test(size=(80, 24)) as pilot:
-            banner = lambda: app.screen.query_one(ConnectionBanner)  # noqa: E731
+            def banner() -> ConnectionBanner:
+                return app.screen.query_one(ConnectionBanner)
+
             await wait_until(pilot, lambda: banner().has_class("down"))
             assert "reconnecting" in str(banner().content)
             replay.down = False

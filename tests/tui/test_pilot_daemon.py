@@ -16,7 +16,7 @@ import httpx
 import pytest
 from textual.message import Message
 from textual.pilot import Pilot
-from textual.widgets import DataTable, Input, Select
+from textual.widgets import DataTable, Input, Select, Static
 
 from tests.helpers import DaemonProcess
 from tests.tui.test_snapshots import settle
@@ -64,6 +64,10 @@ async def type_into(pilot: Pilot[None], selector: str, text: str) -> None:
     await pilot.press(*text)
 
 
+def text(app: ApplianceApp, selector: str) -> str:
+    return str(app.screen.query_one(selector, Static).content)
+
+
 def rows(app: ApplianceApp, selector: str) -> list[str]:
     return [str(key.value) for key in app.screen.query_one(selector, DataTable).rows]
 
@@ -86,7 +90,7 @@ def test_import_then_delete_model(daemon: DaemonProcess) -> None:
             assert daemon.get("/api/v1/models/tui-copy").json()["model"]["sha256"]
             table = app.screen.query_one("#models", DataTable)
             table.move_cursor(row=table.get_row_index("tui-copy"))
-            await wait_until(pilot, lambda: "lineage" in str(app.screen.query_one("#detail").content).lower(), 10,
+            await wait_until(pilot, lambda: "lineage" in text(app, "#detail").lower(), 10,
                              "details shown")
             await pilot.press("d", "y")
             await wait_until(pilot, lambda: "tui-copy" not in rows(app, "#models"), 30, "deleted model gone")
@@ -119,7 +123,8 @@ def test_finetune_progress_then_cancel(daemon: DaemonProcess) -> None:
             assert modal.query_one("#ov-learning_rate", Input).value  # prefilled from the profile
             modal.query_one("#base_model", Select).value = STARTER
             modal.query_one("#dataset", Select).value = "runbook"
-            await wait_until(pilot, lambda: "fits" in str(modal.query_one("#verdict").content), 30, "planner verdict")
+            verdict = modal.query_one("#verdict", Static)
+            await wait_until(pilot, lambda: "fits" in str(verdict.content), 30, "planner verdict")
             for field, value in (("max_steps", "400"), ("batch_size", "1"), ("max_seq_length", "64")):
                 modal.query_one(f"#ov-{field}", Input).value = value
             await pilot.click("#submit")
@@ -136,8 +141,8 @@ def test_finetune_progress_then_cancel(daemon: DaemonProcess) -> None:
             await wait_until(pilot, stepped, 420, "a training step reported")
             await pilot.pause(0.3)
             detail = jobs.query_one(JobDetail)
-            assert "/400" in str(detail.query_one("#job-stats").content)
-            assert "loss" in str(detail.query_one("#job-stats").content)
+            stats = str(detail.query_one("#job-stats", Static).content)
+            assert "/400" in stats and "loss" in stats
             await pilot.press("c", "y")
 
             def cancelled() -> bool:
@@ -165,7 +170,7 @@ def test_chat_streams_an_answer(daemon: DaemonProcess) -> None:
                              "answer finished")
             streamed = [m for m in messages if isinstance(m, ChatScreen.Streamed)]
             assert len(streamed) > 3  # arrived in pieces, not at once
-            assert "tok/s" in str(app.screen.query_one("#rate").content)
+            assert "tok/s" in text(app, "#rate")
             assert "".join(m.text for m in streamed).strip()
 
     asyncio.run(scenario())

@@ -34,6 +34,9 @@ async def show(pilot: Pilot[None], screen: str) -> None:
         for _ in range(DASHBOARD_SAMPLES - 1):
             pilot.app.screen.action_reload()  # type: ignore[attr-defined]
             await settle(pilot)
+    elif screen == "models":
+        await pilot.press("down", "down")  # the fine-tuned adapter: metadata and a lineage two deep
+        await settle(pilot)
     elif screen == "chat":
         await pilot.click("#prompt")
         await pilot.press(*"Name three primary colours.", "enter")

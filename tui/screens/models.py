@@ -20,8 +20,25 @@ from tui.widgets.tables import selected_key, sync_rows
 Json = dict[str, Any]
 
 
+def meta_value(value: object) -> str:
+    """One line per metadata entry: a reference by its name, training metrics by what they say."""
+    if isinstance(value, dict):
+        if "name" in value:
+            return f"{value['name']}" + (f" v{value['version']}" if "version" in value else "")
+        if "eval_loss_before" in value:
+            return (f"{value.get('steps')} steps, eval loss {value['eval_loss_before']:.3f} → "
+                    f"{value.get('eval_loss_after', float('nan')):.3f}")
+        if "score_before" in value:
+            return f"golden score {value['score_before']:.2f} → {value.get('score_after', float('nan')):.2f}"
+        shown = {k: v for k, v in value.items() if v is not None and not isinstance(v, dict | list)}
+        return ", ".join(f"{k}={v}" for k, v in shown.items())[:80] or f"{len(value)} entries"
+    if isinstance(value, list):
+        return ", ".join(map(str, value))[:80]
+    return str(value)
+
+
 def describe(detail: Json, now: float) -> str:
-    """Rich text of one model: what it is, its metadata, and the chain of models it was derived from."""
+    """Rich text of one model: what it is, the chain of models it was derived from, its metadata."""
     m = detail["model"]
     lines = [
         f"[b]{m['name']}[/b]  [dim]{m['id']}[/dim]",
@@ -31,14 +48,15 @@ def describe(detail: Json, now: float) -> str:
         f"imported {fmt.ago(m.get('created_at'), now)} from {escape(str(m.get('source')))}",
         f"sha256 {m.get('sha256', '')[:32]}…",
         "",
-        "[b]Metadata[/b]",
+        "[b]Lineage[/b]",
     ]
-    lines += [f"  {k}: {escape(str(v))}" for k, v in sorted(m.get("metadata", {}).items())] or ["  (none)"]
-    lines += ["", "[b]Lineage[/b]"]
     chain = [m, *detail.get("lineage", [])]
-    lines += [f"  {'└─ ' * (i > 0)}{escape(x['name'])} ({x['kind']})" for i, x in enumerate(chain)]
+    # Each line is derived from the one below it: adapter ← the HF copy it trained on ← the imported GGUF.
+    lines += [f"  {'  ' * (i - 1)}{'└─ ' * (i > 0)}{escape(x['name'])} ({x['kind']})" for i, x in enumerate(chain)]
     if len(chain) == 1:
         lines.append("  [dim]a base model: no parent[/dim]")
+    lines += ["", "[b]Metadata[/b]"]
+    lines += [f"  {k}: {escape(meta_value(v))}" for k, v in sorted(m.get("metadata", {}).items())] or ["  (none)"]
     return "\n".join(lines)
 
 

@@ -78,7 +78,8 @@ class JobDetail(Vertical):
 
     def _title(self) -> None:
         job = self.job
-        params = escape(", ".join(f"{k}={v}" for k, v in job.get("params", {}).items() if not isinstance(v, dict)))
+        shown = {k: v for k, v in job.get("params", {}).items() if v is not None and not isinstance(v, dict)}
+        params = escape(", ".join(f"{k}={v}" for k, v in shown.items()))
         started = job.get("started_at")
         ran = fmt.duration((job.get("finished_at") or self.now) - started) if started else "not started"
         error = f"\n[red]{escape(job['error'])}[/]" if job.get("error") else ""
@@ -97,7 +98,8 @@ class JobDetail(Vertical):
             bar.update(total=None)  # indeterminate: the worker reports a phase, not steps
         eta = progress.get("eta_s")
         self.query_one("#job-eta", Static).update(f"  ETA {fmt.duration(eta)}" if eta is not None else "")
-        self.query_one("#job-stats", Static).update(fmt.progress_line(progress))
+        # The ETA already stands beside the bar.
+        self.query_one("#job-stats", Static).update(fmt.progress_line({**progress, "eta_s": None}))
         if progress.get("loss") is not None and progress.get("step") is not None:
             self.query_one("#job-loss", LossPlot).add(int(progress["step"]), float(progress["loss"]))
 
