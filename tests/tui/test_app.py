@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable
+from pathlib import Path
 
 import httpx
 import pytest
@@ -116,3 +117,38 @@ def test_human_units() -> None:
     assert fmt.params(134515008) == "135M"
     assert fmt.duration(3725) == "1h02m"
     assert fmt.ago(None, 0) == "never"
+
+
+def test_command_palette_switches_screens() -> None:
+    app = replay_app()
+
+    async def scenario() -> None:
+        async with app.run_test(size=(80, 24)) as pilot:
+            await settle(pilot)
+            await pilot.press("ctrl+p")
+            await pilot.pause()
+            await pilot.press(*"Go to Keys")
+            await pilot.pause(0.5)
+            await pilot.press("enter")
+            await settle(pilot)
+            assert app.current_mode == "keys"
+
+    asyncio.run(scenario())
+
+
+def test_key_resolution_order(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """--key, then --key-file, then SLM_API_KEY, then the state directory's admin.key."""
+    from appliance.config import load_config
+    from tui.connect import ConnectError, resolve
+
+    config = load_config(None, state_dir=tmp_path)
+    monkeypatch.delenv("SLM_API_KEY", raising=False)
+    with pytest.raises(ConnectError, match="admin.key"):
+        resolve(config)
+    (tmp_path / "admin.key").write_text("from-state\n")
+    (tmp_path / "other.key").write_text("from-file\n")
+    assert resolve(config) == (config.base_url(), "from-state")
+    monkeypatch.setenv("SLM_API_KEY", "from-env")
+    assert resolve(config)[1] == "from-env"
+    assert resolve(config, key_file=tmp_path / "other.key")[1] == "from-file"
+    assert resolve(config, url="http://10.0.0.2:8470", key="flag") == ("http://10.0.0.2:8470", "flag")

@@ -119,6 +119,7 @@ def test_finetune_progress_then_cancel(daemon: DaemonProcess) -> None:
             await pilot.press("n")
             modal = await wait_until(pilot, lambda: isinstance(app.screen, SubmitJobModal) and app.screen,
                                      30, "submit form")
+            await settle(pilot)
             assert modal.query_one("#type", Select).value == "finetune"
             assert modal.query_one("#ov-learning_rate", Input).value  # prefilled from the profile
             modal.query_one("#base_model", Select).value = STARTER
