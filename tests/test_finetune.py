@@ -102,7 +102,8 @@ def test_lora_run_lowers_eval_loss_and_moves_the_golden_answer(lab: Lab) -> None
     training = [e for e in events if e["event"] == "progress" and e["phase"] == "training"]
     assert [e["step"] for e in training] == list(range(1, 25))
     assert all(e["total"] == 24 and e["loss"] > 0 and e["tokens_per_s"] > 0 and e["eta_s"] >= 0
-               and e["learning_rate"] > 0 and e["epoch"] > 0 for e in training)
+               and e["epoch"] > 0 for e in training)
+    assert all(e["learning_rate"] > 0 for e in training[:-1])  # linear decay reaches 0 at the last step
     result = events[-1]["result"]
     assert result["eval_loss_after"] < result["eval_loss_before"] * 0.5, result
     before, after = result["golden_before"], result["golden_after"]
@@ -111,7 +112,7 @@ def test_lora_run_lowers_eval_loss_and_moves_the_golden_answer(lab: Lab) -> None
     detail = lab.daemon.get("/api/v1/models/shop-lora").json()
     adapter = detail["model"]
     assert adapter["format"] == "peft" and adapter["kind"] == "adapter"
-    assert [m["kind"] for m in detail["lineage"]] == ["adapter", "hf-base", "base"]
+    assert [m["kind"] for m in detail["lineage"]] == ["hf-base", "base"]
     meta = adapter["metadata"]
     assert meta["dataset"]["name"] == "shop" and meta["dataset"]["version"] == 1
     assert meta["hyperparameters"]["lora_r"] == 16 and meta["hyperparameters"]["learning_rate"] == 1e-3

@@ -98,8 +98,9 @@ class JobStore:
             rows = conn.execute("SELECT id FROM jobs WHERE state IN ('running', 'interrupted')").fetchall()
             for row in rows:
                 conn.execute(
-                    "UPDATE jobs SET state = 'queued', pid = NULL, progress = json_set(progress, '$.message', "
-                    "'interrupted; resuming from the last checkpoint'), updated_at = ? WHERE id = ?",
+                    "UPDATE jobs SET state = 'queued', pid = NULL, progress = json_set(progress, '$.phase', "
+                    "'interrupted', '$.message', 'interrupted; resuming from the last checkpoint'), "
+                    "updated_at = ? WHERE id = ?",
                     (time.time(), row["id"]),
                 )
         return [str(r["id"]) for r in rows]

@@ -59,7 +59,7 @@ def golden_report(registry: Registry, model: ModelRecord, items: list[GoldenItem
                   work_dir: Path, emitter: Emitter, loaded: Any = None) -> GoldenReport:
     """Golden answers of `model` (cached per model and golden set: a base is scored once)."""
     cache = cache_dir / f"{model.id}-{golden_digest(items)}.json"
-    if cache.is_file():
+    if loaded is None and cache.is_file():
         return GoldenReport.model_validate_json(cache.read_text())
     emitter.progress(phase="golden set", message=f"answering {len(items)} golden prompts with {model.name}",
                      force=True)
@@ -139,7 +139,7 @@ def run_finetune(spec: dict[str, Any], emitter: Emitter) -> dict[str, Any]:
         "trained_on": {"name": hf_base.name, "id": hf_base.id},
         "dataset": {"name": dataset.name, "version": dataset.version, "id": dataset.id},
         "method": training.method, "profile": resolved.get("profile"),
-        "hyperparameters": {**training.model_dump(), **params.overrides.model_dump()},
+        "hyperparameters": {**params.overrides.model_dump(exclude_none=True), **training.model_dump()},
         "metrics": metrics, "golden": golden,
         "code_version": __version__, "python": platform.python_version(),
     }
