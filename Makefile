@@ -10,7 +10,7 @@ export CMAKE_ARGS ?= -DGGML_NATIVE=OFF
 export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 
-.PHONY: setup llama run test lint unit e2e bench-serving clean
+.PHONY: setup llama run test lint unit e2e bench-serving bench-finetune clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -40,6 +40,9 @@ e2e: setup
 
 bench-serving: setup
 	$(BIN)/python bench/serving.py
+
+bench-finetune: setup
+	HF_HUB_OFFLINE=1 $(BIN)/python bench/finetune.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

@@ -18,7 +18,7 @@ from appliance.core import Appliance
 from appliance.daemon.bootstrap import bootstrap_starter
 from appliance.daemon.sdnotify import Notifier
 from appliance.deploy.manager import DeploymentManager
-from appliance.jobs.runner import JobRunner
+from appliance.jobs.runner import JobRunner, ServingPause
 from appliance.jobs.store import JobStore
 
 log = logging.getLogger(__name__)
@@ -47,8 +47,10 @@ async def serve(appliance: Appliance, notifier: Notifier) -> int:
         {"llamacpp": LlamaCppBackend(config.llama_bin_dir)}, appliance.logs_dir, config.backend_niceness,
         appliance.runtime_dir,
     )
+    training = appliance.selection.profile.training
+    pause = None if training.serving_during_training else ServingPause(deployments.pause_all, deployments.resume)
     jobs = JobRunner(JobStore(appliance.store), appliance.state_dir, appliance.import_roots,
-                     appliance.selection.profile.training.max_seq_length)
+                     training.max_seq_length, serving_pause=pause)
     app = create_app(appliance, deployments, jobs)
     uv_config = uvicorn.Config(app, log_config=None, access_log=False, lifespan="off", timeout_graceful_shutdown=10,
                                http="httptools")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import re
 import socket
 import tempfile
@@ -23,6 +24,8 @@ from appliance.plan.shapes import ModelShape, shape_for
 from appliance.profiles.select import Selection
 from appliance.registry.registry import ModelRecord, Registry
 from appliance.state.store import StateStore
+
+log = logging.getLogger(__name__)
 
 NAME = re.compile(r"^[a-z0-9][a-z0-9._-]{0,63}$")
 FORMAT_BACKENDS = {"gguf": "llamacpp", "hf": "vllm"}
@@ -197,6 +200,23 @@ class DeploymentManager:
                                      self._record_state, self.client, self.niceness)
             self.processes[name] = process
             process.start()
+
+    async def pause_all(self, reason: str) -> list[str]:
+        """Stop every running backend without changing what the operator asked for (a training job on a profile
+        that cannot serve and train at once). Returns the names to `resume` afterwards."""
+        async with self._lock:
+            paused, self.processes = dict(self.processes), {}
+        await asyncio.gather(*(p.stop(reason) for p in paused.values()), return_exceptions=True)
+        for name in paused:
+            await self._record_state(name, "paused", reason, {"restarts": 0})
+        return list(paused)
+
+    async def resume(self, names: list[str]) -> None:
+        for name in names:
+            try:
+                await self._ensure(name)
+            except Exception:  # deleted meanwhile: nothing to bring back
+                log.warning("deployment not resumed", extra={"deployment": name})
 
     async def reconcile(self) -> None:
         """Bring processes in line with the store (daemon start: every deployment that should run comes back)."""

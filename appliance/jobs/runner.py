@@ -10,6 +10,8 @@ import logging
 import os
 import signal
 import sys
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -18,18 +20,30 @@ from appliance.jobs.models import Job, JobState, Progress
 from appliance.jobs.store import JobStore
 
 log = logging.getLogger(__name__)
+TRAINING_JOBS = ("finetune",)
+
+
+@dataclass(frozen=True)
+class ServingPause:
+    """How to stop serving around a training job, for profiles with serving_during_training = false."""
+
+    pause: Callable[[str], Awaitable[list[str]]]
+    resume: Callable[[list[str]], Awaitable[None]]
+
+
 EXIT_STATES: dict[int, JobState] = {0: "succeeded", 3: "cancelled"}
 STOP_GRACE_S = 30.0
 
 
 class JobRunner:
     def __init__(self, jobs: JobStore, state_dir: Path, import_roots: list[Path], profile_max_seq_length: int,
-                 niceness: int = 15) -> None:
+                 niceness: int = 15, serving_pause: ServingPause | None = None) -> None:
         self.jobs = jobs
         self.state_dir = state_dir
         self.import_roots = import_roots
         self.profile_max_seq_length = profile_max_seq_length
         self.niceness = niceness
+        self.serving_pause = serving_pause
         self._wake = asyncio.Event()
         self._subscribers: dict[str, set[asyncio.Queue[dict[str, Any]]]] = {}
         self._current: tuple[str, asyncio.subprocess.Process] | None = None
@@ -126,6 +140,17 @@ class JobRunner:
             )
 
     async def _run(self, job: Job) -> None:
+        paused: list[str] = []
+        if self.serving_pause is not None and job.type in TRAINING_JOBS:
+            paused = await self.serving_pause.pause(f"paused while training job {job.id} runs (profile)")
+            log.info("serving paused for training", extra={"job": job.id, "deployments": paused})
+        try:
+            await self._run_worker(job)
+        finally:
+            if paused and self.serving_pause is not None:
+                await self.serving_pause.resume(paused)
+
+    async def _run_worker(self, job: Job) -> None:
         proc = await self._spawn(job)
         self._current = (job.id, proc)
         self.jobs.mark_running(job.id, proc.pid)
