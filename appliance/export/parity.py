@@ -1,0 +1,226 @@
+"""The parity gate: golden prompts, greedy, through transformers (PEFT and merged) and llama.cpp (the exports).
+
+F16 exports must reproduce the merged model token for token, and the GGUF LoRA over the F16 base the PEFT model.
+Quantized files cannot, so they are fed the merged model's greedy continuation (teacher forcing) and judged by
+how often their top-1 token agrees and by the mean gap between the two models' log-probabilities of it.
+Both models see the same token ids: the gate compares weights, not tokenizers.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from pydantic import BaseModel
+
+from appliance.evaluation.golden import GoldenItem
+
+# (minimum top-1 agreement, maximum mean |logprob gap|) per file type, from runs on the starter model with a
+# random LoRA (see tests/test_parity.py for the figures): a margin below what a sound export reaches, far above
+# what a broken layout reaches (top-1 near 0).
+THRESHOLDS: dict[str, tuple[float, float]] = {
+    "F16": (0.99, 0.02), "Q8_0": (0.90, 0.10), "Q6_K": (0.85, 0.20), "Q5_K_M": (0.80, 0.30),
+    "Q4_K_M": (0.70, 0.50), "Q4_0": (0.60, 0.70), "Q4_1": (0.60, 0.70),
+}
+CONTEXT_TOKENS = 8
+
+
+@dataclass
+class Run:
+    """One prompt's greedy continuation and the model's log-probability of each of its tokens."""
+
+    prompt: str
+    prompt_ids: list[int]
+    tokens: list[int]
+    logprobs: list[float]
+
+
+class Divergence(BaseModel):
+    prompt: str
+    position: int  # index of the first differing generated token
+    expected_text: str  # the reference around it, the differing part in [brackets]
+    got_text: str
+
+
+class ExactCheck(BaseModel):
+    name: str
+    gating: bool
+    prompts: int
+    matched_prompts: int
+    tokens: int
+    divergence: Divergence | None = None
+
+    @property
+    def passed(self) -> bool:
+        return self.matched_prompts == self.prompts
+
+
+class AgreementCheck(BaseModel):
+    variant: str
+    positions: int
+    top1_agreement: float
+    mean_logprob_gap: float
+    min_top1: float
+    max_gap: float
+    first_disagreement: Divergence | None = None
+
+    @property
+    def passed(self) -> bool:
+        return self.top1_agreement >= self.min_top1 and self.mean_logprob_gap <= self.max_gap
+
+
+class ParityReport(BaseModel):
+    max_new_tokens: int
+    exact: list[ExactCheck]
+    agreement: list[AgreementCheck]
+
+    @property
+    def passed(self) -> bool:
+        return all(c.passed for c in self.exact if c.gating) and all(c.passed for c in self.agreement)
+
+    def figures(self) -> dict[str, Any]:
+        return {c.variant: {"top1_agreement": c.top1_agreement, "mean_logprob_gap": c.mean_logprob_gap,
+                            "positions": c.positions, "passed": c.passed} for c in self.agreement}
+
+    def summary(self) -> str:
+        lines = []
+        for check in self.exact:
+            state = "ok" if check.passed else "FAILED" if check.gating else "differs (not gating)"
+            lines.append(f"{check.name}: {check.matched_prompts}/{check.prompts} prompts token-exact, {state}")
+            if check.divergence:
+                lines.append(_describe(check.divergence))
+        for agree in self.agreement:
+            lines.append(f"{agree.variant}: top-1 agreement {agree.top1_agreement:.4f} (min {agree.min_top1}), mean "
+                         f"logprob gap {agree.mean_logprob_gap:.4f} (max {agree.max_gap}) over {agree.positions} "
+                         f"positions, {'ok' if agree.passed else 'FAILED'}")
+            if agree.first_disagreement and not agree.passed:
+                lines.append(_describe(agree.first_disagreement))
+        return "\n".join(lines)
+
+
+def _describe(div: Divergence) -> str:
+    return (f"  prompt {div.prompt!r}: diverges at generated token {div.position}\n"
+            f"    expected: {div.expected_text!r}\n    got:      {div.got_text!r}")
+
+
+def _divergence(tokenizer: Any, run: Run, got: list[int], position: int) -> Divergence:
+    def around(tokens: list[int]) -> str:
+        before = tokenizer.decode(run.tokens[max(0, position - CONTEXT_TOKENS):position])
+        return f"{before}[{tokenizer.decode(tokens[position:position + CONTEXT_TOKENS])}]"
+
+    return Divergence(prompt=run.prompt, position=position, expected_text=around(run.tokens), got_text=around(got))
+
+
+def _chat_ids(tokenizer: Any, item: GoldenItem) -> list[int]:
+    system = [{"role": "system", "content": item.system}] if item.system else []
+    text = tokenizer.apply_chat_template([*system, {"role": "user", "content": item.prompt}], tokenize=False,
+                                         add_generation_prompt=True)
+    return list(tokenizer(text, add_special_tokens=False)["input_ids"])
+
+
+def transformers_runs(model: Any, tokenizer: Any, items: list[GoldenItem], max_new_tokens: int) -> list[Run]:
+    """Greedy continuations, one prompt at a time (no padding: nothing but the weights differs between runs)."""
+    import torch
+
+    model.eval()
+    pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+    runs = []
+    with torch.no_grad():
+        for item in items:
+            ids = _chat_ids(tokenizer, item)
+            prompt = torch.tensor([ids])
+            out = model.generate(input_ids=prompt, attention_mask=torch.ones_like(prompt), do_sample=False,
+                                 max_new_tokens=max_new_tokens, pad_token_id=pad_id)
+            tokens = out[0, len(ids):].tolist()
+            logits = model(input_ids=out).logits[0, len(ids) - 1:-1]
+            logprobs = torch.log_softmax(logits.float(), dim=-1).gather(1, out[0, len(ids):, None])[:, 0]
+            runs.append(Run(item.prompt, ids, tokens, logprobs.tolist()))
+    return runs
+
+
+class LlamaCpp:
+    """A GGUF (optionally with a GGUF LoRA) in llama.cpp, driven token by token with plain argmax."""
+
+    def __init__(self, llm: Any) -> None:
+        self.llm = llm
+
+    def _logprobs(self, position: int) -> np.ndarray[Any, Any]:
+        logits = np.asarray(self.llm.scores[position], dtype=np.float64)
+        shifted = logits - logits.max()
+        return np.asarray(shifted - np.log(np.exp(shifted).sum()))
+
+    def greedy(self, prompt_ids: list[int], steps: int) -> list[int]:
+        self.llm.reset()
+        self.llm.eval(prompt_ids)
+        tokens: list[int] = []
+        for _ in range(steps):
+            tokens.append(int(np.argmax(self.llm.scores[self.llm.n_tokens - 1])))
+            self.llm.eval([tokens[-1]])
+        return tokens
+
+    def forced(self, prompt_ids: list[int], tokens: list[int]) -> tuple[list[int], list[float]]:
+        """Top-1 token and log-probability of `tokens[i]` at each position, given the reference prefix."""
+        self.llm.reset()
+        self.llm.eval(prompt_ids + tokens[:-1])
+        top1, logprobs = [], []
+        for i, token in enumerate(tokens):
+            row = self._logprobs(len(prompt_ids) - 1 + i)
+            top1.append(int(np.argmax(row)))
+            logprobs.append(float(row[token]))
+        return top1, logprobs
+
+
+@contextmanager
+def llama_cpp_model(path: Path, runs: list[Run], lora: Path | None = None) -> Iterator[LlamaCpp]:
+    from llama_cpp import Llama
+
+    n_ctx = max(len(r.prompt_ids) + len(r.tokens) for r in runs) + 16
+    llm = Llama(model_path=str(path), lora_path=str(lora) if lora else None, n_ctx=n_ctx, logits_all=True,
+                n_threads=os.cpu_count() or 1, verbose=False, seed=0)
+    try:
+        yield LlamaCpp(llm)
+    finally:
+        llm.close()
+
+
+def exact_check(name: str, tokenizer: Any, reference: list[Run], candidate: list[list[int]],
+                gating: bool = True) -> ExactCheck:
+    """Token-for-token comparison; the first divergence (prompt and position) is kept for the report."""
+    matched, divergence = 0, None
+    for run, got in zip(reference, candidate, strict=True):
+        position = next((i for i, (a, b) in enumerate(zip(run.tokens, got, strict=False)) if a != b), None)
+        if position is None and len(got) == len(run.tokens):
+            matched += 1
+        elif divergence is None:
+            divergence = _divergence(tokenizer, run, got, position if position is not None else len(got))
+    return ExactCheck(name=name, gating=gating, prompts=len(reference), matched_prompts=matched,
+                      tokens=sum(len(r.tokens) for r in reference), divergence=divergence)
+
+
+def greedy_check(name: str, tokenizer: Any, reference: list[Run], model: LlamaCpp) -> ExactCheck:
+    return exact_check(name, tokenizer, reference, [model.greedy(r.prompt_ids, len(r.tokens)) for r in reference])
+
+
+def agreement_check(variant: str, tokenizer: Any, reference: list[Run], model: LlamaCpp) -> AgreementCheck:
+    agree, positions, gap = 0, 0, 0.0
+    first: Divergence | None = None
+    for run in reference:
+        if not run.tokens:
+            continue
+        top1, logprobs = model.forced(run.prompt_ids, run.tokens)
+        same = [a == b for a, b in zip(top1, run.tokens, strict=True)]
+        agree, positions = agree + sum(same), positions + len(same)
+        gap += sum(abs(a - b) for a, b in zip(logprobs, run.logprobs, strict=True))
+        if first is None and not all(same):
+            position = same.index(False)
+            # What this model would have said there, after the reference's prefix.
+            first = _divergence(tokenizer, run, [*run.tokens[:position], top1[position]], position)
+    min_top1, max_gap = THRESHOLDS.get(variant, (1.0, 0.0))
+    return AgreementCheck(variant=variant, positions=positions, top1_agreement=round(agree / max(positions, 1), 4),
+                          mean_logprob_gap=round(gap / max(positions, 1), 4), min_top1=min_top1, max_gap=max_gap,
+                          first_disagreement=first)
