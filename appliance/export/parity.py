@@ -74,10 +74,17 @@ class AgreementCheck(BaseModel):
         return self.top1_agreement >= self.min_top1 and self.mean_logprob_gap <= self.max_gap
 
 
+class Answer(BaseModel):
+    prompt: str
+    merged: str
+    peft: str
+
+
 class ParityReport(BaseModel):
     max_new_tokens: int
     exact: list[ExactCheck]
     agreement: list[AgreementCheck]
+    answers: list[Answer] = []  # the greedy texts the exports were held to
 
     @property
     def passed(self) -> bool:

@@ -8,7 +8,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 JobState = Literal["queued", "running", "succeeded", "failed", "cancelled", "interrupted"]
 FINAL_STATES = ("succeeded", "failed", "cancelled")
-JOB_TYPES = ("dataset-import", "finetune", "eval")
+JOB_TYPES = ("dataset-import", "finetune", "eval", "export")
 
 
 class Progress(BaseModel):
@@ -30,7 +30,7 @@ class Progress(BaseModel):
 class SubmitJob(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    type: Literal["dataset-import", "finetune", "eval"]
+    type: Literal["dataset-import", "finetune", "eval", "export"]
     params: dict[str, Any] = Field(default_factory=dict)
 
 

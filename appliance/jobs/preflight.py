@@ -15,7 +15,7 @@ from appliance.plan.memory import GIB, MIB, lora_parameters, plan_training
 from appliance.plan.shapes import ModelShape, shape_for
 from appliance.registry.registry import NAME, ModelRecord, RegistryError
 from appliance.training.base import HF_BASE_KIND
-from appliance.training.params import EvalParams, FinetuneParams, effective_training
+from appliance.training.params import EvalParams, ExportParams, FinetuneParams, effective_training
 
 ModelT = TypeVar("ModelT", bound=BaseModel)
 Reason = Literal["invalid", "not_found", "conflict", "does_not_fit"]
@@ -109,6 +109,36 @@ def _check_eval(appliance: Appliance, params: dict[str, Any]) -> dict[str, Any]:
     return job.model_dump()
 
 
+def _check_export(appliance: Appliance, params: dict[str, Any]) -> dict[str, Any]:
+    from appliance.export.layout import ExportError
+    from appliance.export.pipeline import plan_export
+
+    job = _validated(ExportParams, params)
+    quant = appliance.selection.profile.quantization
+    try:
+        plan = plan_export(appliance.registry, job.adapter, list(job.variants or []), job.name_prefix)
+    except RegistryError as exc:
+        raise PreflightRefused(str(exc), "not_found", param="params.adapter") from exc
+    except ExportError as exc:
+        raise PreflightRefused(str(exc), "invalid", param="params.adapter") from exc
+    # The profile's variant for this size (Q8_0 under ~1B parameters); F16 is always written anyway.
+    default = quant.variant_for(float(plan.hf_base.params or 0)) if quant.format == "gguf" else None
+    variants: list[str] = list(job.variants) if job.variants else [v for v in [default or "Q8_0"] if v != "F16"]
+    taken = {m.name for m in appliance.registry.all()}
+    for name in plan_export_names(plan.prefix, variants):
+        if name in taken:
+            raise PreflightRefused(f"a model named {name!r} already exists; pass another name_prefix", "conflict",
+                                   "params.name_prefix")
+    resolved = {"variants": variants, "name_prefix": plan.prefix, "profile": appliance.selection.profile.name}
+    return {**job.model_dump(), "resolved": resolved}
+
+
+def plan_export_names(prefix: str, variants: list[str]) -> list[str]:
+    from appliance.export.pipeline import artifact_names
+
+    return list(artifact_names(prefix, variants).values())
+
+
 def preflight(appliance: Appliance, job_type: str, params: dict[str, Any]) -> dict[str, Any]:
     """The params to store with the job (validated, with what was resolved at submit time).
 
@@ -119,4 +149,6 @@ def preflight(appliance: Appliance, job_type: str, params: dict[str, Any]) -> di
         return _check_finetune(appliance, params)
     if job_type == "eval":
         return _check_eval(appliance, params)
+    if job_type == "export":
+        return _check_export(appliance, params)
     return params

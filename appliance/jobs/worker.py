@@ -22,9 +22,10 @@ def _handlers() -> dict[str, Handler]:
     # Imported lazily: each handler pulls in heavy libraries (transformers, torch) only when it runs.
     from appliance.jobs.handlers.dataset_import import run_dataset_import
     from appliance.jobs.handlers.evaluate import run_eval
+    from appliance.jobs.handlers.export import run_export
     from appliance.jobs.handlers.finetune import run_finetune
 
-    return {"dataset-import": run_dataset_import, "finetune": run_finetune, "eval": run_eval}
+    return {"dataset-import": run_dataset_import, "finetune": run_finetune, "eval": run_eval, "export": run_export}
 
 
 def main(argv: list[str]) -> int:

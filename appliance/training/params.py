@@ -3,7 +3,7 @@ hyperparameters within bounds that keep a run sane on any box."""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -53,6 +53,20 @@ class EvalParams(BaseModel):
     golden: str | None = Field(None, description="Golden set JSONL under an import root; default: built-in set")
     dataset: str | None = Field(None, description="Dataset whose eval split gives the held-out loss")
     max_new_tokens: int = Field(48, ge=1, le=1024)
+
+
+class ExportParams(BaseModel):
+    """The `params` of an `export` job: a LoRA adapter → merged model, GGUF files and a GGUF LoRA."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    adapter: str = Field(..., description="Registry name of a PEFT LoRA adapter")
+    variants: list[Literal["Q8_0", "Q6_K", "Q5_K_M", "Q4_K_M", "Q4_0", "Q4_1"]] | None = Field(
+        None, min_length=1, max_length=6, description="Quantized GGUF variants; default: the profile's")
+    name_prefix: str | None = Field(None, pattern=r"^[a-z0-9][a-z0-9._-]{0,47}$",
+                                    description="Names of the artifacts: <prefix>-f16, <prefix>-q8_0 ...")
+    golden: str | None = Field(None, description="Golden set JSONL under an import root; the built-in set is added")
+    max_new_tokens: int = Field(32, ge=1, le=256, description="Greedy tokens per golden prompt in the parity gate")
 
 
 def effective_training(profile: TrainingSettings, overrides: TrainOverrides) -> TrainingSettings:
