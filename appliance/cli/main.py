@@ -107,7 +107,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         from appliance.daemon.main import run_daemon
 
         setup_logging(config.log_level)
-        return run_daemon(config)
+        return run_daemon(config, _nvml(args) if args.nvml_replay else None)
     if args.command == "tui":
         from tui.connect import ConnectError, run
 

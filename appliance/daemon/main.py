@@ -7,6 +7,7 @@ import contextlib
 import logging
 import signal
 import socket
+from typing import Any
 
 import uvicorn
 import uvloop
@@ -94,9 +95,10 @@ async def serve(appliance: Appliance, notifier: Notifier) -> int:
     return 0
 
 
-def run_daemon(config: ApplianceConfig) -> int:
+def run_daemon(config: ApplianceConfig, nvml_lib: Any = None) -> int:
+    """`nvml_lib`: the NVML module to read GPUs through (default: the real pynvml; a recorded replay in demos)."""
     notifier = Notifier()
-    appliance = Appliance(config)
+    appliance = Appliance(config) if nvml_lib is None else Appliance(config, nvml_lib)
     try:
         appliance.start()
     except Exception as exc:  # a startup failure must say why and exit non-zero, not dump a traceback
