@@ -6,6 +6,7 @@ import json
 import logging
 import sys
 import time
+from collections import deque
 from typing import Any
 
 # Attributes every LogRecord has; anything else passed through `extra=` becomes a field of the line.
@@ -33,12 +34,31 @@ class JsonFormatter(logging.Formatter):
         return json.dumps(line, default=str)
 
 
+class RecentLines(logging.Handler):
+    """The last lines the daemon logged, for `GET /api/v1/logs/daemon` (operators without journal access,
+    the TUI). Same formatting (and secret masking) as stdout."""
+
+    def __init__(self, capacity: int = 2000) -> None:
+        super().__init__()
+        self.lines: deque[str] = deque(maxlen=capacity)
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.lines.append(self.format(record))
+
+    def tail(self, count: int) -> list[str]:
+        return list(self.lines)[-count:] if count > 0 else []
+
+
+RECENT = RecentLines()
+
+
 def setup_logging(level: str = "info") -> None:
-    """Route the root logger (and uvicorn's) to stdout as JSON lines."""
+    """Route the root logger (and uvicorn's) to stdout as JSON lines, keeping the recent ones in memory."""
     handler = logging.StreamHandler(sys.stdout)
     handler.setFormatter(JsonFormatter())
+    RECENT.setFormatter(JsonFormatter())
     root = logging.getLogger()
-    root.handlers[:] = [handler]
+    root.handlers[:] = [handler, RECENT]
     root.setLevel(level.upper())
     for name in ("uvicorn", "uvicorn.error", "uvicorn.access"):
         logger = logging.getLogger(name)

@@ -138,3 +138,11 @@ def test_cli_imports_a_dataset_and_lists_jobs(daemon):
     assert "cli-set" in listed
     failed = cli("datasets", "import", "/etc/hostname", "--name", "bad")
     assert failed.returncode == 1 and "outside the allowed import roots" in failed.stderr
+
+
+def test_daemon_log_route_serves_recent_json_lines_to_admins_only(daemon):
+    response = daemon.get("/api/v1/logs/daemon", params={"lines": 50})
+    assert response.status_code == 200
+    lines = [json.loads(line) for line in response.text.splitlines()]
+    assert 0 < len(lines) <= 50 and all({"ts", "level", "msg"} <= set(line) for line in lines)
+    assert httpx.get(f"{daemon.url}/api/v1/logs/daemon").status_code == 401

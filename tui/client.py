@@ -123,6 +123,9 @@ class ApiClient:
     async def metrics(self) -> str:
         return (await self._send("GET", "/metrics")).text
 
+    async def daemon_log(self, lines: int = 200) -> str:
+        return (await self._send("GET", "/api/v1/logs/daemon", params={"lines": lines})).text
+
     async def audit(self, limit: int = 200) -> list[Json]:
         result: list[Json] = await self._json("GET", "/api/v1/audit", params={"limit": limit})
         return result

@@ -16,6 +16,7 @@ from appliance.api.errors import ApiError, BadRequest, Conflict, NotFound
 from appliance.core import Appliance
 from appliance.deploy.manager import DeploymentConflict, DeploymentError, DeploymentManager, DeploymentNotFound
 from appliance.deploy.models import CreateDeployment, Deployment
+from appliance.logs import RECENT
 from appliance.registry.registry import ModelInUse, ModelNotFound, ModelRecord, NameConflict, RegistryError
 from appliance.security.keys import ApiKey
 
@@ -145,6 +146,12 @@ async def deployment_logs(name: str, request: Request, lines: int = Query(200, g
 async def audit(request: Request, limit: int = Query(100, ge=1, le=1000),
                 _: ApiKey = Depends(require("admin"))) -> list[dict[str, object]]:
     return _appliance(request).store.audit_entries(limit)
+
+
+@router.get("/logs/daemon", response_class=PlainTextResponse, tags=["system"])
+async def daemon_log(lines: int = Query(200, ge=1, le=2000), _: ApiKey = Depends(require("admin"))) -> str:
+    """The daemon's most recent log lines (JSON, one per line, secrets masked), as journald also has them."""
+    return "\n".join(RECENT.tail(lines))
 
 
 __all__ = ["ApiError", "router"]

@@ -1,4 +1,4 @@
-"""Logs: the daemon's audit log and every backend's and job's log, followed live."""
+"""Logs: the daemon's audit log, its own recent log, and every backend's and job's log, followed live."""
 
 from __future__ import annotations
 
@@ -18,6 +18,7 @@ from tui.screens.base import ApplianceScreen
 
 Json = dict[str, Any]
 AUDIT = "audit"
+DAEMON = "daemon"
 TAIL = 500
 
 
@@ -66,6 +67,8 @@ class LogsScreen(ApplianceScreen):
             return
         if source == AUDIT:
             lines = audit_lines(await self.api.audit(TAIL))
+        elif source == DAEMON:
+            lines = (await self.api.daemon_log(TAIL)).splitlines()
         elif source.startswith("deployment:"):
             lines = (await self.api.deployment_logs(source.split(":", 1)[1], TAIL)).splitlines()
         else:
@@ -75,7 +78,7 @@ class LogsScreen(ApplianceScreen):
     @on(Sources)
     def sources(self, event: Sources) -> None:
         select = self.query_one("#source", Select)
-        options = [("daemon audit log", AUDIT)]
+        options = [("daemon audit log", AUDIT), ("daemon log", DAEMON)]
         options += [(f"backend: {n}", f"deployment:{n}") for n in event.deployments]
         options += [(f"job: {j}", f"job:{j}") for j in event.jobs]
         current = select.value
