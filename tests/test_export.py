@@ -63,7 +63,7 @@ def _random_adapter(base_dir: Path, out: Path) -> Path:
     for name, weight in peft_model.named_parameters():
         if "lora_B" in name:
             torch.nn.init.normal_(weight, std=0.02)
-    peft_model.save_pretrained(out)
+    peft_model.save_pretrained(str(out))
     return out
 
 
@@ -91,7 +91,8 @@ def test_export_job_registers_every_artifact_with_lineage_and_parity(lab: Lab) -
     wrong = lab.submit({"adapter": ADAPTER, "variants": ["Q3_XS"]})
     assert wrong.status_code == 400 and wrong.json()["error"]["param"].startswith("params.variants")
 
-    response = lab.submit({"adapter": ADAPTER, "variants": ["Q8_0", "Q4_K_M"], "name_prefix": "shop"})
+    response = lab.submit({"adapter": ADAPTER, "variants": ["Q8_0", "Q4_K_M"], "name_prefix": "shop",
+                           "max_new_tokens": 24})
     assert response.status_code == 202, response.text
     job = lab.wait(response.json()["id"])
     assert job["state"] == "succeeded", (job, lab.daemon.log()[-3000:])

@@ -210,7 +210,22 @@ def exact_check(name: str, tokenizer: Any, reference: list[Run], candidate: list
 
 
 def greedy_check(name: str, tokenizer: Any, reference: list[Run], model: LlamaCpp) -> ExactCheck:
-    return exact_check(name, tokenizer, reference, [model.greedy(r.prompt_ids, len(r.tokens)) for r in reference])
+    """Would greedy decoding in llama.cpp reproduce each reference continuation?
+
+    Fed the reference, its top-1 must equal the reference token at every position: then greedy decoding
+    follows the same path; at the first difference it leaves it. One batch per prompt instead of a decode
+    step per token; the text after a divergence comes from real greedy steps.
+    """
+    candidates = []
+    for run in reference:
+        top1, _ = model.forced(run.prompt_ids, run.tokens) if run.tokens else ([], [])
+        position = next((i for i, (a, b) in enumerate(zip(top1, run.tokens, strict=True)) if a != b), None)
+        if position is None:
+            candidates.append(run.tokens)
+        else:
+            prefix = run.tokens[:position]
+            candidates.append(prefix + model.greedy(run.prompt_ids + prefix, CONTEXT_TOKENS))
+    return exact_check(name, tokenizer, reference, candidates)
 
 
 def agreement_check(variant: str, tokenizer: Any, reference: list[Run], model: LlamaCpp) -> AgreementCheck:

@@ -188,7 +188,7 @@ def export_adapter(registry: Registry, plan: ExportPlan, items: list[GoldenItem]
     base_f16, base_record = _base_f16(registry, plan, work)
     quantized: dict[str, Path] = {}
     for variant in plan.variants:
-        timer.phase("quantizing", variant)
+        timer.phase(f"quantizing {variant}", names[variant])
         quantized[variant] = quantize(f16, work / f"{names[variant]}.gguf", variant)
     timer.phase("parity: transformers", f"{len(items)} golden prompts, PEFT and merged")
     tokenizer, reference, peft = _transformers_runs(plan, merged_dir, items, max_new_tokens)
