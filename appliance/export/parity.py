@@ -30,6 +30,12 @@ THRESHOLDS: dict[str, tuple[float, float]] = {
 CONTEXT_TOKENS = 8
 
 
+def gate_threads() -> int:
+    """Threads for the gate's models: all cores but one. The box keeps serving meanwhile, and spin-waiting
+    OpenMP/ggml threads that find their core taken slow down several-fold (4x measured on 2 busy cores)."""
+    return max(1, (os.cpu_count() or 1) - 1)
+
+
 @dataclass
 class Run:
     """One prompt's greedy continuation and the model's log-probability of each of its tokens."""
@@ -188,7 +194,7 @@ def llama_cpp_model(path: Path, runs: list[Run], lora: Path | None = None) -> It
 
     n_ctx = max(len(r.prompt_ids) + len(r.tokens) for r in runs) + 16
     llm = Llama(model_path=str(path), lora_path=str(lora) if lora else None, n_ctx=n_ctx, logits_all=True,
-                n_threads=os.cpu_count() or 1, verbose=False, seed=0)
+                n_threads=gate_threads(), verbose=False, seed=0)
     try:
         yield LlamaCpp(llm)
     finally:

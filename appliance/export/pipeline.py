@@ -125,6 +125,7 @@ def _transformers_runs(plan: ExportPlan, merged_dir: Path, items: list[GoldenIte
     from peft import PeftModel
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
+    torch.set_num_threads(parity.gate_threads())
     tokenizer = AutoTokenizer.from_pretrained(plan.hf_base.path)
     merged = AutoModelForCausalLM.from_pretrained(merged_dir, dtype=torch.float32)
     reference = parity.transformers_runs(merged, tokenizer, items, max_new_tokens)
