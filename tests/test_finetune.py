@@ -92,6 +92,7 @@ def _progress_events(lab: Lab, job_id: str) -> list[dict[str, Any]]:
     return events
 
 
+@pytest.mark.timeout(1800)  # ~3 min alone; a box busy with other work can take several times that
 def test_lora_run_lowers_eval_loss_and_moves_the_golden_answer(lab: Lab) -> None:
     response = lab.submit({"base_model": STARTER, "dataset": "shop", "golden": str(lab.golden),
                            "adapter_name": "shop-lora",
@@ -140,6 +141,7 @@ def _alive(pid: int) -> bool:
     return stat.exists() and stat.read_text().split()[2] != "Z"
 
 
+@pytest.mark.timeout(1800)
 def test_kill_9_mid_training_resumes_from_checkpoint(lab: Lab) -> None:
     response = lab.submit({"base_model": STARTER, "dataset": "shop",
                            "overrides": {"max_steps": 10, "checkpoint_every": 3}})
