@@ -37,13 +37,16 @@ def add_job_commands(sub: Any) -> None:
     jsub = jobs.add_subparsers(dest="action", required=True, metavar="ACTION")
     jsub.add_parser("list", help="recent jobs")
     submit = jsub.add_parser(
-        "submit", help="submit a finetune or eval job (checked against memory and disk first)",
+        "submit", help="submit a finetune, eval or export job (checked before it is queued)",
         epilog="example: slm-appliance jobs submit finetune --base-model smollm2-135m-instruct --dataset faq "
                "--golden /var/lib/slm-appliance/imports/golden.jsonl --set max_steps=50 --set learning_rate=5e-4")
-    submit.add_argument("type", choices=["finetune", "eval"])
+    submit.add_argument("type", choices=["finetune", "eval", "export"])
     submit.add_argument("--base-model", help="finetune: registry model to train on")
     submit.add_argument("--dataset", help="finetune: dataset name or name@version; eval: held-out loss on its split")
     submit.add_argument("--model", help="eval: registry model or adapter to evaluate")
+    submit.add_argument("--adapter", help="export: registry name of the PEFT adapter to merge and export")
+    submit.add_argument("--variant", action="append", dest="variants", metavar="TYPE",
+                        help="export: quantized GGUF type, e.g. Q8_0 or Q4_K_M (repeatable; default: the profile's)")
     submit.add_argument("--adapter-name", help="finetune: registry name of the adapter")
     submit.add_argument("--golden", help="golden set JSONL (prompt, expected, scorer) under an import root")
     submit.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", dest="overrides",
@@ -161,6 +164,10 @@ def _submit_body(args: argparse.Namespace) -> dict[str, Any]:
             raise RemoteError("finetune needs --base-model and --dataset")
         params = {"base_model": args.base_model, "dataset": args.dataset, "adapter_name": args.adapter_name,
                   "golden": golden, "overrides": overrides}
+    elif args.type == "export":
+        if not args.adapter:
+            raise RemoteError("export needs --adapter")
+        params = {"adapter": args.adapter, "variants": args.variants, "golden": golden}
     else:
         if not args.model:
             raise RemoteError("eval needs --model")
