@@ -6,6 +6,7 @@ from collections.abc import Callable
 from typing import Any
 
 from appliance.evaluation.golden import GoldenItem
+from appliance.training.encode import pad_id
 
 BATCH = 8
 
@@ -23,7 +24,7 @@ def greedy_answers(model: Any, tokenizer: Any, items: list[GoldenItem], max_new_
     was_training = model.training
     model.eval()
     tokenizer.padding_side = "left"
-    pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+    pad = pad_id(tokenizer)
     answers: list[str] = []
     try:
         for start in range(0, len(items), BATCH):
@@ -32,7 +33,7 @@ def greedy_answers(model: Any, tokenizer: Any, items: list[GoldenItem], max_new_
                      for i in chunk]
             batch = tokenizer(texts, return_tensors="pt", padding=True, add_special_tokens=False)
             with torch.no_grad():
-                out = model.generate(**batch, max_new_tokens=max_new_tokens, do_sample=False, pad_token_id=pad_id)
+                out = model.generate(**batch, max_new_tokens=max_new_tokens, do_sample=False, pad_token_id=pad)
             width = batch["input_ids"].shape[1]
             answers += [tokenizer.decode(row[width:], skip_special_tokens=True).strip() for row in out]
             if on_batch:

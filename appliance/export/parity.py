@@ -19,6 +19,7 @@ import numpy as np
 from pydantic import BaseModel
 
 from appliance.evaluation.golden import GoldenItem
+from appliance.training.encode import pad_id
 
 # (minimum top-1 agreement, maximum mean |logprob gap|) per file type, from runs on the starter model with a
 # random LoRA (see tests/test_parity.py for the figures): a margin below what a sound export reaches, far above
@@ -141,14 +142,14 @@ def transformers_runs(model: Any, tokenizer: Any, items: list[GoldenItem], max_n
     import torch
 
     model.eval()
-    pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+    pad = pad_id(tokenizer)
     runs = []
     with torch.no_grad():
         for item in items:
             ids = _chat_ids(tokenizer, item)
             prompt = torch.tensor([ids])
             out = model.generate(input_ids=prompt, attention_mask=torch.ones_like(prompt), do_sample=False,
-                                 max_new_tokens=max_new_tokens, pad_token_id=pad_id)
+                                 max_new_tokens=max_new_tokens, pad_token_id=pad)
             tokens = out[0, len(ids):].tolist()
             logits = model(input_ids=out).logits[0, len(ids) - 1:-1]
             logprobs = torch.log_softmax(logits.float(), dim=-1).gather(1, out[0, len(ids):, None])[:, 0]

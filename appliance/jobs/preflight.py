@@ -11,8 +11,8 @@ from pydantic import BaseModel, ValidationError
 
 from appliance.core import Appliance
 from appliance.datasets.errors import DatasetError
+from appliance.deploy.manager import shape_of
 from appliance.plan.memory import GIB, MIB, lora_parameters, plan_training
-from appliance.plan.shapes import ModelShape, shape_for
 from appliance.registry.registry import NAME, ModelRecord, RegistryError
 from appliance.training.base import HF_BASE_KIND
 from appliance.training.params import EvalParams, ExportParams, FinetuneParams, effective_training
@@ -34,13 +34,6 @@ def _validated(model: type[ModelT], params: dict[str, Any]) -> ModelT:
         first = exc.errors()[0]
         where = ".".join(str(p) for p in first["loc"])
         raise PreflightRefused(f"params.{where}: {first['msg']}", "invalid", param=f"params.{where}") from exc
-
-
-def model_shape(model: ModelRecord) -> ModelShape:
-    """The model's own layer sizes where the registry read them; the nearest reference fills the rest."""
-    shape = shape_for(float(model.params or 1e8))
-    known = {k: model.metadata.get(k) for k in ("layers", "hidden", "heads", "kv_heads")}
-    return ModelShape(**{**shape.model_dump(), **{k: int(v) for k, v in known.items() if v}})
 
 
 def _disk_needed(appliance: Appliance, base: ModelRecord, lora_params: int) -> int:
@@ -74,7 +67,7 @@ def _check_finetune(appliance: Appliance, params: dict[str, Any]) -> dict[str, A
         training = effective_training(profile.training, job.overrides)
     except ValidationError as exc:
         raise PreflightRefused(f"overrides: {exc.errors()[0]['msg']}", "invalid", "params.overrides") from exc
-    shape = model_shape(base)
+    shape = shape_of(base)
     if shape.params > training.max_base_params_b * 1e9:
         raise PreflightRefused(
             f"profile {profile.name} trains base models up to {training.max_base_params_b:g}B parameters; "

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import torch
+if TYPE_CHECKING:
+    import torch
 
 IGNORE = -100
 
@@ -44,9 +45,17 @@ def encode(tokenizer: Any, conversation: list[dict[str, str]], max_len: int) -> 
     return example if example else None
 
 
-def collate(examples: list[Example], pad_id: int) -> dict[str, torch.Tensor]:
+def pad_id(tokenizer: Any) -> int:
+    """The id batches are padded with: the tokenizer's pad token, else its end-of-sequence token."""
+    value = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+    return int(value)
+
+
+def collate(examples: list[Example], pad: int) -> dict[str, torch.Tensor]:
+    import torch  # here, not at module level: the daemon imports pad_id (via export preflight) without torch
+
     width = max(len(e.input_ids) for e in examples)
-    ids = torch.full((len(examples), width), pad_id, dtype=torch.long)
+    ids = torch.full((len(examples), width), pad, dtype=torch.long)
     labels = torch.full((len(examples), width), IGNORE, dtype=torch.long)
     mask = torch.zeros((len(examples), width), dtype=torch.long)
     for row, example in enumerate(examples):

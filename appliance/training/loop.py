@@ -18,7 +18,7 @@ import torch
 
 from appliance.profiles.schema import TrainingSettings
 from appliance.training.build import build_trainable
-from appliance.training.encode import Example, collate, encode
+from appliance.training.encode import Example, collate, encode, pad_id
 from appliance.training.params import TrainOverrides
 
 ProgressFn = Callable[..., None]
@@ -104,19 +104,24 @@ def _neftune(model: Any, alpha: float) -> None:
 
 
 @torch.no_grad()
-def evaluate(model: Any, examples: list[Example], batch_size: int, pad_id: int) -> float | None:
+def evaluate(model: Any, examples: list[Example], batch_size: int, pad: int) -> float | None:
     if not examples:
         return None
     model.eval()
     total, count = 0.0, 0
     for start in range(0, len(examples), batch_size):
-        batch = {k: v.to(model.device) for k, v in collate(examples[start:start + batch_size], pad_id).items()}
+        batch = {k: v.to(model.device) for k, v in collate(examples[start:start + batch_size], pad).items()}
         out = model(**batch)
         tokens = int((batch["labels"][:, 1:] != -100).sum())
         total += float(out.loss) * tokens
         count += tokens
     model.train()
     return total / max(count, 1)
+
+
+def perplexity(loss: float | None) -> float | None:
+    """exp(mean token loss), capped so a diverged run reports a huge number rather than overflowing."""
+    return None if loss is None else round(math.exp(min(loss, 50.0)), 4)
 
 
 def _restore(checkpoint: Path, model: Any, optimizer: Any, scheduler: Any,
@@ -158,7 +163,7 @@ def train(base_dir: Path, adapter_dir: Path, checkpoint: Path, train_convs: list
         torch.set_num_threads(settings.threads)
     built = build_trainable(base_dir, settings.method, settings.trainer, settings)
     model, tokenizer = built.model, built.tokenizer
-    pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+    pad = pad_id(tokenizer)
     examples = [e for e in (encode(tokenizer, c, settings.max_seq_length) for c in train_convs) if e is not None]
     eval_examples = [e for e in (encode(tokenizer, c, settings.max_seq_length) for c in eval_convs) if e]
     if not examples:
@@ -185,7 +190,7 @@ def train(base_dir: Path, adapter_dir: Path, checkpoint: Path, train_convs: list
         progress(phase="resumed", step=step, total=total, message=f"resumed from step {step}", force=True)
     else:
         progress(phase="evaluating", message="held-out loss before training", step=0, total=total, force=True)
-        eval_before = evaluate(model, eval_examples, settings.batch_size, pad_id)
+        eval_before = evaluate(model, eval_examples, settings.batch_size, pad)
 
     def save() -> None:
         _save_checkpoint(checkpoint, {
@@ -202,7 +207,7 @@ def train(base_dir: Path, adapter_dir: Path, checkpoint: Path, train_convs: list
             raise InterruptedError(f"stopped at step {step}")
         step_loss = 0.0
         for micro in range(settings.gradient_accumulation):
-            picked = collate(_batch_at(examples, settings, step, micro), pad_id)
+            picked = collate(_batch_at(examples, settings, step, micro), pad)
             batch = {k: v.to(built.device) for k, v in picked.items()}
             loss = model(**batch).loss / settings.gradient_accumulation
             loss.backward()
@@ -222,7 +227,7 @@ def train(base_dir: Path, adapter_dir: Path, checkpoint: Path, train_convs: list
             save()
     train_elapsed = time.monotonic() - started
     progress(phase="evaluating", message="held-out loss after training", step=step, total=total, force=True)
-    eval_after = evaluate(model, eval_examples, settings.batch_size, pad_id)
+    eval_after = evaluate(model, eval_examples, settings.batch_size, pad)
     model.save_pretrained(str(adapter_dir))
     tokenizer.save_pretrained(str(adapter_dir))
     return TrainResult(steps=step, eval_loss_before=eval_before, eval_loss_after=eval_after,

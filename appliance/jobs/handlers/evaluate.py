@@ -3,7 +3,6 @@ in the model's metadata under "evaluations"."""
 
 from __future__ import annotations
 
-import math
 import time
 from pathlib import Path
 from typing import Any
@@ -17,15 +16,14 @@ from appliance.jobs.events import Emitter, JobFailed
 from appliance.jobs.handlers.finetune import golden_items
 from appliance.registry.registry import Registry, RegistryError
 from appliance.state.store import StateStore
-from appliance.training.encode import encode
-from appliance.training.loop import evaluate
+from appliance.training.encode import encode, pad_id
+from appliance.training.loop import evaluate, perplexity
 from appliance.training.params import EvalParams
 
 
 def _heldout_loss(model: Any, tokenizer: Any, conversations: list[Any]) -> float | None:
     examples = [e for e in (encode(tokenizer, list(c), 2048) for c in conversations) if e is not None]
-    pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
-    return evaluate(model, examples, 4, pad_id)
+    return evaluate(model, examples, 4, pad_id(tokenizer))
 
 
 def run_eval(spec: dict[str, Any], emitter: Emitter) -> dict[str, Any]:
@@ -54,7 +52,7 @@ def run_eval(spec: dict[str, Any], emitter: Emitter) -> dict[str, Any]:
         evaluation = {"at": time.time(), "job_id": spec["id"], "golden_digest": golden_digest(items),
                       "golden": report.model_dump(), "score": round(report.score, 4), "summary": report.summary(),
                       "dataset": params.dataset, "eval_loss": loss,
-                      "perplexity": None if loss is None else round(math.exp(min(loss, 50.0)), 4)}
+                      "perplexity": perplexity(loss)}
         registry.update_metadata(record.id, {"evaluations": [*record.metadata.get("evaluations", []), evaluation]})
     except (RegistryError, DatasetError, GoldenError, ValueError) as exc:
         raise JobFailed(str(exc)) from exc

@@ -8,7 +8,6 @@ Resumable: the checkpoint lives in the job folder, so a rerun of the same job (a
 from __future__ import annotations
 
 import json
-import math
 import os
 import platform
 from pathlib import Path
@@ -16,6 +15,7 @@ from typing import Any
 
 from appliance import __version__
 from appliance.datasets.errors import DatasetError
+from appliance.datasets.paths import checked_source
 from appliance.datasets.store import DatasetStore
 from appliance.evaluation.generate import greedy_answers
 from appliance.evaluation.golden import (
@@ -35,7 +35,7 @@ from appliance.registry.registry import ModelRecord, Registry, RegistryError
 from appliance.state.store import StateStore
 from appliance.training.base import resolve_hf_base
 from appliance.training.build import MethodUnavailable
-from appliance.training.loop import TrainResult, TrainSettings, train
+from appliance.training.loop import TrainResult, TrainSettings, perplexity, train
 from appliance.training.params import FinetuneParams
 
 
@@ -48,9 +48,10 @@ def physical_cores() -> int:
 def golden_items(params_golden: str | None, roots: list[Path]) -> list[GoldenItem]:
     items = builtin_general()
     if params_golden:
-        path = Path(params_golden).resolve()
-        if not any(path == r or r in path.parents for r in (root.resolve() for root in roots)):
-            raise JobFailed(f"{params_golden}: golden set outside the allowed import roots")
+        try:
+            path = checked_source(Path(params_golden), [root.resolve() for root in roots])
+        except DatasetError as exc:
+            raise JobFailed(f"golden set {exc}") from exc
         items = load_golden(path) + items
     return items
 
@@ -72,16 +73,12 @@ def golden_report(registry: Registry, model: ModelRecord, items: list[GoldenItem
     return report
 
 
-def _perplexity(loss: float | None) -> float | None:
-    return None if loss is None else round(math.exp(min(loss, 50.0)), 4)
-
-
 def _metrics(result: TrainResult) -> dict[str, Any]:
     return {
         "steps": result.steps, "resumed_from_step": result.resumed_from,
         "eval_loss_before": result.eval_loss_before, "eval_loss_after": result.eval_loss_after,
-        "perplexity_before": _perplexity(result.eval_loss_before),
-        "perplexity_after": _perplexity(result.eval_loss_after),
+        "perplexity_before": perplexity(result.eval_loss_before),
+        "perplexity_after": perplexity(result.eval_loss_after),
         "train_loss_last": result.train_loss_last, "seconds_per_step": round(result.seconds_per_step, 4),
         "tokens_per_s": round(result.tokens_per_s, 2), "losses": result.losses,
     }
