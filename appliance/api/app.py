@@ -5,7 +5,7 @@ from __future__ import annotations
 from fastapi import FastAPI
 
 from appliance import __version__
-from appliance.api import routes_jobs, routes_keys, routes_models, routes_system
+from appliance.api import routes_deploy, routes_jobs, routes_keys, routes_models, routes_system
 from appliance.api.auth import RateLimiter
 from appliance.api.errors import install_error_handlers
 from appliance.core import Appliance
@@ -36,6 +36,7 @@ def create_app(appliance: Appliance, deployments: DeploymentManager, jobs: JobRu
     app.include_router(routes_system.router)
     app.include_router(routes_keys.router)
     app.include_router(routes_models.router)
+    app.include_router(routes_deploy.router)
     app.include_router(routes_jobs.router)
     app.include_router(gateway_routes.router)
     return app

@@ -99,7 +99,7 @@ async def create_deployment(body: CreateDeployment, request: Request,
                             who: ApiKey = Depends(require("admin"))) -> Deployment:
     """Create a deployment; backend and parameters default from the hardware profile."""
     with _errors():
-        deployment = await _deployments(request).create(body)
+        deployment = await _deployments(request).create(body, who.name)
     _appliance(request).store.audit(who.name, "deployment.create", deployment.name, body.model_dump(mode="json"))
     return deployment
 

@@ -55,6 +55,12 @@ class BackendProcess:
         self._stopping = False
         self._task: asyncio.Task[None] | None = None
         self._ready = asyncio.Event()
+        self._settled = asyncio.Event()
+        # A blue/green candidate reports nothing to the store until it takes over the name (and an old one
+        # being drained nothing after): the row describes the process the gateway routes to.
+        self.quiet = False
+        # Requests the gateway has routed here and not finished: a drained process stops when this is 0.
+        self.inflight = 0
 
     @property
     def ready(self) -> bool:
@@ -72,14 +78,37 @@ class BackendProcess:
             await asyncio.wait_for(self._ready.wait(), timeout)
         return self.ready
 
+    async def wait_settled(self, timeout: float) -> bool:
+        """Until the first start either serves (True) or fails, i.e. exits or is restarted (False)."""
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._settled.wait(), timeout)
+        return self.ready
+
+    async def drain(self, timeout: float) -> int:
+        """Wait until no routed request is left (or `timeout`); returns how many were still running."""
+        deadline = time.monotonic() + timeout
+        while self.inflight > 0 and time.monotonic() < deadline:
+            await asyncio.sleep(0.05)
+        return self.inflight
+
+    async def publish(self) -> None:
+        """Report the current state to the store (a candidate that just took over its deployment's name)."""
+        self.quiet = False
+        await self._set(self.state, self.state_message)
+
     async def _set(self, state: str, message: str) -> None:
         self.state, self.state_message = state, message
         if state == "ready":
             self._ready.set()
         else:
             self._ready.clear()
+        if state in ("ready", "restarting", "failed", "stopped"):
+            self._settled.set()
+        log.info("deployment state", extra={"deployment": self.spec.deployment, "state": state, "detail": message,
+                                            "port": self.spec.port, "reported": not self.quiet})
+        if self.quiet:
+            return
         pid = self.proc.pid if self.proc and self.proc.returncode is None else None
-        log.info("deployment state", extra={"deployment": self.spec.deployment, "state": state, "detail": message})
         await self.on_state(self.spec.deployment, state, message,
                             {"pid": pid, "port": self.spec.port, "restarts": self.restarts})
 

@@ -17,6 +17,7 @@ import httpx
 
 from appliance.backends.base import Backend, LaunchSpec
 from appliance.backends.process import BackendProcess
+from appliance.deploy.history import AdapterTable, AttachedAdapter, History
 from appliance.deploy.models import CreateDeployment, Deployment, DeploymentParams
 from appliance.hardware.models import HardwareReport
 from appliance.plan.memory import SERVE_WEIGHT_BYTES, plan_serving
@@ -74,6 +75,12 @@ class DeploymentManager:
         self.backends = backends
         self.logs_dir = logs_dir
         self.processes: dict[str, BackendProcess] = {}
+        self.history = History(store)
+        self.adapters = AdapterTable(store)
+        # Served adapter name → (deployment, adapter id in its backend, scale), for the gateway.
+        self.adapter_routes: dict[str, tuple[str, int, float]] = {}
+        self.switching: set[str] = set()
+        self._generation = 0
         # llama-server (cpp-httplib) drops idle keep-alive connections after 5 s, httpx's default expiry:
         # expire ours first so a request never lands on a connection being closed.
         self.client = httpx.AsyncClient(limits=httpx.Limits(max_connections=512, max_keepalive_connections=64,
@@ -82,6 +89,9 @@ class DeploymentManager:
 
     # -- intent ---------------------------------------------------------------------------------------
     def _choose_backend(self, model: ModelRecord, requested: str | None) -> str:
+        if model.kind == "adapter-gguf":
+            raise DeploymentError(f"{model.name!r} is a LoRA adapter: attach it to a deployment of its base "
+                                  f"({model.metadata.get('serve_over', 'its F16 base')}) instead")
         wanted = requested or FORMAT_BACKENDS.get(model.format)
         if wanted is None:
             raise DeploymentError(f"model {model.name!r} ({model.format}) cannot be served directly; export it first")
@@ -119,7 +129,7 @@ class DeploymentManager:
         if not estimate.fits:
             raise DeploymentError(f"refused: {estimate.message}")
 
-    async def create(self, request: CreateDeployment) -> Deployment:
+    async def create(self, request: CreateDeployment, actor: str = "operator") -> Deployment:
         model = self.registry.get(request.model)
         name = request.name or model.name
         if not NAME.match(name):
@@ -135,6 +145,7 @@ class DeploymentManager:
                 " VALUES(?, ?, ?, ?, 'running', 'pending', ?, ?)",
                 (name, model.id, backend, request.params.model_dump_json(), now, now),
             )
+        self.history.record(name, model.id, model.name, "create", actor)
         await self._ensure(name)
         return self.get(name)
 
@@ -150,7 +161,9 @@ class DeploymentManager:
         row = self._row(name)
         process = self.processes.get(name)
         return Deployment(**{**row, "params": DeploymentParams(**json.loads(str(row["params"]))),
-                             "injected_args": process.injected if process else {}})  # type: ignore[arg-type]
+                             "injected_args": process.injected if process else {},
+                             "adapters": [a.name for a in self.adapters.of(name)],
+                             "switching": name in self.switching})  # type: ignore[arg-type]
 
     def all(self) -> list[Deployment]:
         return [self.get(r["name"]) for r in self.store.query("SELECT name FROM deployments ORDER BY name")]
@@ -164,9 +177,13 @@ class DeploymentManager:
         return self.get(name)
 
     async def delete(self, name: str) -> Deployment:
+        if name in self.switching:
+            raise DeploymentConflict(f"deployment {name!r} is being switched; try again when that is done")
         deployment = await self.set_desired(name, "stopped")
-        with self.store.transaction() as conn:
+        with self.store.transaction() as conn:  # its attached adapters go with it (ON DELETE CASCADE)
             conn.execute("DELETE FROM deployments WHERE name = ?", (name,))
+        self.history.forget(name)
+        self.set_routes(name, [])
         return deployment
 
     # -- reconciliation -------------------------------------------------------------------------------
@@ -194,12 +211,43 @@ class DeploymentManager:
                 return
             model = self.registry.get(str(row["model_id"]))
             params = DeploymentParams(**json.loads(str(row["params"])))
-            spec = replace(self.launch_spec(name, model, params, _free_port()),
-                           unix_socket=self.runtime_dir / f"{name}.sock")
-            process = BackendProcess(self.backends[str(row["backend"])], spec, self.logs_dir / f"deploy-{name}.log",
-                                     self._record_state, self.client, self.niceness)
+            attached = self.adapters.of(name)
+            process = self.new_process(name, str(row["backend"]), model, params, attached)
             self.processes[name] = process
+            self.set_routes(name, attached)
             process.start()
+
+    def new_process(self, name: str, backend: str, model: ModelRecord, params: DeploymentParams,
+                    attached: list[AttachedAdapter], quiet: bool = False) -> BackendProcess:
+        """A backend process for `name` (not started), on its own port and socket so a blue/green candidate
+        can run beside the live one."""
+        self._generation += 1
+        paths = tuple((a.name, self.registry.get(a.model_id).file) for a in attached)
+        spec = replace(self.launch_spec(name, model, params, _free_port()), adapters=paths,
+                       unix_socket=self.runtime_dir / f"{name}.{self._generation}.sock")
+        process = BackendProcess(self.backends[backend], spec, self.logs_dir / f"deploy-{name}.log",
+                                 self._record_state, self.client, self.niceness)
+        process.quiet = quiet
+        return process
+
+    def set_routes(self, name: str, attached: list[AttachedAdapter]) -> None:
+        """The gateway's adapter names for deployment `name` become `attached` (ids follow their order)."""
+        self.adapter_routes = {k: v for k, v in self.adapter_routes.items() if v[0] != name}
+        for position, adapter in enumerate(attached):
+            self.adapter_routes[adapter.name] = (name, position, adapter.scale)
+
+    def route(self, served_name: str) -> tuple[BackendProcess, dict[str, object] | None] | None:
+        """The ready process behind a served model name, and for an adapter name the fields that select it."""
+        process = self.ready_endpoint(served_name)
+        if process is not None:
+            return process, None
+        target = self.adapter_routes.get(served_name)
+        if target is None:
+            return None
+        process = self.ready_endpoint(target[0])
+        if process is None:
+            return None
+        return process, {"model": target[0], "lora": [{"id": target[1], "scale": target[2]}]}
 
     async def pause_all(self, reason: str) -> list[str]:
         """Stop every running backend without changing what the operator asked for (a training job on a profile

@@ -42,5 +42,7 @@ class Deployment(BaseModel):
     pid: int | None
     restarts: int
     injected_args: dict[str, str] = Field(default_factory=dict)
+    adapters: list[str] = Field(default_factory=list, description="Served names of the attached LoRA adapters")
+    switching: bool = Field(False, description="A blue/green switch of this deployment is under way")
     created_at: float
     updated_at: float

@@ -16,6 +16,7 @@ from fastapi.responses import JSONResponse, Response, StreamingResponse
 from starlette.background import BackgroundTask
 
 from appliance.api.errors import error_body
+from appliance.backends.process import BackendProcess
 from appliance.gateway.admission import Gate
 from appliance.gateway.metrics import GatewayMetrics
 from appliance.gateway.upstream import UpstreamError, UpstreamPool, UpstreamResponse
@@ -33,8 +34,10 @@ class Target(NamedTuple):
 class Relay:
     """One request's bookkeeping: the gate slot, metrics, and releasing the backend response exactly once."""
 
-    def __init__(self, deployment: str, endpoint: str, gate: Gate, metrics: GatewayMetrics) -> None:
+    def __init__(self, deployment: str, endpoint: str, gate: Gate, metrics: GatewayMetrics,
+                 process: BackendProcess | None = None) -> None:
         self.deployment = deployment
+        self.process = process  # counts this request as in flight on it, so a blue/green drain waits for it
         self.endpoint = endpoint
         self.gate = gate
         self.metrics = metrics
@@ -47,6 +50,8 @@ class Relay:
         if self._done:
             return
         self._done = True
+        if self.process is not None:
+            self.process.inflight -= 1
         self.gate.release()
         self.metrics.inflight.labels(self.deployment).dec()
         if self.response is not None:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from typing import Any
+from typing import Any, NoReturn
 
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import Response
@@ -44,21 +44,28 @@ async def _parse(request: Request, schema: type[BaseModel]) -> tuple[bytes, dict
     return body, data
 
 
+def _not_serving(manager: DeploymentManager, name: str) -> NoReturn:
+    """Why `name` cannot be served (the store is read only on this error path)."""
+    deployment = manager.adapter_routes[name][0] if name in manager.adapter_routes else name
+    if deployment not in {d.name for d in manager.all()}:
+        raise NotFound(f"The model '{name}' does not exist", param="model", code="model_not_found")
+    state = manager.get(deployment)
+    raise Unavailable(f"model '{name}' is not serving right now ({state.state}: {state.state_message})",
+                      headers={"Retry-After": "5"}, code="model_not_ready")
+
+
 async def _proxy(request: Request, schema: type[BaseModel], path: str, endpoint: str) -> Response:
     body, data = await _parse(request, schema)
     manager = _manager(request)
     name = str(data["model"])
     # Hot path: in-memory lookup only; the store is read just to explain why a model is not serving.
-    process = manager.ready_endpoint(name)
-    if process is None:
-        if name not in {d.name for d in manager.all()}:
-            raise NotFound(f"The model '{name}' does not exist", param="model", code="model_not_found")
-        state = manager.get(name)
-        raise Unavailable(f"model '{name}' is not serving right now ({state.state}: {state.state_message})",
-                          headers={"Retry-After": "5"}, code="model_not_ready")
+    route = manager.route(name)
+    if route is None:
+        _not_serving(manager, name)
+    process = route[0]
     gates: Gates = request.app.state.gates
     metrics: GatewayMetrics = request.app.state.metrics
-    gate = gates.for_deployment(name, process.spec.parallel_slots)
+    gate = gates.for_deployment(process.spec.deployment, process.spec.parallel_slots)
     metrics.queue_depth.labels(name).set(gate.waiting)
     try:
         await gate.acquire()
@@ -68,8 +75,18 @@ async def _proxy(request: Request, schema: type[BaseModel], path: str, endpoint:
                               code="queue_full") from exc
     finally:
         metrics.queue_depth.labels(name).set(gate.waiting)
+    # Resolve again: a blue/green switch may have happened while this request queued. From here to the
+    # in-flight count there is no await, so a drain of the old backend cannot miss this request.
+    route = manager.route(name)
+    if route is None:
+        gate.release()
+        _not_serving(manager, name)
+    process, selector = route
+    process.inflight += 1
     metrics.inflight.labels(name).inc()
-    relay = Relay(name, endpoint, gate, metrics)
+    relay = Relay(name, endpoint, gate, metrics, process)
+    if selector is not None:  # an adapter's name: its deployment, with the adapter picked per request
+        body = json.dumps({**data, **selector}).encode()
     spec = process.spec
     target = Target(spec.host, spec.port, str(spec.unix_socket) if spec.unix_socket else None)
     return await forward(request, request.app.state.upstream, relay, target, path, body, bool(data.get("stream")))
@@ -90,18 +107,21 @@ async def completions(request: Request) -> Response:
 @router.get("/v1/models", dependencies=inference)
 async def models(request: Request) -> dict[str, Any]:
     """Deployed models, by the name apps send as `model`."""
-    data = [
-        {"id": d.name, "object": "model", "created": int(d.created_at), "owned_by": "slm-appliance",
-         "root": d.model, "ready": d.state == "ready"}
-        for d in _manager(request).all() if d.desired_state == "running"
-    ]
+    data: list[dict[str, Any]] = []
+    for d in _manager(request).all():
+        if d.desired_state != "running":
+            continue
+        data.append({"id": d.name, "object": "model", "created": int(d.created_at), "owned_by": "slm-appliance",
+                     "root": d.model, "ready": d.state == "ready"})
+        data += [{"id": adapter, "object": "model", "created": int(d.created_at), "owned_by": "slm-appliance",
+                  "root": d.model, "parent": d.name, "ready": d.state == "ready"} for adapter in d.adapters]
     return {"object": "list", "data": data}
 
 
 @router.get("/v1/models/{name}", dependencies=inference)
 async def model(name: str, request: Request) -> dict[str, Any]:
     for d in _manager(request).all():
-        if d.name == name:
+        if d.name == name or name in d.adapters:
             return {"id": d.name, "object": "model", "created": int(d.created_at), "owned_by": "slm-appliance"}
     raise NotFound(f"The model '{name}' does not exist", param="model", code="model_not_found")
 

@@ -214,7 +214,9 @@ class Registry:
     def delete(self, name_or_id: str) -> ModelRecord:
         model = self.get(name_or_id)
         with self.store.transaction() as conn:
-            users = [r["name"] for r in conn.execute("SELECT name FROM deployments WHERE model_id = ?", (model.id,))]
+            users = [r["name"] for r in conn.execute(
+                "SELECT name FROM deployments WHERE model_id = ? UNION SELECT deployment FROM deployment_adapters"
+                " WHERE model_id = ?", (model.id, model.id))]
             if users:
                 raise ModelInUse(f"model {model.name!r} is used by deployment(s) {', '.join(users)}; remove them first")
             children = [r["name"] for r in conn.execute("SELECT name FROM models WHERE parent_id = ?", (model.id,))]

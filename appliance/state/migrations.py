@@ -131,4 +131,29 @@ MIGRATIONS: tuple[tuple[int, str, str], ...] = (
         CREATE INDEX jobs_by_state ON jobs(state, created_at);
         """,
     ),
+    (
+        7,
+        "deployment history and live adapters",
+        """
+        CREATE TABLE deployment_history (
+            id INTEGER PRIMARY KEY AUTOINCREMENT,
+            deployment TEXT NOT NULL,
+            model_id TEXT NOT NULL,
+            model_name TEXT NOT NULL,
+            action TEXT NOT NULL,
+            actor TEXT NOT NULL,
+            detail TEXT NOT NULL DEFAULT '{}',
+            at REAL NOT NULL
+        );
+        CREATE INDEX deployment_history_by_name ON deployment_history(deployment, id);
+        CREATE TABLE deployment_adapters (
+            name TEXT PRIMARY KEY,
+            deployment TEXT NOT NULL REFERENCES deployments(name) ON DELETE CASCADE,
+            model_id TEXT NOT NULL REFERENCES models(id),
+            scale REAL NOT NULL DEFAULT 1.0,
+            position INTEGER NOT NULL,
+            attached_at REAL NOT NULL
+        );
+        """,
+    ),
 )

@@ -137,7 +137,7 @@ def run_finetune(spec: dict[str, Any], emitter: Emitter) -> dict[str, Any]:
         "dataset": {"name": dataset.name, "version": dataset.version, "id": dataset.id},
         "method": training.method, "profile": resolved.get("profile"),
         "hyperparameters": {**params.overrides.model_dump(exclude_none=True), **training.model_dump()},
-        "metrics": metrics, "golden": golden,
+        "metrics": metrics, "golden": golden, "golden_set": params.golden,
         "code_version": __version__, "python": platform.python_version(),
     }
     (job_dir / "lineage.json").write_text(json.dumps(lineage, indent=2))
