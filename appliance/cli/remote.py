@@ -73,9 +73,89 @@ def add_remote_commands(sub: Any) -> None:
     logs = dsub.add_parser("logs", help="backend log of a deployment")
     logs.add_argument("name")
     logs.add_argument("--lines", type=int, default=100)
+    _add_change_commands(dsub)
     for parser in (*msub.choices.values(), *dsub.choices.values()):
         parser.add_argument("--json", action="store_true", help="machine-readable output")
         parser.add_argument("--key", help="API key (default: SLM_API_KEY or the local admin key file)")
+
+
+def _add_change_commands(dsub: Any) -> None:
+    switch = dsub.add_parser("switch", help="serve a new model version under NAME, blue/green, behind the eval "
+                                            "gate (health, smoke prompt, golden set vs the live version)")
+    switch.add_argument("name")
+    switch.add_argument("model", help="registry model to serve")
+    switch.add_argument("--golden", help="golden set JSONL under an import root (default: the fine-tune's, "
+                                         "else the built-in general set)")
+    switch.add_argument("--force", action="store_true", help="switch even if the eval gate finds a regression "
+                                                             "(recorded in the audit log)")
+    rollback = dsub.add_parser("rollback", help="return NAME to the version it served before, in one step")
+    rollback.add_argument("name")
+    rollback.add_argument("--to", help="a specific registry model instead of the previous version")
+    for parser in (switch, rollback):
+        parser.add_argument("--reason", help="why (kept in the history and the audit log)")
+        parser.add_argument("--drain-timeout", type=float, default=60.0,
+                            help="seconds the old backend may finish its requests (default 60)")
+    history = dsub.add_parser("history", help="what NAME served, newest first")
+    history.add_argument("name")
+    adapters = dsub.add_parser("adapters", help="LoRA adapters served over NAME")
+    adapters.add_argument("name")
+    attach = dsub.add_parser("attach", help="serve an exported GGUF LoRA over NAME under its own model name")
+    attach.add_argument("name")
+    attach.add_argument("adapter", help="registry model of kind adapter-gguf")
+    attach.add_argument("--as", dest="served", help="served model name (default: the adapter's name)")
+    attach.add_argument("--scale", type=float, default=1.0)
+    detach = dsub.add_parser("detach", help="stop serving an adapter")
+    detach.add_argument("name")
+    detach.add_argument("served", help="the adapter's served model name")
+
+
+def _print_switch(result: dict[str, Any]) -> None:
+    gate = result.get("gate") or {}
+    how = "blue/green" if result["blue_green"] else "restarted (nothing was serving)"
+    print(f"{result['deployment']['name']}: {result['previous_model']} → {result['model']} ({result['action']}, "
+          f"{how})")
+    if gate:
+        print(f"eval gate on {gate['golden']}: {gate['reason']}" + ("  [FORCED]" if result["forced"] else ""))
+        print(f"  live      {gate['live']}\n  candidate {gate['candidate']}")
+        if gate.get("forgotten"):
+            print(f"  forgotten general prompts: {'; '.join(gate['forgotten'])}")
+    if result.get("timings_s"):
+        print("timings: " + ", ".join(f"{k} {v}s" for k, v in result["timings_s"].items()))
+    if result["deployment"].get("adapters"):
+        print("adapters: " + ", ".join(result["deployment"]["adapters"]))
+
+
+def _change(args: argparse.Namespace, client: DaemonClient) -> Any:
+    """switch / rollback / history / adapters / attach / detach; None when already printed."""
+    base = f"/api/v1/deployments/{args.name}"
+    if args.action == "history":
+        entries = client.call("GET", f"{base}/history").json()
+        if args.json:
+            return entries
+        for e in entries:
+            when = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(e["at"]))
+            extra = " FORCED" if e["detail"].get("forced") else ""
+            print(f"{when}  {e['action']:<9} {e['model_name']:<32} by {e['actor']}{extra}"
+                  + (f"  ({e['detail']['reason']})" if e["detail"].get("reason") else ""))
+        return None
+    if args.action == "adapters":
+        return client.call("GET", f"{base}/adapters").json()
+    if args.action == "switch":
+        body = {"model": args.model, "golden": args.golden, "force": args.force, "reason": args.reason,
+                "drain_timeout_s": args.drain_timeout}
+        result = client.call("POST", f"{base}/switch", json=body, timeout=900).json()
+    elif args.action == "rollback":
+        body = {"to": args.to, "reason": args.reason, "drain_timeout_s": args.drain_timeout}
+        result = client.call("POST", f"{base}/rollback", json=body, timeout=900).json()
+    elif args.action == "attach":
+        body = {"adapter": args.adapter, "name": args.served, "scale": args.scale}
+        result = client.call("POST", f"{base}/adapters", json=body, timeout=900).json()
+    else:
+        result = client.call("DELETE", f"{base}/adapters/{args.served}", timeout=900).json()
+    if args.json:
+        return result
+    _print_switch(result)
+    return None
 
 
 def _print_models(items: list[dict[str, Any]]) -> None:
@@ -144,6 +224,8 @@ def _deploy(args: argparse.Namespace, client: DaemonClient) -> Any:
         return client.call("GET", f"/api/v1/deployments/{args.name}").json()
     if args.action == "delete":
         return client.call("DELETE", f"/api/v1/deployments/{args.name}").json()
+    if args.action in ("switch", "rollback", "history", "adapters", "attach", "detach"):
+        return _change(args, client)
     return client.call("POST", f"/api/v1/deployments/{args.name}/{args.action}").json()
 
 

@@ -112,10 +112,12 @@ class Switcher:
             raise DeploymentConflict(f"deployment {name!r} is already being switched")
         manager.switching.add(name)
         try:
-            return await self._change(name, model_name, action, actor, attached, items, golden_label, force,
-                                      reason, drain_timeout_s)
+            result = await self._change(name, model_name, action, actor, attached, items, golden_label, force,
+                                        reason, drain_timeout_s)
         finally:
             manager.switching.discard(name)
+        result.deployment = manager.get(name)
+        return result
 
     async def _change(self, name: str, model_name: str, action: str, actor: str,
                       attached: list[AttachedAdapter] | None, items: list[GoldenItem] | None, golden_label: str,
@@ -143,7 +145,12 @@ class Switcher:
             manager.history.record(name, model.id, model.name, action, actor, {**detail, "blue_green": False})
             return SwitchResult(deployment=manager.get(name), action=action, previous_model=previous.name,
                                 model=model.name, blue_green=False)
-        candidate = await self._start_candidate(name, backend, model.id, params, attached)
+        # On CPU the trial runs single-threaded: two multi-threaded llama.cpp processes busy on the same cores
+        # stall each other at every thread barrier (4 short answers took 35 s beside a busy live backend on 2
+        # cores). The version that takes over is then started with the deployment's threads and smoke-tested.
+        trial_first = live.spec.gpu_layers == 0 and (live.spec.threads or 2) > 1
+        trial_params = params.model_copy(update={"threads": 1}) if trial_first else params
+        candidate = await self._start_candidate(name, backend, model.id, trial_params, attached)
         timings["candidate_ready"] = round(time.monotonic() - started, 2)
         gate: EvalGate | None = None
         try:
@@ -154,6 +161,11 @@ class Switcher:
                 timings["eval_gate"] = round(time.monotonic() - started - timings["candidate_ready"], 2)
                 if gate.regressed and not force:
                     raise EvalRegression(gate)
+            if trial_first:
+                await candidate.stop("trial passed")
+                candidate = await self._start_candidate(name, backend, model.id, params, attached)
+                smoke = await smoke_test(manager.client, candidate)
+                timings["final_ready"] = round(time.monotonic() - started, 2)
         except GateFailed as exc:
             await candidate.stop("candidate refused")
             raise DeploymentError(f"candidate {model.name} failed its smoke prompt: {exc}; nothing changed") from exc

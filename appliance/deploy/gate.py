@@ -54,7 +54,7 @@ async def chat(client: httpx.AsyncClient, process: BackendProcess, messages: lis
             raise GateFailed(f"backend answered {response.status_code}: {str(data)[:300]}")
         return str(data["choices"][0]["message"].get("content") or "")
     except (httpx.HTTPError, ValueError, KeyError, IndexError, TypeError) as exc:
-        raise GateFailed(f"no usable answer from the backend: {exc}") from exc
+        raise GateFailed(f"no usable answer from the backend: {type(exc).__name__}: {exc}") from exc
 
 
 async def smoke_test(client: httpx.AsyncClient, process: BackendProcess) -> str:
@@ -94,8 +94,10 @@ def judge(live: GoldenReport, candidate: GoldenReport) -> tuple[bool, str]:
 
 async def eval_gate(client: httpx.AsyncClient, live: BackendProcess, candidate: BackendProcess,
                     items: list[GoldenItem], golden: str, live_model: str, candidate_model: str) -> EvalGate:
-    live_answers, candidate_answers = await asyncio.gather(golden_answers(client, live, items),
-                                                           golden_answers(client, candidate, items))
+    # One backend at a time: two llama.cpp processes computing at once on the same cores stall each other at
+    # every thread barrier (a 10-token answer took 25 s on 2 cores with both busy, under 1 s alone).
+    live_answers = await golden_answers(client, live, items)
+    candidate_answers = await golden_answers(client, candidate, items)
     live_report, candidate_report = make_report(items, live_answers), make_report(items, candidate_answers)
     regressed, reason = judge(live_report, candidate_report)
     return EvalGate(golden=golden, live_model=live_model, candidate_model=candidate_model, live=live_report,
