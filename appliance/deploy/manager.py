@@ -240,14 +240,19 @@ class DeploymentManager:
         """The ready process behind a served model name, and for an adapter name the fields that select it."""
         process = self.ready_endpoint(served_name)
         if process is not None:
-            return process, None
+            # Every adapter's scale is sent explicitly: llama-server applies loaded adapters to a request that
+            # names none (seen with --lora-init-without-apply too), and the base name must stay the base model.
+            if not process.spec.adapters:
+                return process, None
+            return process, {"lora": [{"id": i, "scale": 0.0} for i in range(len(process.spec.adapters))]}
         target = self.adapter_routes.get(served_name)
         if target is None:
             return None
         process = self.ready_endpoint(target[0])
         if process is None:
             return None
-        return process, {"model": target[0], "lora": [{"id": target[1], "scale": target[2]}]}
+        scales = [{"id": i, "scale": target[2] if i == target[1] else 0.0} for i in range(len(process.spec.adapters))]
+        return process, {"model": target[0], "lora": scales}
 
     async def pause_all(self, reason: str) -> list[str]:
         """Stop every running backend without changing what the operator asked for (a training job on a profile
