@@ -10,7 +10,7 @@ export CMAKE_ARGS ?= -DGGML_NATIVE=OFF
 export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 
-.PHONY: setup llama run test lint unit e2e bench-serving bench-finetune clean
+.PHONY: setup llama run test lint unit e2e bench-serving bench-finetune bench-e2e clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -43,6 +43,9 @@ bench-serving: setup
 
 bench-finetune: setup
 	HF_HUB_OFFLINE=1 $(BIN)/python bench/finetune.py
+
+bench-e2e: setup
+	HF_HUB_OFFLINE=1 $(BIN)/python bench/e2e.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

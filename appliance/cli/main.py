@@ -20,6 +20,8 @@ EPILOG = """examples:
   slm-appliance models import /var/lib/slm-appliance/imports/model.gguf --name my-model
   slm-appliance deploy create my-model      serve it (waits until it answers)
   slm-appliance deploy list
+  slm-appliance deploy switch my-model my-model-v2   blue/green behind the eval gate
+  slm-appliance deploy rollback my-model            back to the previous version
   slm-appliance datasets import data.jsonl --name faq --base-model smollm2-135m-instruct
   slm-appliance jobs list
   slm-appliance tui                    the operator's control panel (terminal UI)
