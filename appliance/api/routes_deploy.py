@@ -4,44 +4,23 @@ history, and live LoRA adapters. Every change, and every blocked or forced one, 
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
-from pathlib import Path
 
 from fastapi import APIRouter, Depends, Query, Request
 
 from appliance.api.auth import require
+from appliance.api.domain_errors import domain_errors
 from appliance.api.errors import BadRequest, Conflict, NotFound
+from appliance.api.state import appliance_of, deployments_of
 from appliance.core import Appliance
-from appliance.datasets.errors import DatasetError
-from appliance.datasets.paths import checked_source
 from appliance.deploy.bluegreen import EvalRegression, RollbackRequest, Switcher, SwitchRequest, SwitchResult
 from appliance.deploy.history import AttachAdapter, AttachedAdapter, HistoryEntry
-from appliance.deploy.manager import NAME, DeploymentConflict, DeploymentError, DeploymentManager, DeploymentNotFound
-from appliance.evaluation.golden import GoldenError, GoldenItem, builtin_general, load_golden
-from appliance.registry.registry import ModelNotFound, ModelRecord, RegistryError
+from appliance.deploy.manager import NAME
+from appliance.evaluation.golden import GoldenItem, golden_set
+from appliance.registry.registry import ModelRecord
 from appliance.security.keys import ApiKey
 
 router = APIRouter(prefix="/api/v1/deployments", tags=["deployments"])
 ADAPTER_KINDS = ("adapter-gguf",)
-
-
-@contextmanager
-def _errors() -> Iterator[None]:
-    try:
-        yield
-    except (ModelNotFound, DeploymentNotFound) as exc:
-        raise NotFound(str(exc)) from exc
-    except EvalRegression as exc:
-        raise Conflict(str(exc), code="eval_regression") from exc
-    except DeploymentConflict as exc:
-        raise Conflict(str(exc)) from exc
-    except (RegistryError, DeploymentError, GoldenError, DatasetError) as exc:
-        raise BadRequest(str(exc)) from exc
-
-
-def _context(request: Request) -> tuple[Appliance, DeploymentManager]:
-    return request.app.state.appliance, request.app.state.deployments
 
 
 def golden_for(appliance: Appliance, candidate: ModelRecord, requested: str | None) -> tuple[list[GoldenItem], str]:
@@ -53,10 +32,8 @@ def golden_for(appliance: Appliance, candidate: ModelRecord, requested: str | No
             if record.metadata.get("golden_set"):
                 path = str(record.metadata["golden_set"])
                 break
-    if path is None:
-        return builtin_general(), "built-in general set"
-    source = checked_source(Path(path), [root.resolve() for root in appliance.import_roots])
-    return load_golden(source) + builtin_general(), str(source)
+    items, source = golden_set(path, appliance.import_roots)
+    return items, str(source) if source else "built-in general set"
 
 
 def _audit(appliance: Appliance, who: ApiKey, action: str, name: str, result: SwitchResult) -> None:
@@ -70,8 +47,8 @@ async def switch(name: str, body: SwitchRequest, request: Request,
                  who: ApiKey = Depends(require("admin"))) -> SwitchResult:
     """Serve another model version under this name, blue/green, if it passes health, a smoke prompt and the
     eval gate against the version serving now. `force` overrides a regression and is audited."""
-    appliance, manager = _context(request)
-    with _errors():
+    appliance, manager = appliance_of(request), deployments_of(request)
+    with domain_errors():
         candidate = appliance.registry.get(body.model)
         items, label = golden_for(appliance, candidate, body.golden)
         try:
@@ -89,9 +66,9 @@ async def switch(name: str, body: SwitchRequest, request: Request,
 async def rollback(name: str, request: Request, body: RollbackRequest | None = None,
                    who: ApiKey = Depends(require("admin"))) -> SwitchResult:
     """Back to the version that served before (or `to`), blue/green; no eval gate: this is the way out."""
-    appliance, manager = _context(request)
+    appliance, manager = appliance_of(request), deployments_of(request)
     body = body or RollbackRequest()
-    with _errors():
+    with domain_errors():
         current = manager.get(name)
         if body.to is not None:
             target = appliance.registry.get(body.to).name
@@ -110,24 +87,24 @@ async def rollback(name: str, request: Request, body: RollbackRequest | None = N
 async def history(name: str, request: Request, limit: int = Query(50, ge=1, le=1000),
                   _: ApiKey = Depends(require("admin"))) -> list[HistoryEntry]:
     """What this deployment served, newest first."""
-    manager = _context(request)[1]
-    with _errors():
+    manager = deployments_of(request)
+    with domain_errors():
         manager.get(name)
         return manager.history.entries(name, limit)
 
 
 @router.get("/{name}/adapters", response_model=list[AttachedAdapter])
 async def list_adapters(name: str, request: Request, _: ApiKey = Depends(require("admin"))) -> list[AttachedAdapter]:
-    manager = _context(request)[1]
-    with _errors():
+    manager = deployments_of(request)
+    with domain_errors():
         manager.get(name)
         return manager.adapters.of(name)
 
 
 async def _apply(request: Request, who: ApiKey, name: str, attached: list[AttachedAdapter], what: str,
                  action: str) -> SwitchResult:
-    appliance, manager = _context(request)
-    with _errors():
+    appliance, manager = appliance_of(request), deployments_of(request)
+    with domain_errors():
         current = manager.get(name)
         result = await Switcher(manager).change(name, current.model, action="adapters", actor=who.name,
                                                 attached=attached, reason=what)
@@ -140,8 +117,8 @@ async def attach_adapter(name: str, body: AttachAdapter, request: Request,
                          who: ApiKey = Depends(require("admin"))) -> SwitchResult:
     """Serve a GGUF LoRA adapter over this deployment under its own model name. The backend restarts
     blue/green with the new set; if the adapter does not load, the previous set keeps serving."""
-    appliance, manager = _context(request)
-    with _errors():
+    appliance, manager = appliance_of(request), deployments_of(request)
+    with domain_errors():
         current = manager.get(name)
         adapter = appliance.registry.get(body.adapter)
         if adapter.kind not in ADAPTER_KINDS:
@@ -162,8 +139,8 @@ async def attach_adapter(name: str, body: AttachAdapter, request: Request,
 @router.delete("/{name}/adapters/{served}", response_model=SwitchResult)
 async def detach_adapter(name: str, served: str, request: Request,
                          who: ApiKey = Depends(require("admin"))) -> SwitchResult:
-    manager = _context(request)[1]
-    with _errors():
+    manager = deployments_of(request)
+    with domain_errors():
         attached = manager.adapters.of(manager.get(name).name)
         if served not in {a.name for a in attached}:
             raise NotFound(f"no adapter {served!r} on deployment {name!r}")

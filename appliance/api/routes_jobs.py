@@ -13,12 +13,11 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from appliance.api.auth import require
 from appliance.api.errors import ApiError, BadRequest, Conflict, DoesNotFit, NotFound
-from appliance.core import Appliance
+from appliance.api.state import appliance_of, jobs_of
 from appliance.datasets.errors import DatasetNotFound
 from appliance.datasets.store import DatasetRecord
 from appliance.jobs.models import FINAL_STATES, Job, SubmitJob
 from appliance.jobs.preflight import PreflightRefused, preflight
-from appliance.jobs.runner import JobRunner
 from appliance.jobs.store import JobNotFound
 from appliance.security.keys import ApiKey
 
@@ -41,19 +40,9 @@ class ImportDataset(BaseModel):
     strict: bool = Field(False, description="Refuse the file on any defect instead of skipping bad records")
 
 
-def _runner(request: Request) -> JobRunner:
-    runner: JobRunner = request.app.state.jobs
-    return runner
-
-
-def _appliance(request: Request) -> Appliance:
-    appliance: Appliance = request.app.state.appliance
-    return appliance
-
-
 def _job(request: Request, job_id: str) -> Job:
     try:
-        return _runner(request).jobs.get(job_id)
+        return jobs_of(request).jobs.get(job_id)
     except JobNotFound as exc:
         raise NotFound(str(exc)) from exc
 
@@ -62,19 +51,19 @@ def _job(request: Request, job_id: str) -> Job:
 async def submit_job(body: SubmitJob, request: Request, who: ApiKey = Depends(require("admin"))) -> Job:
     """Queue a job. Fine-tune jobs are checked first: a job that cannot fit memory or disk is refused (422)."""
     try:
-        params = preflight(_appliance(request), body.type, body.params)
+        params = preflight(appliance_of(request), body.type, body.params)
     except PreflightRefused as exc:
         error = REFUSALS[exc.reason]
         raise error(exc.message, param=exc.param) from exc
-    job = _runner(request).submit(body.type, params)
-    _appliance(request).store.audit(who.name, "job.submit", job.id, {"type": body.type})
+    job = jobs_of(request).submit(body.type, params)
+    appliance_of(request).store.audit(who.name, "job.submit", job.id, {"type": body.type})
     return job
 
 
 @router.get("/jobs", response_model=list[Job])
 async def list_jobs(request: Request, limit: int = Query(100, ge=1, le=1000),
                     _: ApiKey = Depends(require("admin"))) -> list[Job]:
-    return _runner(request).jobs.all(limit)
+    return jobs_of(request).jobs.all(limit)
 
 
 @router.get("/jobs/{job_id}", response_model=Job)
@@ -85,8 +74,8 @@ async def get_job(job_id: str, request: Request, _: ApiKey = Depends(require("ad
 @router.post("/jobs/{job_id}/cancel", response_model=Job)
 async def cancel_job(job_id: str, request: Request, who: ApiKey = Depends(require("admin"))) -> Job:
     _job(request, job_id)
-    job = await _runner(request).cancel(job_id)
-    _appliance(request).store.audit(who.name, "job.cancel", job_id)
+    job = await jobs_of(request).cancel(job_id)
+    appliance_of(request).store.audit(who.name, "job.cancel", job_id)
     return job
 
 
@@ -94,7 +83,7 @@ async def cancel_job(job_id: str, request: Request, who: ApiKey = Depends(requir
 async def job_logs(job_id: str, request: Request, lines: int = Query(200, ge=1, le=10000),
                    _: ApiKey = Depends(require("admin"))) -> str:
     _job(request, job_id)
-    path = _runner(request).log_path(job_id)
+    path = jobs_of(request).log_path(job_id)
     if not path.exists():
         return ""
     return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
@@ -107,7 +96,7 @@ def _sse(event: dict[str, Any]) -> bytes:
 @router.get("/jobs/{job_id}/events")
 async def job_events(job_id: str, request: Request, _: ApiKey = Depends(require("admin"))) -> StreamingResponse:
     """Server-sent events: a snapshot of the job, then each progress, log and state event until it ends."""
-    runner = _runner(request)
+    runner = jobs_of(request)
     snapshot = _job(request, job_id)
     queue = runner.subscribe(job_id)
 
@@ -134,20 +123,20 @@ async def job_events(job_id: str, request: Request, _: ApiKey = Depends(require(
 @router.post("/datasets", response_model=Job, status_code=202, tags=["datasets"])
 async def import_dataset(body: ImportDataset, request: Request, who: ApiKey = Depends(require("admin"))) -> Job:
     """Validate and import a dataset as a job (it loads the base model's tokenizer in a worker)."""
-    job = _runner(request).submit("dataset-import", body.model_dump())
-    _appliance(request).store.audit(who.name, "dataset.import", body.name, {"source": body.path, "job": job.id})
+    job = jobs_of(request).submit("dataset-import", body.model_dump())
+    appliance_of(request).store.audit(who.name, "dataset.import", body.name, {"source": body.path, "job": job.id})
     return job
 
 
 @router.get("/datasets", response_model=list[DatasetRecord], tags=["datasets"])
 async def list_datasets(request: Request, _: ApiKey = Depends(require("admin"))) -> list[DatasetRecord]:
-    return _appliance(request).datasets.all()
+    return appliance_of(request).datasets.all()
 
 
 @router.get("/datasets/{name}", response_model=DatasetRecord, tags=["datasets"])
 async def get_dataset(name: str, request: Request, version: int | None = Query(None, ge=1),
                       _: ApiKey = Depends(require("admin"))) -> DatasetRecord:
     try:
-        return _appliance(request).datasets.get(name, version)
+        return appliance_of(request).datasets.get(name, version)
     except DatasetNotFound as exc:
         raise NotFound(str(exc)) from exc

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
 from fastapi import APIRouter, Depends, Query, Request
@@ -12,12 +10,12 @@ from fastapi.responses import PlainTextResponse
 from pydantic import BaseModel, ConfigDict, Field
 
 from appliance.api.auth import require
-from appliance.api.errors import ApiError, BadRequest, Conflict, NotFound
-from appliance.core import Appliance
-from appliance.deploy.manager import DeploymentConflict, DeploymentError, DeploymentManager, DeploymentNotFound
+from appliance.api.domain_errors import domain_errors
+from appliance.api.errors import ApiError
+from appliance.api.state import appliance_of, deployments_of
 from appliance.deploy.models import CreateDeployment, Deployment
 from appliance.logs import RECENT
-from appliance.registry.registry import ModelInUse, ModelNotFound, ModelRecord, NameConflict, RegistryError
+from appliance.registry.registry import ModelRecord
 from appliance.security.keys import ApiKey
 
 router = APIRouter(prefix="/api/v1", tags=["models"])
@@ -35,39 +33,16 @@ class ModelDetail(BaseModel):
     lineage: list[ModelRecord]
 
 
-@contextmanager
-def _errors() -> Iterator[None]:
-    """Domain errors to API errors, in one place."""
-    try:
-        yield
-    except (ModelNotFound, DeploymentNotFound) as exc:
-        raise NotFound(str(exc)) from exc
-    except (NameConflict, ModelInUse, DeploymentConflict) as exc:
-        raise Conflict(str(exc)) from exc
-    except (RegistryError, DeploymentError) as exc:
-        raise BadRequest(str(exc)) from exc
-
-
-def _appliance(request: Request) -> Appliance:
-    appliance: Appliance = request.app.state.appliance
-    return appliance
-
-
-def _deployments(request: Request) -> DeploymentManager:
-    manager: DeploymentManager = request.app.state.deployments
-    return manager
-
-
 @router.get("/models", response_model=list[ModelRecord])
 async def list_models(request: Request, _: ApiKey = Depends(require("admin"))) -> list[ModelRecord]:
-    return _appliance(request).registry.all()
+    return appliance_of(request).registry.all()
 
 
 @router.post("/models", response_model=ModelRecord, status_code=201)
 async def import_model(body: ImportModel, request: Request, who: ApiKey = Depends(require("admin"))) -> ModelRecord:
     """Import a model the operator placed under an allowed import root (copied; the original is untouched)."""
-    appliance = _appliance(request)
-    with _errors():
+    appliance = appliance_of(request)
+    with domain_errors():
         record = await asyncio.to_thread(appliance.registry.import_model, Path(body.path), body.name)
     appliance.store.audit(who.name, "model.import", record.name, {"source": body.path, "sha256": record.sha256})
     return record
@@ -75,15 +50,15 @@ async def import_model(body: ImportModel, request: Request, who: ApiKey = Depend
 
 @router.get("/models/{name}", response_model=ModelDetail)
 async def get_model(name: str, request: Request, _: ApiKey = Depends(require("admin"))) -> ModelDetail:
-    registry = _appliance(request).registry
-    with _errors():
+    registry = appliance_of(request).registry
+    with domain_errors():
         return ModelDetail(model=registry.get(name), lineage=registry.lineage(name)[1:])
 
 
 @router.delete("/models/{name}", response_model=ModelRecord)
 async def delete_model(name: str, request: Request, who: ApiKey = Depends(require("admin"))) -> ModelRecord:
-    appliance = _appliance(request)
-    with _errors():
+    appliance = appliance_of(request)
+    with domain_errors():
         record = appliance.registry.delete(name)
     appliance.store.audit(who.name, "model.delete", record.name)
     return record
@@ -91,29 +66,29 @@ async def delete_model(name: str, request: Request, who: ApiKey = Depends(requir
 
 @router.get("/deployments", response_model=list[Deployment], tags=["deployments"])
 async def list_deployments(request: Request, _: ApiKey = Depends(require("admin"))) -> list[Deployment]:
-    return _deployments(request).all()
+    return deployments_of(request).all()
 
 
 @router.post("/deployments", response_model=Deployment, status_code=201, tags=["deployments"])
 async def create_deployment(body: CreateDeployment, request: Request,
                             who: ApiKey = Depends(require("admin"))) -> Deployment:
     """Create a deployment; backend and parameters default from the hardware profile."""
-    with _errors():
-        deployment = await _deployments(request).create(body, who.name)
-    _appliance(request).store.audit(who.name, "deployment.create", deployment.name, body.model_dump(mode="json"))
+    with domain_errors():
+        deployment = await deployments_of(request).create(body, who.name)
+    appliance_of(request).store.audit(who.name, "deployment.create", deployment.name, body.model_dump(mode="json"))
     return deployment
 
 
 @router.get("/deployments/{name}", response_model=Deployment, tags=["deployments"])
 async def get_deployment(name: str, request: Request, _: ApiKey = Depends(require("admin"))) -> Deployment:
-    with _errors():
-        return _deployments(request).get(name)
+    with domain_errors():
+        return deployments_of(request).get(name)
 
 
 async def _set_state(request: Request, name: str, desired: str, who: ApiKey) -> Deployment:
-    with _errors():
-        deployment = await _deployments(request).set_desired(name, desired)
-    _appliance(request).store.audit(who.name, f"deployment.{'start' if desired == 'running' else 'stop'}", name)
+    with domain_errors():
+        deployment = await deployments_of(request).set_desired(name, desired)
+    appliance_of(request).store.audit(who.name, f"deployment.{'start' if desired == 'running' else 'stop'}", name)
     return deployment
 
 
@@ -129,23 +104,23 @@ async def start_deployment(name: str, request: Request, who: ApiKey = Depends(re
 
 @router.delete("/deployments/{name}", response_model=Deployment, tags=["deployments"])
 async def delete_deployment(name: str, request: Request, who: ApiKey = Depends(require("admin"))) -> Deployment:
-    with _errors():
-        deployment = await _deployments(request).delete(name)
-    _appliance(request).store.audit(who.name, "deployment.delete", name)
+    with domain_errors():
+        deployment = await deployments_of(request).delete(name)
+    appliance_of(request).store.audit(who.name, "deployment.delete", name)
     return deployment
 
 
 @router.get("/deployments/{name}/logs", response_class=PlainTextResponse, tags=["deployments"])
 async def deployment_logs(name: str, request: Request, lines: int = Query(200, ge=1, le=10000),
                           _: ApiKey = Depends(require("admin"))) -> str:
-    with _errors():
-        return _deployments(request).log_tail(name, lines)
+    with domain_errors():
+        return deployments_of(request).log_tail(name, lines)
 
 
 @router.get("/audit", tags=["system"])
 async def audit(request: Request, limit: int = Query(100, ge=1, le=1000),
                 _: ApiKey = Depends(require("admin"))) -> list[dict[str, object]]:
-    return _appliance(request).store.audit_entries(limit)
+    return appliance_of(request).store.audit_entries(limit)
 
 
 @router.get("/logs/daemon", response_class=PlainTextResponse, tags=["system"])

@@ -12,7 +12,7 @@ from pydantic import BaseModel
 from appliance import __version__
 from appliance.api.auth import require
 from appliance.api.errors import BadRequest
-from appliance.core import Appliance
+from appliance.api.state import appliance_of
 from appliance.hardware.models import GpuSample, HardwareReport
 from appliance.hardware.nvml import sample_gpus
 from appliance.plan.planner import ModelPlan, make_plan
@@ -22,11 +22,6 @@ from appliance.profiles.select import ProfileVerdict
 
 router = APIRouter()
 admin = [Depends(require("admin"))]
-
-
-def _appliance(request: Request) -> Appliance:
-    appliance: Appliance = request.app.state.appliance
-    return appliance
 
 
 class Health(BaseModel):
@@ -56,20 +51,20 @@ async def healthz(request: Request) -> Health:
     """Liveness: the process answers. No key needed."""
     import time
 
-    return Health(status="ok", version=__version__, uptime_s=round(time.time() - _appliance(request).started_at, 3))
+    return Health(status="ok", version=__version__, uptime_s=round(time.time() - appliance_of(request).started_at, 3))
 
 
 @router.get("/readyz", tags=["health"])
 async def readyz(request: Request) -> JSONResponse:
     """Readiness: startup finished (store open, hardware detected, profile chosen). No key needed."""
-    ready = _appliance(request).ready
+    ready = appliance_of(request).ready
     return JSONResponse({"status": "ready" if ready else "starting"}, status_code=200 if ready else 503)
 
 
 @router.get("/api/v1/hardware", response_model=HardwareResponse, dependencies=admin, tags=["system"])
 async def hardware(request: Request) -> HardwareResponse:
     """What detection found at startup, plus a live sample of every GPU."""
-    appliance = _appliance(request)
+    appliance = appliance_of(request)
     samples = await asyncio.to_thread(sample_gpus, appliance.nvml_lib)
     return HardwareResponse(report=appliance.hardware, samples=samples, profile=appliance.selection.name,
                             profile_reason=appliance.selection.reason)
@@ -78,11 +73,11 @@ async def hardware(request: Request) -> HardwareResponse:
 @router.get("/api/v1/profiles", response_model=ProfilesResponse, dependencies=admin, tags=["system"])
 async def profiles(request: Request) -> ProfilesResponse:
     """Every profile, whether it matched and why, and the one in use."""
-    selection = _appliance(request).selection
+    selection = appliance_of(request).selection
     return ProfilesResponse(
         selected=selection.name, pinned=selection.pinned, reason=selection.reason,
         tensor_parallel_size=selection.tensor_parallel_size, verdicts=selection.verdicts,
-        profiles=_appliance(request).profiles,
+        profiles=appliance_of(request).profiles,
     )
 
 
@@ -112,5 +107,5 @@ async def plan(
             shape = ModelShape(**{**shape.model_dump(), **overrides, "name": "custom"})
         except ValueError as exc:
             raise BadRequest(str(exc)) from exc
-    appliance = _appliance(request)
+    appliance = appliance_of(request)
     return make_plan(shape, appliance.selection, appliance.hardware)

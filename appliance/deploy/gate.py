@@ -61,18 +61,13 @@ async def smoke_test(client: httpx.AsyncClient, process: BackendProcess) -> str:
     return await chat(client, process, [{"role": "user", "content": SMOKE_PROMPT}], 8)
 
 
-def _messages(item: GoldenItem) -> list[dict[str, str]]:
-    system = [{"role": "system", "content": item.system}] if item.system else []
-    return [*system, {"role": "user", "content": item.prompt}]
-
-
 async def golden_answers(client: httpx.AsyncClient, process: BackendProcess, items: list[GoldenItem],
                          extra: dict[str, Any] | None = None, max_tokens: int = ANSWER_TOKENS) -> list[str]:
     limit = asyncio.Semaphore(CONCURRENT_PROMPTS)
 
     async def one(item: GoldenItem) -> str:
         async with limit:
-            return await chat(client, process, _messages(item), max_tokens, extra)
+            return await chat(client, process, item.messages(), max_tokens, extra)
 
     return list(await asyncio.gather(*(one(item) for item in items)))
 

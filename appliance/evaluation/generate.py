@@ -11,11 +11,6 @@ from appliance.training.encode import pad_id
 BATCH = 8
 
 
-def _messages(item: GoldenItem) -> list[dict[str, str]]:
-    system = [{"role": "system", "content": item.system}] if item.system else []
-    return [*system, {"role": "user", "content": item.prompt}]
-
-
 def greedy_answers(model: Any, tokenizer: Any, items: list[GoldenItem], max_new_tokens: int = 48,
                    on_batch: Callable[[int, int], None] | None = None) -> list[str]:
     """One greedy answer per item, batched with left padding (decoder-only models continue from the right)."""
@@ -29,7 +24,7 @@ def greedy_answers(model: Any, tokenizer: Any, items: list[GoldenItem], max_new_
     try:
         for start in range(0, len(items), BATCH):
             chunk = items[start:start + BATCH]
-            texts = [tokenizer.apply_chat_template(_messages(i), tokenize=False, add_generation_prompt=True)
+            texts = [tokenizer.apply_chat_template(i.messages(), tokenize=False, add_generation_prompt=True)
                      for i in chunk]
             batch = tokenizer(texts, return_tensors="pt", padding=True, add_special_tokens=False)
             with torch.no_grad():

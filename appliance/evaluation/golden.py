@@ -17,6 +17,8 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from appliance.datasets.paths import checked_source
+
 Scorer = Literal["exact", "contains", "regex", "rougeL"]
 
 
@@ -33,6 +35,11 @@ class GoldenItem(BaseModel):
     threshold: float = Field(0.5, gt=0.0, le=1.0)
     kind: Literal["task", "general"] = "task"
     system: str | None = None
+
+    def messages(self) -> list[dict[str, str]]:
+        """The prompt as a chat: what every model under evaluation is asked (transformers or a backend)."""
+        system = [{"role": "system", "content": self.system}] if self.system else []
+        return [*system, {"role": "user", "content": self.prompt}]
 
     @model_validator(mode="after")
     def _regex_compiles(self) -> GoldenItem:
@@ -105,6 +112,19 @@ def load_golden(path: Path) -> list[GoldenItem]:
     except (OSError, UnicodeDecodeError) as exc:
         raise GoldenError(f"{path}: cannot read: {exc}") from exc
     return parse_golden(text, path.name)
+
+
+def golden_set(path: str | None, import_roots: list[Path]) -> tuple[list[GoldenItem], Path | None]:
+    """The golden file at `path` (inside an import root) followed by the built-in general set, and the file's
+    real path; the built-in set alone without `path`.
+
+    Raises:
+        DatasetError: the path is not an allowed file. GoldenError: its content is not a golden set.
+    """
+    if path is None:
+        return builtin_general(), None
+    source = checked_source(Path(path), [root.resolve() for root in import_roots])
+    return load_golden(source) + builtin_general(), source
 
 
 def golden_digest(items: list[GoldenItem]) -> str:

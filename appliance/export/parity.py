@@ -131,9 +131,7 @@ def _divergence(tokenizer: Any, run: Run, got: list[int], position: int) -> Dive
 
 
 def _chat_ids(tokenizer: Any, item: GoldenItem) -> list[int]:
-    system = [{"role": "system", "content": item.system}] if item.system else []
-    text = tokenizer.apply_chat_template([*system, {"role": "user", "content": item.prompt}], tokenize=False,
-                                         add_generation_prompt=True)
+    text = tokenizer.apply_chat_template(item.messages(), tokenize=False, add_generation_prompt=True)
     return list(tokenizer(text, add_special_tokens=False)["input_ids"])
 
 

@@ -12,6 +12,7 @@ from pydantic import BaseModel, ValidationError
 
 from appliance.api.auth import require
 from appliance.api.errors import BadRequest, NotFound, TooManyRequests, Unavailable
+from appliance.api.state import deployments_of
 from appliance.deploy.manager import DeploymentManager
 from appliance.gateway.admission import Gates, QueueFull
 from appliance.gateway.metrics import GatewayMetrics
@@ -20,11 +21,6 @@ from appliance.gateway.proxy import Relay, Target, forward
 
 router = APIRouter(tags=["openai"])
 inference = [Depends(require("inference"))]
-
-
-def _manager(request: Request) -> DeploymentManager:
-    manager: DeploymentManager = request.app.state.deployments
-    return manager
 
 
 async def _parse(request: Request, schema: type[BaseModel]) -> tuple[bytes, dict[str, Any]]:
@@ -56,7 +52,7 @@ def _not_serving(manager: DeploymentManager, name: str) -> NoReturn:
 
 async def _proxy(request: Request, schema: type[BaseModel], path: str, endpoint: str) -> Response:
     body, data = await _parse(request, schema)
-    manager = _manager(request)
+    manager = deployments_of(request)
     name = str(data["model"])
     # Hot path: in-memory lookup only; the store is read just to explain why a model is not serving.
     route = manager.route(name)
@@ -108,7 +104,7 @@ async def completions(request: Request) -> Response:
 async def models(request: Request) -> dict[str, Any]:
     """Deployed models, by the name apps send as `model`."""
     data: list[dict[str, Any]] = []
-    for d in _manager(request).all():
+    for d in deployments_of(request).all():
         if d.desired_state != "running":
             continue
         data.append({"id": d.name, "object": "model", "created": int(d.created_at), "owned_by": "slm-appliance",
@@ -120,7 +116,7 @@ async def models(request: Request) -> dict[str, Any]:
 
 @router.get("/v1/models/{name}", dependencies=inference)
 async def model(name: str, request: Request) -> dict[str, Any]:
-    for d in _manager(request).all():
+    for d in deployments_of(request).all():
         if d.name == name or name in d.adapters:
             return {"id": d.name, "object": "model", "created": int(d.created_at), "owned_by": "slm-appliance"}
     raise NotFound(f"The model '{name}' does not exist", param="model", code="model_not_found")

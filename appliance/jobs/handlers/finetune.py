@@ -15,17 +15,15 @@ from typing import Any
 
 from appliance import __version__
 from appliance.datasets.errors import DatasetError
-from appliance.datasets.paths import checked_source
 from appliance.datasets.store import DatasetStore
 from appliance.evaluation.generate import greedy_answers
 from appliance.evaluation.golden import (
     GoldenError,
     GoldenItem,
     GoldenReport,
-    builtin_general,
     forgotten,
     golden_digest,
-    load_golden,
+    golden_set,
     make_report,
 )
 from appliance.evaluation.load import load_for_eval
@@ -46,14 +44,10 @@ def physical_cores() -> int:
 
 
 def golden_items(params_golden: str | None, roots: list[Path]) -> list[GoldenItem]:
-    items = builtin_general()
-    if params_golden:
-        try:
-            path = checked_source(Path(params_golden), [root.resolve() for root in roots])
-        except DatasetError as exc:
-            raise JobFailed(f"golden set {exc}") from exc
-        items = load_golden(path) + items
-    return items
+    try:
+        return golden_set(params_golden or None, roots)[0]
+    except DatasetError as exc:
+        raise JobFailed(f"golden set {exc}") from exc
 
 
 def golden_report(registry: Registry, model: ModelRecord, items: list[GoldenItem], cache_dir: Path,
