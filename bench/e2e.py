@@ -6,6 +6,7 @@ deployment blue/green behind the eval gate. Each stage is timed from the client 
 Prints:
   - seconds per stage and in total; total ÷ the 5-minute target (target < 1.0)
   - total ÷ the fine-tune stage alone (the baseline measured in this run: how much the flow adds to training)
+  - the parity gate's report (exact checks with any accepted near-ties, agreement per variant)
 Usage: python bench/e2e.py [--examples 200] [--steps N] [--json out.json]
 """
 
@@ -68,6 +69,7 @@ def run(examples: int, steps: int | None) -> dict[str, Any]:
             "ratio_to_target": round(total / TARGET_S, 3),
             "ratio_to_finetune": round(total / stages["fine-tune"], 3),
             "golden_after": trained["result"].get("golden_after"), "parity": exported["result"]["parity"],
+            "parity_summary": exported["result"].get("parity_summary", ""),
             "gate": switched["gate"], "switch_timings_s": switched["timings_s"]}
 
 
@@ -83,6 +85,7 @@ def main() -> int:
           f"({'met' if result['ratio_to_target'] < 1 else 'MISSED'}); ÷ fine-tune alone = "
           f"{result['ratio_to_finetune']:.2f}")
     print(f"steps {result['steps']}, golden after {result['golden_after']}, gate: {result['gate']['reason']}")
+    print("parity gate:\n" + "\n".join(f"  {line}" for line in result["parity_summary"].splitlines()))
     if args.json:
         args.json.write_text(json.dumps(result, indent=2))
     return 0

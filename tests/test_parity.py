@@ -116,3 +116,49 @@ def test_hf_folder_export_runs_in_llama_cpp_like_transformers(model_type: str, t
         assert vocab_only.tokenize(text.encode(), add_bos=False, special=True) == runs[0].prompt_ids
     finally:
         vocab_only.close()
+
+
+class _Replay:
+    """Stands in for LlamaCpp with prescribed per-position figures: the near-tie rule is our own arithmetic on
+    them (the real llama.cpp path is covered above and by the export tests)."""
+
+    def __init__(self, forced: parity.Forced) -> None:
+        self.forced_result = forced
+
+    def forced(self, prompt_ids: list[int], tokens: list[int]) -> parity.Forced:
+        return self.forced_result
+
+    def greedy(self, prompt_ids: list[int], steps: int) -> list[int]:
+        return [self.forced_result.top1[len(prompt_ids) - 3]] * steps
+
+
+@pytest.mark.parametrize(("reference_margin", "export_margin", "passes"), [
+    (0.004, 0.003, True),  # both models see a tie: fp16 rounding may break it either way
+    (0.5, 0.003, False),  # the reference is sure: the export is wrong
+    (0.004, 0.3, False),  # the export is sure of another token than a tied reference: still wrong
+])
+def test_near_tie_flip_is_reported_not_failed_only_when_both_models_see_the_tie(
+        tokenizer_dir: Path, reference_margin: float, export_margin: float, passes: bool) -> None:
+    from transformers import AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(tokenizer_dir)
+    tokens = tokenizer("The Pacific Ocean.", add_special_tokens=False)["input_ids"]
+    other = tokenizer(" and", add_special_tokens=False)["input_ids"][0]
+    run = parity.Run("largest ocean?", [1, 2, 3], tokens, [-0.1] * len(tokens), [1.0] * len(tokens))
+    run.margins[2] = reference_margin
+    top1 = list(tokens)
+    top1[2] = other
+    replay = _Replay(parity.Forced(top1, [-0.1] * len(tokens), [-0.1] * len(tokens)))
+    replay.forced_result.logprobs[2] = -0.1 - export_margin
+    check = parity.greedy_check("F16", tokenizer, [run, run], replay)  # type: ignore[arg-type]
+    assert check.passed is passes
+    summary = parity.ParityReport(max_new_tokens=8, exact=[check], agreement=[]).summary()
+    if passes:
+        assert check.matched_prompts == 2 and check.divergence is None and len(check.near_ties) == 2
+        assert check.near_ties[0].position == 2 and check.near_ties[0].reference_margin == reference_margin
+        assert "2/2 prompts token-exact (2 near-ties accepted), ok" in summary
+        assert "near-tie: reference margin 0.0040, export margin 0.0030" in summary
+    else:
+        assert check.matched_prompts == 0 and not check.near_ties
+        assert check.divergence is not None and check.divergence.position == 2
+        assert "0/2 prompts token-exact, FAILED" in summary

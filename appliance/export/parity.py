@@ -1,7 +1,12 @@
 """The parity gate: golden prompts, greedy, through transformers (PEFT and merged) and llama.cpp (the exports).
 
 F16 exports must reproduce the merged model token for token, and the GGUF LoRA over the F16 base the PEFT model.
-Quantized files cannot, so they are fed the merged model's greedy continuation (teacher forcing) and judged by
+One exception, reported but not failed: a near-tie. Where the reference's two best tokens are within
+NEAR_TIE_NATS of each other and the export sees the same two within that margin, fp16 rounding of the weights
+may pick the other one: a tie broken differently, not a wrong weight (a full epoch on the starter gave one
+such flip in 8 prompts). Teacher forcing goes on past it, so every later position is still held to the reference.
+
+Quantized files cannot match, so they are fed the merged model's greedy continuation (teacher forcing) and judged by
 how often their top-1 token agrees and by the mean gap between the two models' log-probabilities of it.
 Both models see the same token ids: the gate compares weights, not tokenizers.
 """
@@ -11,7 +16,7 @@ from __future__ import annotations
 import os
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +34,7 @@ THRESHOLDS: dict[str, tuple[float, float]] = {
     "Q4_K_M": (0.70, 0.50), "Q4_0": (0.60, 0.70), "Q4_1": (0.60, 0.70),
 }
 CONTEXT_TOKENS = 8
+NEAR_TIE_NATS = 0.02
 
 
 def gate_threads() -> int:
@@ -45,6 +51,7 @@ class Run:
     prompt_ids: list[int]
     tokens: list[int]
     logprobs: list[float]
+    margins: list[float] = field(default_factory=list)  # top-1 minus top-2 log-probability at each position
 
 
 class Divergence(BaseModel):
@@ -54,13 +61,21 @@ class Divergence(BaseModel):
     got_text: str
 
 
+class NearTie(Divergence):
+    """A flip between two tokens that both models rate within NEAR_TIE_NATS of each other."""
+
+    reference_margin: float  # the reference's top-1 minus its top-2 log-probability
+    candidate_margin: float  # the export's top-1 minus its log-probability of the reference token
+
+
 class ExactCheck(BaseModel):
     name: str
     gating: bool
     prompts: int
-    matched_prompts: int
+    matched_prompts: int  # including those whose only differences are near-ties
     tokens: int
     divergence: Divergence | None = None
+    near_ties: list[NearTie] = []
 
     @property
     def passed(self) -> bool:
@@ -105,9 +120,14 @@ class ParityReport(BaseModel):
         lines = []
         for check in self.exact:
             state = "ok" if check.passed else "FAILED" if check.gating else "differs (not gating)"
-            lines.append(f"{check.name}: {check.matched_prompts}/{check.prompts} prompts token-exact, {state}")
+            ties = f" ({len(check.near_ties)} near-tie{'s' * (len(check.near_ties) != 1)} accepted)" \
+                if check.near_ties else ""
+            lines.append(f"{check.name}: {check.matched_prompts}/{check.prompts} prompts token-exact{ties}, {state}")
             if check.divergence:
                 lines.append(_describe(check.divergence))
+            for tie in check.near_ties:
+                lines.append(_describe(tie) + f"\n    near-tie: reference margin {tie.reference_margin:.4f}, "
+                                              f"export margin {tie.candidate_margin:.4f} nats (< {NEAR_TIE_NATS})")
         for agree in self.agreement:
             lines.append(f"{agree.variant}: top-1 agreement {agree.top1_agreement:.4f} (min {agree.min_top1}), mean "
                          f"logprob gap {agree.mean_logprob_gap:.4f} (max {agree.max_gap}) over {agree.positions} "
@@ -150,9 +170,21 @@ def transformers_runs(model: Any, tokenizer: Any, items: list[GoldenItem], max_n
                                  max_new_tokens=max_new_tokens, pad_token_id=pad)
             tokens = out[0, len(ids):].tolist()
             logits = model(input_ids=out).logits[0, len(ids) - 1:-1]
-            logprobs = torch.log_softmax(logits.float(), dim=-1).gather(1, out[0, len(ids):, None])[:, 0]
-            runs.append(Run(item.prompt, ids, tokens, logprobs.tolist()))
+            all_logprobs = torch.log_softmax(logits.float(), dim=-1)
+            logprobs = all_logprobs.gather(1, out[0, len(ids):, None])[:, 0]
+            best = all_logprobs.topk(2, dim=-1).values
+            runs.append(Run(item.prompt, ids, tokens, logprobs.tolist(), (best[:, 0] - best[:, 1]).tolist()))
     return runs
+
+
+@dataclass
+class Forced:
+    """A model fed a reference continuation: per position its top-1 token and log-probability, and its
+    log-probability of the reference token."""
+
+    top1: list[int]
+    top1_logprobs: list[float]
+    logprobs: list[float]
 
 
 class LlamaCpp:
@@ -175,16 +207,19 @@ class LlamaCpp:
             self.llm.eval([tokens[-1]])
         return tokens
 
-    def forced(self, prompt_ids: list[int], tokens: list[int]) -> tuple[list[int], list[float]]:
-        """Top-1 token and log-probability of `tokens[i]` at each position, given the reference prefix."""
+    def forced(self, prompt_ids: list[int], tokens: list[int]) -> Forced:
+        """At each position, given the reference prefix: the top-1 token, its log-probability and that of
+        `tokens[i]`."""
         self.llm.reset()
         self.llm.eval(prompt_ids + tokens[:-1])
-        top1, logprobs = [], []
+        forced = Forced([], [], [])
         for i, token in enumerate(tokens):
             row = self._logprobs(len(prompt_ids) - 1 + i)
-            top1.append(int(np.argmax(row)))
-            logprobs.append(float(row[token]))
-        return top1, logprobs
+            best = int(np.argmax(row))
+            forced.top1.append(best)
+            forced.top1_logprobs.append(float(row[best]))
+            forced.logprobs.append(float(row[token]))
+        return forced
 
 
 @contextmanager
@@ -201,17 +236,33 @@ def llama_cpp_model(path: Path, runs: list[Run], lora: Path | None = None) -> It
 
 
 def exact_check(name: str, tokenizer: Any, reference: list[Run], candidate: list[list[int]],
-                gating: bool = True) -> ExactCheck:
-    """Token-for-token comparison; the first divergence (prompt and position) is kept for the report."""
+                gating: bool = True, near_ties: dict[int, list[NearTie]] | None = None) -> ExactCheck:
+    """Token-for-token comparison; the first divergence (prompt and position) is kept for the report.
+    A prompt whose candidate differs only at accepted near-ties (by prompt index) counts as matched."""
+    near_ties = near_ties or {}
     matched, divergence = 0, None
-    for run, got in zip(reference, candidate, strict=True):
+    for index, (run, got) in enumerate(zip(reference, candidate, strict=True)):
         position = next((i for i, (a, b) in enumerate(zip(run.tokens, got, strict=False)) if a != b), None)
-        if position is None and len(got) == len(run.tokens):
+        if (position is None and len(got) == len(run.tokens)) or index in near_ties:
             matched += 1
         elif divergence is None:
             divergence = _divergence(tokenizer, run, got, position if position is not None else len(got))
     return ExactCheck(name=name, gating=gating, prompts=len(reference), matched_prompts=matched,
-                      tokens=sum(len(r.tokens) for r in reference), divergence=divergence)
+                      tokens=sum(len(r.tokens) for r in reference), divergence=divergence,
+                      near_ties=[tie for ties in near_ties.values() for tie in ties])
+
+
+def _near_tie(tokenizer: Any, run: Run, forced: Forced, position: int) -> NearTie | None:
+    """The flip at `position` as a near-tie, or None when either model is sure of its token there."""
+    if position >= len(run.margins):
+        return None
+    reference_margin = run.margins[position]
+    candidate_margin = forced.top1_logprobs[position] - forced.logprobs[position]
+    if reference_margin >= NEAR_TIE_NATS or candidate_margin >= NEAR_TIE_NATS:
+        return None
+    div = _divergence(tokenizer, run, [*run.tokens[:position], forced.top1[position]], position)
+    return NearTie(**div.model_dump(), reference_margin=round(reference_margin, 5),
+                   candidate_margin=round(candidate_margin, 5))
 
 
 def greedy_check(name: str, tokenizer: Any, reference: list[Run], model: LlamaCpp) -> ExactCheck:
@@ -219,18 +270,23 @@ def greedy_check(name: str, tokenizer: Any, reference: list[Run], model: LlamaCp
 
     Fed the reference, its top-1 must equal the reference token at every position: then greedy decoding
     follows the same path; at the first difference it leaves it. One batch per prompt instead of a decode
-    step per token; the text after a divergence comes from real greedy steps.
+    step per token; the text after a divergence comes from real greedy steps. A prompt whose every
+    difference is a near-tie (see the module doc) passes, with the ties listed.
     """
-    candidates = []
-    for run in reference:
-        top1, _ = model.forced(run.prompt_ids, run.tokens) if run.tokens else ([], [])
-        position = next((i for i, (a, b) in enumerate(zip(top1, run.tokens, strict=True)) if a != b), None)
-        if position is None:
+    candidates: list[list[int]] = []
+    near_ties: dict[int, list[NearTie]] = {}
+    for index, run in enumerate(reference):
+        forced = model.forced(run.prompt_ids, run.tokens) if run.tokens else Forced([], [], [])
+        flips = [i for i, (a, b) in enumerate(zip(forced.top1, run.tokens, strict=True)) if a != b]
+        if not flips:
             candidates.append(run.tokens)
-        else:
-            prefix = run.tokens[:position]
-            candidates.append(prefix + model.greedy(run.prompt_ids + prefix, CONTEXT_TOKENS))
-    return exact_check(name, tokenizer, reference, candidates)
+            continue
+        ties = [_near_tie(tokenizer, run, forced, i) for i in flips]
+        if all(tie is not None for tie in ties):
+            near_ties[index] = [tie for tie in ties if tie is not None]
+        prefix = run.tokens[:flips[0]]
+        candidates.append(prefix + model.greedy(run.prompt_ids + prefix, CONTEXT_TOKENS))
+    return exact_check(name, tokenizer, reference, candidates, near_ties=near_ties)
 
 
 def agreement_check(variant: str, tokenizer: Any, reference: list[Run], model: LlamaCpp) -> AgreementCheck:
@@ -239,7 +295,8 @@ def agreement_check(variant: str, tokenizer: Any, reference: list[Run], model: L
     for run in reference:
         if not run.tokens:
             continue
-        top1, logprobs = model.forced(run.prompt_ids, run.tokens)
+        forced = model.forced(run.prompt_ids, run.tokens)
+        top1, logprobs = forced.top1, forced.logprobs
         same = [a == b for a, b in zip(top1, run.tokens, strict=True)]
         agree, positions = agree + sum(same), positions + len(same)
         gap += sum(abs(a - b) for a, b in zip(logprobs, run.logprobs, strict=True))
