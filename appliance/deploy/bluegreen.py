@@ -9,7 +9,6 @@ the candidate and leaves the live deployment exactly as it was.
 
 from __future__ import annotations
 
-import json
 import logging
 import time
 from typing import Any
@@ -123,25 +122,21 @@ class Switcher:
                       attached: list[AttachedAdapter] | None, items: list[GoldenItem] | None, golden_label: str,
                       force: bool, reason: str | None, drain_timeout_s: float) -> SwitchResult:
         manager, started = self.manager, time.monotonic()
-        row = manager._row(name)
-        previous = manager.registry.get(str(row["model_id"]))
-        model = manager.registry.get(model_name)
-        backend = manager._choose_backend(model, str(row["backend"]) if model.format == previous.format else None)
-        params = DeploymentParams(**json.loads(str(row["params"])))
-        manager._check_fits(model, manager.launch_spec(name, model, params, 0))
+        plan = manager.plan_change(name, model_name)
+        previous, model, backend, params = plan.previous, plan.model, plan.backend, plan.params
         attached = manager.adapters.of(name) if attached is None else attached
         live = manager.processes.get(name)
         timings: dict[str, float] = {}
         detail: dict[str, Any] = {"from": previous.name, "to": model.name, "reason": reason,
                                   "adapters": [a.name for a in attached]}
-        if live is None or not live.ready or row["desired_state"] != "running":
+        if live is None or not live.ready or not plan.wants_running:
             # Nothing serving to keep up: no blue/green, the deployment simply comes back with the new version.
-            await self._commit(name, model.id, backend, attached, None)
-            if row["desired_state"] == "running":
+            await manager.commit_change(name, model.id, backend, attached, None)
+            if plan.wants_running:
                 if live is not None:
                     manager.processes.pop(name, None)
                     await live.stop("replaced")
-                await manager._ensure(name)
+                await manager.ensure(name)
             manager.history.record(name, model.id, model.name, action, actor, {**detail, "blue_green": False})
             return SwitchResult(deployment=manager.get(name), action=action, previous_model=previous.name,
                                 model=model.name, blue_green=False)
@@ -173,7 +168,7 @@ class Switcher:
             await candidate.stop("candidate refused")
             raise
         forced = bool(force and gate is not None and gate.regressed)
-        await self._commit(name, model.id, backend, attached, candidate)
+        await manager.commit_change(name, model.id, backend, attached, candidate)
         timings["switched"] = round(time.monotonic() - started, 2)
         log.info("deployment switched", extra={"deployment": name, "from": previous.name, "to": model.name,
                                                 "action": action, "forced": forced})
@@ -187,23 +182,3 @@ class Switcher:
         return SwitchResult(deployment=manager.get(name), action=action, previous_model=previous.name,
                             model=model.name, blue_green=True, smoke_answer=smoke, gate=gate_figures,
                             forced=forced, still_running_at_stop=left, timings_s=timings)
-
-    async def _commit(self, name: str, model_id: str, backend: str, attached: list[AttachedAdapter],
-                      candidate: BackendProcess | None) -> None:
-        """The switch itself: store row, adapters and routing change together, with no await in between
-        the routing changes (the gateway reads them on the same event loop)."""
-        manager = self.manager
-        async with manager._lock:
-            with manager.store.transaction() as conn:
-                conn.execute("UPDATE deployments SET model_id = ?, backend = ?, updated_at = ? WHERE name = ?",
-                             (model_id, backend, time.time(), name))
-            manager.adapters.replace(name, attached)
-            attached = manager.adapters.of(name)
-            if candidate is not None:
-                replaced = manager.processes.get(name)
-                if replaced is not None:
-                    replaced.quiet = True  # from now on the row describes the candidate
-                manager.processes[name] = candidate
-            manager.set_routes(name, attached)
-        if candidate is not None:
-            await candidate.publish()

@@ -10,7 +10,7 @@ import socket
 import tempfile
 import time
 from collections.abc import Mapping
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import httpx
@@ -60,6 +60,21 @@ def shape_of(model: ModelRecord) -> ModelShape:
                           kv_heads=meta.get("kv_heads") or meta["heads"], vocab=meta.get("vocab") or base.vocab)
     except (KeyError, TypeError, ValueError):
         return base
+
+
+@dataclass(frozen=True)
+class PlannedChange:
+    """A checked change of a deployment's model: what serves now and what would serve after."""
+
+    row: dict[str, object]
+    previous: ModelRecord
+    model: ModelRecord
+    backend: str
+    params: DeploymentParams
+
+    @property
+    def wants_running(self) -> bool:
+        return self.row["desired_state"] == "running"
 
 
 class DeploymentManager:
@@ -146,10 +161,20 @@ class DeploymentManager:
                 (name, model.id, backend, request.params.model_dump_json(), now, now),
             )
         self.history.record(name, model.id, model.name, "create", actor)
-        await self._ensure(name)
+        await self.ensure(name)
         return self.get(name)
 
-    def _row(self, name: str) -> dict[str, object]:
+    def plan_change(self, name: str, model_name: str) -> PlannedChange:
+        """Serving `model_name` under `name`: the backend (kept when the format is) and the memory check."""
+        row = self.row(name)
+        previous = self.registry.get(str(row["model_id"]))
+        model = self.registry.get(model_name)
+        backend = self._choose_backend(model, str(row["backend"]) if model.format == previous.format else None)
+        params = DeploymentParams(**json.loads(str(row["params"])))
+        self._check_fits(model, self.launch_spec(name, model, params, 0))
+        return PlannedChange(row=row, previous=previous, model=model, backend=backend, params=params)
+
+    def row(self, name: str) -> dict[str, object]:
         row = self.store.query_one(
             "SELECT d.*, m.name AS model FROM deployments d JOIN models m ON m.id = d.model_id WHERE d.name = ?",
             (name,))
@@ -158,7 +183,7 @@ class DeploymentManager:
         return dict(row)
 
     def get(self, name: str) -> Deployment:
-        row = self._row(name)
+        row = self.row(name)
         process = self.processes.get(name)
         return Deployment(**{**row, "params": DeploymentParams(**json.loads(str(row["params"]))),
                              "injected_args": process.injected if process else {},
@@ -169,11 +194,11 @@ class DeploymentManager:
         return [self.get(r["name"]) for r in self.store.query("SELECT name FROM deployments ORDER BY name")]
 
     async def set_desired(self, name: str, desired: str) -> Deployment:
-        self._row(name)
+        self.row(name)
         with self.store.transaction() as conn:
             conn.execute("UPDATE deployments SET desired_state = ?, updated_at = ? WHERE name = ?",
                          (desired, time.time(), name))
-        await self._ensure(name)
+        await self.ensure(name)
         return self.get(name)
 
     async def delete(self, name: str) -> Deployment:
@@ -195,9 +220,9 @@ class DeploymentManager:
                 (state, message, info.get("pid"), info.get("port"), info.get("restarts"), time.time(), name),
             )
 
-    async def _ensure(self, name: str) -> None:
+    async def ensure(self, name: str) -> None:
         async with self._lock:
-            row = self._row(name)
+            row = self.row(name)
             process = self.processes.get(name)
             if row["desired_state"] == "stopped":
                 if process is not None:
@@ -229,6 +254,26 @@ class DeploymentManager:
                                  self._record_state, self.client, self.niceness)
         process.quiet = quiet
         return process
+
+    async def commit_change(self, name: str, model_id: str, backend: str, attached: list[AttachedAdapter],
+                            candidate: BackendProcess | None) -> None:
+        """The switch itself: store row, adapters, the process serving `name` and the gateway's routing change
+        together, under the lock and with no await between the routing changes (the gateway reads them on the
+        same event loop). The process it replaces is left running (quiet) for its caller to drain and stop."""
+        async with self._lock:
+            with self.store.transaction() as conn:
+                conn.execute("UPDATE deployments SET model_id = ?, backend = ?, updated_at = ? WHERE name = ?",
+                             (model_id, backend, time.time(), name))
+            self.adapters.replace(name, attached)
+            attached = self.adapters.of(name)
+            if candidate is not None:
+                replaced = self.processes.get(name)
+                if replaced is not None:
+                    replaced.quiet = True  # from now on the row describes the candidate
+                self.processes[name] = candidate
+            self.set_routes(name, attached)
+        if candidate is not None:
+            await candidate.publish()
 
     def set_routes(self, name: str, attached: list[AttachedAdapter]) -> None:
         """The gateway's adapter names for deployment `name` become `attached` (ids follow their order)."""
@@ -267,14 +312,14 @@ class DeploymentManager:
     async def resume(self, names: list[str]) -> None:
         for name in names:
             try:
-                await self._ensure(name)
+                await self.ensure(name)
             except Exception:  # deleted meanwhile: nothing to bring back
                 log.warning("deployment not resumed", extra={"deployment": name})
 
     async def reconcile(self) -> None:
         """Bring processes in line with the store (daemon start: every deployment that should run comes back)."""
         for row in self.store.query("SELECT name FROM deployments ORDER BY name"):
-            await self._ensure(str(row["name"]))
+            await self.ensure(str(row["name"]))
 
     async def shutdown(self) -> None:
         processes, self.processes = list(self.processes.values()), {}
@@ -286,7 +331,7 @@ class DeploymentManager:
         return process if process is not None and process.ready else None
 
     def log_tail(self, name: str, lines: int = 200) -> str:
-        self._row(name)
+        self.row(name)
         path = self.logs_dir / f"deploy-{name}.log"
         if not path.exists():
             return ""
