@@ -4,6 +4,7 @@ end-to-end test and bench/e2e.py so both exercise exactly the same path."""
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from typing import Any
 
 import httpx
@@ -13,16 +14,27 @@ from tests.helpers import DaemonProcess
 FINAL = ("succeeded", "failed", "cancelled")
 
 
-def wait_job(daemon: DaemonProcess, job_id: str, timeout: float = 900) -> dict[str, Any]:
+def is_final(job: dict[str, Any]) -> bool:
+    return job["state"] in FINAL
+
+
+def poll_job(daemon: DaemonProcess, job_id: str, until: Callable[[dict[str, Any]], bool] = is_final,
+             timeout: float = 900) -> dict[str, Any]:
+    """The job as soon as `until` holds for it (default: it ended, however); the daemon's log tail on timeout."""
     deadline = time.monotonic() + timeout
     while True:
         job = dict(daemon.get(f"/api/v1/jobs/{job_id}").json())
-        if job["state"] in FINAL:
-            assert job["state"] == "succeeded", f"job {job_id} {job['state']}: {job.get('error')}"
+        if until(job):
             return job
         if time.monotonic() > deadline:
             raise TimeoutError(f"job {job_id}: {job}\n{daemon.log()[-3000:]}")
         time.sleep(0.3)
+
+
+def wait_job(daemon: DaemonProcess, job_id: str, timeout: float = 900) -> dict[str, Any]:
+    job = poll_job(daemon, job_id, timeout=timeout)
+    assert job["state"] == "succeeded", f"job {job_id} {job['state']}: {job.get('error')}"
+    return job
 
 
 def submit(daemon: DaemonProcess, path: str, body: dict[str, Any]) -> str:

@@ -4,7 +4,6 @@ refuses. The adapter is made directly with PEFT (random non-zero lora_B) instead
 
 from __future__ import annotations
 
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,6 +19,7 @@ from appliance.export.writer import write_from_template
 from appliance.registry.registry import ModelRecord, Registry
 from appliance.state.store import StateStore
 from appliance.training.base import resolve_hf_base
+from tests.flow import poll_job
 from tests.helpers import DaemonProcess
 
 pytestmark = pytest.mark.slow
@@ -39,14 +39,7 @@ class Lab:
                           json={"type": "export", "params": params}, timeout=30)
 
     def wait(self, job_id: str, timeout: float = 420) -> dict[str, Any]:
-        deadline = time.monotonic() + timeout
-        while True:
-            job = dict(self.daemon.get(f"/api/v1/jobs/{job_id}").json())
-            if job["state"] in ("succeeded", "failed", "cancelled"):
-                return job
-            if time.monotonic() > deadline:
-                raise TimeoutError(f"job {job_id}: {job}\n{self.daemon.log()[-3000:]}")
-            time.sleep(0.5)
+        return poll_job(self.daemon, job_id, timeout=timeout)
 
 
 def _random_adapter(base_dir: Path, out: Path) -> Path:

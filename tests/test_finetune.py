@@ -15,6 +15,7 @@ from typing import Any
 import httpx
 import pytest
 
+from tests.flow import poll_job
 from tests.helpers import DaemonProcess
 from tests.shopfloor import write_dataset, write_golden
 
@@ -35,14 +36,7 @@ class Lab:
         return dict(self.daemon.get(f"/api/v1/jobs/{job_id}").json())
 
     def wait(self, job_id: str, until: Any, timeout: float = 600) -> dict[str, Any]:
-        deadline = time.monotonic() + timeout
-        job = self.job(job_id)
-        while not until(job):
-            if time.monotonic() > deadline:
-                raise TimeoutError(f"job {job_id}: {job}\n{self.daemon.log()[-3000:]}")
-            time.sleep(0.3)
-            job = self.job(job_id)
-        return job
+        return poll_job(self.daemon, job_id, until, timeout)
 
 
 def _final(job: dict[str, Any]) -> bool:
