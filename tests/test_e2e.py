@@ -44,7 +44,8 @@ def flow(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Flow]:
         trained = finetune(daemon, {"base_model": STARTER, "dataset": "shop", "golden": str(golden),
                                     "adapter_name": "shop-lora",
                                     "overrides": {"max_steps": 16, "learning_rate": 1e-3}})
-        exported = export(daemon, {"adapter": "shop-lora", "variants": ["Q8_0", "Q4_K_M"], "golden": str(golden)})
+        # No golden set named: the export takes the one the adapter was fine-tuned with, from its lineage.
+        exported = export(daemon, {"adapter": "shop-lora", "variants": ["Q8_0", "Q4_K_M"]})
         yield Flow(daemon, golden, trained["result"], exported["result"])
     finally:
         daemon.stop()
@@ -59,8 +60,10 @@ def test_fine_tune_and_export_pass_their_gates(flow: Flow) -> None:
     names = {a["name"]: a for a in flow.exported["artifacts"]}
     assert {"shop-lora-q8_0", "shop-lora-q4_k_m", "shop-lora-f16", "shop-lora-lora-gguf"} <= set(names)
     assert names["shop-lora-q4_k_m"]["quantization"] == "Q4_K_M"
-    assert flow.exported["parity_exact"]["F16 GGUF (llama.cpp) vs merged"].split("/")[0] == \
-        flow.exported["parity_exact"]["F16 GGUF (llama.cpp) vs merged"].split("/")[1]
+    # 2 task prompts (the fine-tune's golden set) + 6 built-in general ones, all token-exact (or near-ties).
+    prompts = len(load_golden(flow.golden)) + len(builtin_general())
+    assert flow.exported["parity_exact"]["F16 GGUF (llama.cpp) vs merged"] == f"{prompts}/{prompts}", flow.exported
+    assert flow.exported["parity_exact"]["GGUF LoRA over F16 base (llama.cpp) vs PEFT"] == f"{prompts}/{prompts}"
 
 
 def _peft_answers(flow: Flow, prompts: list[str]) -> list[str]:

@@ -65,7 +65,8 @@ class ExportParams(BaseModel):
         None, min_length=1, max_length=6, description="Quantized GGUF variants; default: the profile's")
     name_prefix: str | None = Field(None, pattern=r"^[a-z0-9][a-z0-9._-]{0,47}$",
                                     description="Names of the artifacts: <prefix>-f16, <prefix>-q8_0 ...")
-    golden: str | None = Field(None, description="Golden set JSONL under an import root; the built-in set is added")
+    golden: str | None = Field(None, description="Golden set JSONL under an import root (default: the one the "
+                                              "adapter was fine-tuned with); the built-in set is added")
     max_new_tokens: int = Field(32, ge=1, le=256, description="Greedy tokens per golden prompt in the parity gate")
 
 
