@@ -140,6 +140,7 @@ class Switcher:
             manager.history.record(name, model.id, model.name, action, actor, {**detail, "blue_green": False})
             return SwitchResult(deployment=manager.get(name), action=action, previous_model=previous.name,
                                 model=model.name, blue_green=False)
+        manager.check_beside_live(plan, live)
         # On CPU the trial runs single-threaded: two multi-threaded llama.cpp processes busy on the same cores
         # stall each other at every thread barrier (4 short answers took 35 s beside a busy live backend on 2
         # cores). The version that takes over is then started with the deployment's threads and smoke-tested.

@@ -20,7 +20,7 @@ from appliance.backends.process import BackendProcess
 from appliance.deploy.history import AdapterTable, AttachedAdapter, History
 from appliance.deploy.models import CreateDeployment, Deployment, DeploymentParams
 from appliance.hardware.models import HardwareReport
-from appliance.plan.memory import SERVE_WEIGHT_BYTES, plan_serving
+from appliance.plan.memory import SERVE_WEIGHT_BYTES, MemoryEstimate, gpu_claim, plan_beside_live, plan_serving
 from appliance.plan.shapes import ModelShape, shape_for
 from appliance.profiles.select import Selection
 from appliance.registry.registry import ModelRecord, Registry
@@ -132,17 +132,46 @@ class DeploymentManager:
             extra_args=tuple(params.extra_args),
         )
 
-    def _check_fits(self, model: ModelRecord, spec: LaunchSpec) -> None:
+    def _serving_estimate(self, model: ModelRecord, spec: LaunchSpec, backend: str) -> MemoryEstimate:
         profile = self.selection.profile
-        serving = profile.serving.model_copy(update={"context_length": spec.context_length,
-                                                     "parallel_slots": spec.parallel_slots,
-                                                     "gpu_layers": spec.gpu_layers})
+        serving = profile.serving.model_copy(update={
+            "backend": backend, "context_length": spec.context_length, "parallel_slots": spec.parallel_slots,
+            "gpu_layers": spec.gpu_layers, "max_model_len": spec.max_model_len,
+            "gpu_memory_utilization": spec.gpu_memory_utilization})
         quant = model.quantization or ""
         variant = quant if quant in SERVE_WEIGHT_BYTES else ("none" if model.format == "hf" else "F16")
-        estimate = plan_serving(shape_of(model), profile.model_copy(update={"serving": serving}), self.hardware,
-                                variant, self.selection.tensor_parallel_size)
+        return plan_serving(shape_of(model), profile.model_copy(update={"serving": serving}), self.hardware,
+                            variant, self.selection.tensor_parallel_size)
+
+    def _check_fits(self, model: ModelRecord, spec: LaunchSpec, backend: str) -> None:
+        estimate = self._serving_estimate(model, spec, backend)
         if not estimate.fits:
             raise DeploymentError(f"refused: {estimate.message}")
+
+    def _gpu_claim(self, model: ModelRecord, spec: LaunchSpec, backend: str) -> int:
+        if backend != "vllm" and spec.gpu_layers == 0:
+            return 0  # llama.cpp on the CPU holds nothing on the GPU
+        return gpu_claim(self._serving_estimate(model, spec, backend), backend)
+
+    def check_beside_live(self, change: PlannedChange, live: BackendProcess) -> None:
+        """Refuse, with the numbers, a blue/green candidate that cannot start on the GPUs beside the live backend
+        (vLLM would fail at start-up for want of free memory): better now than after a failed start."""
+        if not self.hardware.compute_units():
+            return
+        live_backend = str(change.row["backend"])
+        candidate_spec = self.launch_spec(live.spec.deployment, change.model, change.params, 0)
+        live_claim = self._gpu_claim(change.previous, live.spec, live_backend)
+        candidate_claim = self._gpu_claim(change.model, candidate_spec, change.backend)
+        if not live_claim or not candidate_claim:
+            return
+        estimate = plan_beside_live(live_claim, f"{live_backend}, {change.previous.name}", candidate_claim,
+                                    f"{change.backend}, {change.model.name}", self.hardware)
+        if not estimate.fits:
+            raise DeploymentError(
+                f"refused: a blue/green switch runs the candidate beside the live backend; {estimate.message}. "
+                "Nothing changed. Make room for both (vLLM: a lower gpu_memory_utilization, the share of each GPU "
+                "it reserves; llama.cpp: fewer context_length, parallel_slots or gpu_layers), or stop the "
+                "deployment first and switch it while stopped (no blue/green, no eval gate)")
 
     async def create(self, request: CreateDeployment, actor: str = "operator") -> Deployment:
         model = self.registry.get(request.model)
@@ -150,7 +179,7 @@ class DeploymentManager:
         if not NAME.match(name):
             raise DeploymentError(f"invalid deployment name {name!r}")
         backend = self._choose_backend(model, request.backend)
-        self._check_fits(model, self.launch_spec(name, model, request.params, 0))
+        self._check_fits(model, self.launch_spec(name, model, request.params, 0), backend)
         now = time.time()
         with self.store.transaction() as conn:
             if conn.execute("SELECT 1 FROM deployments WHERE name = ?", (name,)).fetchone():
@@ -171,7 +200,7 @@ class DeploymentManager:
         model = self.registry.get(model_name)
         backend = self._choose_backend(model, str(row["backend"]) if model.format == previous.format else None)
         params = DeploymentParams(**json.loads(str(row["params"])))
-        self._check_fits(model, self.launch_spec(name, model, params, 0))
+        self._check_fits(model, self.launch_spec(name, model, params, 0), backend)
         return PlannedChange(row=row, previous=previous, model=model, backend=backend, params=params)
 
     def row(self, name: str) -> dict[str, object]:

@@ -95,6 +95,24 @@ def _gpu_capacity(hardware: HardwareReport) -> tuple[str, int | None]:
     return f"VRAM per GPU ({smallest} MiB)", smallest * MIB
 
 
+def gpu_claim(estimate: MemoryEstimate, backend: str) -> int:
+    """What a serving process holds on each GPU: vLLM reserves its utilization share of the whole GPU when it
+    starts (and refuses to start when less is free); llama.cpp what it loads."""
+    if backend == "vllm" and estimate.available_bytes is not None:
+        return estimate.available_bytes
+    return estimate.total_bytes
+
+
+def plan_beside_live(live_claim: int, live_item: str, candidate_claim: int, candidate_item: str,
+                     hardware: HardwareReport) -> MemoryEstimate:
+    """A blue/green candidate and the live backend on the GPUs at once. (On CPU the candidate's own check is
+    against RAM available now, which already has the live backend in it.)"""
+    target, capacity = _gpu_capacity(hardware)
+    lines = [MemoryLine(item=f"live backend ({live_item})", bytes=live_claim),
+             MemoryLine(item=f"candidate ({candidate_item})", bytes=candidate_claim)]
+    return _estimate("serving", lines, target, capacity)
+
+
 def plan_training(shape: ModelShape, profile: Profile, hardware: HardwareReport) -> MemoryEstimate:
     """Peak memory of one training process under the profile's training settings."""
     t = profile.training
