@@ -28,10 +28,8 @@ def golden_for(appliance: Appliance, candidate: ModelRecord, requested: str | No
     general set. The built-in set is always added (its forgotten prompts are reported)."""
     path = requested
     if path is None:
-        for record in appliance.registry.lineage(candidate.id):
-            if record.metadata.get("golden_set"):
-                path = str(record.metadata["golden_set"])
-                break
+        recorded = appliance.registry.inherited(candidate.id, "golden_set")
+        path = str(recorded) if recorded else None
     items, source = golden_set(path, appliance.import_roots)
     return items, str(source) if source else "built-in general set"
 

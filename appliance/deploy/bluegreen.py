@@ -21,6 +21,7 @@ from appliance.deploy.history import AttachedAdapter
 from appliance.deploy.manager import DeploymentConflict, DeploymentError, DeploymentManager
 from appliance.deploy.models import Deployment, DeploymentParams
 from appliance.evaluation.golden import GoldenItem
+from appliance.registry.registry import ModelRecord
 
 log = logging.getLogger(__name__)
 
@@ -67,7 +68,7 @@ class SwitchResult(BaseModel):
 
 def _log_excerpt(manager: DeploymentManager, name: str, since: int) -> str:
     """The candidate's own lines of the deployment log: llama-server's reason for refusing to start."""
-    path = manager.logs_dir / f"deploy-{name}.log"
+    path = manager.log_path(name)
     if not path.exists():
         return ""
     with path.open("rb") as fh:
@@ -81,11 +82,10 @@ class Switcher:
     def __init__(self, manager: DeploymentManager) -> None:
         self.manager = manager
 
-    async def _start_candidate(self, name: str, backend: str, model_id: str, params: DeploymentParams,
+    async def _start_candidate(self, name: str, backend: str, model: ModelRecord, params: DeploymentParams,
                                attached: list[AttachedAdapter]) -> BackendProcess:
         manager = self.manager
-        model = manager.registry.get(model_id)
-        log_path = manager.logs_dir / f"deploy-{name}.log"
+        log_path = manager.log_path(name)
         offset = log_path.stat().st_size if log_path.exists() else 0
         candidate = manager.new_process(name, backend, model, params, attached, quiet=True)
         candidate.start()
@@ -146,7 +146,7 @@ class Switcher:
         # cores). The version that takes over is then started with the deployment's threads and smoke-tested.
         trial_first = live.spec.gpu_layers == 0 and (live.spec.threads or 2) > 1
         trial_params = params.model_copy(update={"threads": 1}) if trial_first else params
-        candidate = await self._start_candidate(name, backend, model.id, trial_params, attached)
+        candidate = await self._start_candidate(name, backend, model, trial_params, attached)
         timings["candidate_ready"] = round(time.monotonic() - started, 2)
         gate: EvalGate | None = None
         try:
@@ -159,7 +159,7 @@ class Switcher:
                     raise EvalRegression(gate)
             if trial_first:
                 await candidate.stop("trial passed")
-                candidate = await self._start_candidate(name, backend, model.id, params, attached)
+                candidate = await self._start_candidate(name, backend, model, params, attached)
                 smoke = await smoke_test(manager.client, candidate)
                 timings["final_ready"] = round(time.monotonic() - started, 2)
         except GateFailed as exc:

@@ -279,7 +279,7 @@ class DeploymentManager:
         paths = tuple((a.name, self.registry.get(a.model_id).file) for a in attached)
         spec = replace(self.launch_spec(name, model, params, _free_port()), adapters=paths,
                        unix_socket=self.runtime_dir / f"{name}.{self._generation}.sock")
-        process = BackendProcess(self.backends[backend], spec, self.logs_dir / f"deploy-{name}.log",
+        process = BackendProcess(self.backends[backend], spec, self.log_path(name),
                                  self._record_state, self.client, self.niceness)
         process.quiet = quiet
         return process
@@ -359,9 +359,13 @@ class DeploymentManager:
         process = self.processes.get(name)
         return process if process is not None and process.ready else None
 
+    def log_path(self, name: str) -> Path:
+        """The backend log of deployment `name` (every process that served it, candidates included)."""
+        return self.logs_dir / f"deploy-{name}.log"
+
     def log_tail(self, name: str, lines: int = 200) -> str:
         self.row(name)
-        path = self.logs_dir / f"deploy-{name}.log"
+        path = self.log_path(name)
         if not path.exists():
             return ""
         with path.open("rb") as fh:

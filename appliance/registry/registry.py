@@ -211,6 +211,14 @@ class Registry:
             chain.append(self.get(chain[-1].parent_id))
         return chain
 
+    def inherited(self, name_or_id: str, key: str) -> Any:
+        """The metadata value `key` of the model or its nearest ancestor that has one (e.g. the golden set an
+        export's adapter was fine-tuned with); None when no model in the lineage has it."""
+        for record in self.lineage(name_or_id):
+            if record.metadata.get(key):
+                return record.metadata[key]
+        return None
+
     def delete(self, name_or_id: str) -> ModelRecord:
         model = self.get(name_or_id)
         with self.store.transaction() as conn:

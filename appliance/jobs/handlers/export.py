@@ -28,7 +28,7 @@ def run_export(spec: dict[str, Any], emitter: Emitter) -> dict[str, Any]:
         variants = list(params.variants or resolved.get("variants") or ["Q8_0"])
         plan = plan_export(registry, params.adapter, variants, params.name_prefix or resolved.get("name_prefix"))
         # The golden set asked for, else the one the adapter was fine-tuned with (as the deploy gate does).
-        recorded = plan.adapter.metadata.get("golden_set")
+        recorded = registry.inherited(plan.adapter.id, "golden_set")
         items = golden_items(params.golden or (str(recorded) if recorded else None), roots)
         result = export_adapter(registry, plan, items, job_dir / "export", spec["id"], emitter.progress,
                                 emitter.check_cancelled, params.max_new_tokens)
