@@ -108,6 +108,7 @@ def test_adapter_served_live_answers_like_peft(flow: Flow) -> None:
     assert live[0].startswith("ACME-BOT")
     assert served("shop-base")[0] != live[0]  # the base name stays the plain base model
     assert {"shop-base", "shop-assistant"} <= {m.id for m in client.models.list().data}
+    assert client.models.retrieve("shop-assistant").id == "shop-assistant"  # the adapter's own name
 
     daemon.stop()  # the attached set is persisted: after a restart the adapter serves again
     daemon.start()

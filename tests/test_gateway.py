@@ -61,6 +61,7 @@ def test_text_completions(serving_daemon):
 def test_models_list(serving_daemon):
     models = _client(serving_daemon).models.list()
     assert [m.id for m in models.data] == [STARTER]
+    assert _client(serving_daemon).models.retrieve(STARTER).id == STARTER
 
 
 def test_unknown_model_is_404_not_a_fallback(serving_daemon):

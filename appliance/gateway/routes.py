@@ -14,6 +14,7 @@ from appliance.api.auth import require
 from appliance.api.errors import BadRequest, NotFound, TooManyRequests, Unavailable
 from appliance.api.state import deployments_of
 from appliance.deploy.manager import DeploymentManager
+from appliance.deploy.models import Deployment
 from appliance.gateway.admission import Gates, QueueFull
 from appliance.gateway.metrics import GatewayMetrics
 from appliance.gateway.protocol import ChatCompletionRequest, CompletionRequest
@@ -100,25 +101,26 @@ async def completions(request: Request) -> Response:
     return await _proxy(request, CompletionRequest, "/v1/completions", "completions")
 
 
+def _served_models(d: Deployment) -> list[dict[str, Any]]:
+    """The names deployment `d` answers to: its own and each attached adapter's (with its parent)."""
+    entry = {"object": "model", "created": int(d.created_at), "owned_by": "slm-appliance", "root": d.model,
+             "ready": d.state == "ready"}
+    return [{"id": d.name, **entry}, *({"id": adapter, **entry, "parent": d.name} for adapter in d.adapters)]
+
+
 @router.get("/v1/models", dependencies=inference)
 async def models(request: Request) -> dict[str, Any]:
     """Deployed models, by the name apps send as `model`."""
-    data: list[dict[str, Any]] = []
-    for d in deployments_of(request).all():
-        if d.desired_state != "running":
-            continue
-        data.append({"id": d.name, "object": "model", "created": int(d.created_at), "owned_by": "slm-appliance",
-                     "root": d.model, "ready": d.state == "ready"})
-        data += [{"id": adapter, "object": "model", "created": int(d.created_at), "owned_by": "slm-appliance",
-                  "root": d.model, "parent": d.name, "ready": d.state == "ready"} for adapter in d.adapters]
+    data = [m for d in deployments_of(request).all() if d.desired_state == "running" for m in _served_models(d)]
     return {"object": "list", "data": data}
 
 
 @router.get("/v1/models/{name}", dependencies=inference)
 async def model(name: str, request: Request) -> dict[str, Any]:
     for d in deployments_of(request).all():
-        if d.name == name or name in d.adapters:
-            return {"id": d.name, "object": "model", "created": int(d.created_at), "owned_by": "slm-appliance"}
+        for served in _served_models(d):
+            if served["id"] == name:
+                return served
     raise NotFound(f"The model '{name}' does not exist", param="model", code="model_not_found")
 
 
