@@ -15,12 +15,14 @@ from typing import Any
 from pydantic import Field, ValidationError
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
+from appliance.errors import ApplianceError
+
 DEFAULT_CONFIG_FILE = Path("/etc/slm-appliance/config.toml")
 SERVICE_STATE_DIR = Path("/var/lib/slm-appliance")
 _config_file: ContextVar[Path | None] = ContextVar("_config_file", default=None)
 
 
-class ConfigError(Exception):
+class ConfigError(ApplianceError):
     """The configuration file or an override is invalid; the message names the file and the field."""
 
 

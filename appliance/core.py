@@ -15,6 +15,7 @@ from typing import Any
 
 import pynvml
 
+from appliance.client.credentials import ADMIN_KEY_FILE
 from appliance.config import ApplianceConfig
 from appliance.datasets.store import DatasetStore
 from appliance.hardware.detect import detect_hardware
@@ -65,7 +66,7 @@ class Appliance:
 
     @property
     def admin_key_file(self) -> Path:
-        return self.state_dir / "admin.key"
+        return self.state_dir / ADMIN_KEY_FILE
 
     @property
     def profiles(self) -> list[Profile]:

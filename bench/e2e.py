@@ -1,6 +1,6 @@
 """End-to-end benchmark: 200 training examples to a fine-tuned model serving live, on the starter model.
 
-The same API calls an operator makes (tests/flow.py): import the dataset, fine-tune (LoRA, the profile's
+The same API calls an operator makes (appliance/testing/flow.py): import the dataset, fine-tune (LoRA, the profile's
 defaults, one epoch over the 200 examples unless --steps), export Q8_0 behind the parity gate, switch the live
 deployment blue/green behind the eval gate. Each stage is timed from the client side.
 Prints:
@@ -14,19 +14,14 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
-REPO = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO))
-
-from tests.conftest import wait_deployment  # noqa: E402
-from tests.flow import deploy_call, export, finetune, import_dataset  # noqa: E402
-from tests.helpers import DaemonProcess  # noqa: E402
-from tests.shopfloor import write_dataset, write_golden  # noqa: E402
+from appliance.testing.daemon import DaemonProcess, wait_deployment
+from appliance.testing.flow import deploy_call, export, finetune, import_dataset
+from appliance.testing.shopfloor import write_dataset, write_golden
 
 MODEL = "smollm2-135m-instruct"
 TARGET_S = 300.0

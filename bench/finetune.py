@@ -24,11 +24,8 @@ from typing import Any
 
 import httpx
 
-REPO = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO))
-
-from tests.helpers import DaemonProcess  # noqa: E402
-from tests.shopfloor import write_dataset  # noqa: E402
+from appliance.testing.daemon import DaemonProcess
+from appliance.testing.shopfloor import write_dataset
 
 MODEL = "smollm2-135m-instruct"
 NICENESS = 15  # what the job runner gives workers

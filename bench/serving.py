@@ -19,20 +19,16 @@ import os
 import re
 import statistics
 import subprocess
-import sys
 import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import httpx
 
-REPO = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO))
-
-from appliance.backends.llamacpp import find_llama_tool  # noqa: E402
-from tests.conftest import wait_deployment  # noqa: E402
-from tests.helpers import DaemonProcess  # noqa: E402
+from appliance.backends.llamacpp import find_llama_tool
+from appliance.testing.daemon import DaemonProcess, wait_deployment
 
 MODEL = "smollm2-135m-instruct"
 TOKENS = 128
@@ -127,14 +123,17 @@ def llama_bench_tg128(model_path: str, threads: int) -> float:
     return float(json.loads(result.stdout)[0]["avg_ts"])
 
 
-def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--rounds", type=int, default=3, help="interleaved rounds per path and concurrency")
-    parser.add_argument("--ttft-pairs", type=int, default=40, help="alternating direct/gateway TTFT pairs")
-    parser.add_argument("--single-requests", type=int, default=10, help="sequential requests per 1-stream round")
-    parser.add_argument("--json", type=Path, help="also write the figures here")
-    args = parser.parse_args()
+@dataclass
+class Measured:
+    rounds: dict[tuple[str, int], list[Round]]
+    pairs: list[tuple[float, float]]
+    tg128: float
+    threads: int
+    gateway_url: str
 
+
+def measure(args: argparse.Namespace) -> Measured:
+    """Both paths against the daemon's own deployment, interleaved, then llama-bench on the same file."""
     state = Path(tempfile.mkdtemp(prefix="slm-bench-")) / "state"
     daemon = DaemonProcess(state, env={"SLM_RATE_LIMIT_PER_MINUTE": "100000"}).start()
     try:
@@ -155,54 +154,69 @@ def main() -> int:
         tg128 = llama_bench_tg128(model_path, threads)
     finally:
         daemon.stop()
+    return Measured(rounds, pairs, tg128, threads, daemon.url)
 
+
+def figures_of(m: Measured, rounds_run: int) -> dict[str, Any]:
     def tps(name: str, streams: int) -> float:
-        return statistics.median(r.tokens_per_s for r in rounds[(name, streams)])
+        return statistics.median(r.tokens_per_s for r in m.rounds[(name, streams)])
 
     def p50_ttft(name: str, streams: int) -> float:
-        return statistics.median(x.ttft for r in rounds[(name, streams)] for x in r.results)
-
-    ttft_direct = statistics.median(d for d, _ in pairs)
-    ttft_gateway = statistics.median(g for _, g in pairs)
-    ttft_added = statistics.median(g - d for d, g in pairs)
+        return statistics.median(x.ttft for r in m.rounds[(name, streams)] for x in r.results)
 
     complete = all(len(r.results) == 32 and all(x.tokens == TOKENS for x in r.results)
-                   for (name, streams), rs in rounds.items() if streams == 8 for r in rs)
-    figures = {
+                   for (_, streams), rs in m.rounds.items() if streams == 8 for r in rs)
+    dropped = {("gateway" if u.startswith(m.gateway_url) else "direct"): n for u, n in DROPPED.items()}
+    return {
         "direct_tps_1": tps("direct", 1), "gateway_tps_1": tps("gateway", 1),
         "direct_tps_8": tps("direct", 8), "gateway_tps_8": tps("gateway", 8),
         "ratio_1": tps("gateway", 1) / tps("direct", 1), "ratio_8": tps("gateway", 8) / tps("direct", 8),
-        "ttft_p50_direct_ms": ttft_direct * 1e3, "ttft_p50_gateway_ms": ttft_gateway * 1e3,
-        "added_ttft_p50_ms": ttft_added * 1e3, "ttft_pairs": len(pairs),
+        "ttft_p50_direct_ms": statistics.median(d for d, _ in m.pairs) * 1e3,
+        "ttft_p50_gateway_ms": statistics.median(g for _, g in m.pairs) * 1e3,
+        "added_ttft_p50_ms": statistics.median(g - d for d, g in m.pairs) * 1e3, "ttft_pairs": len(m.pairs),
         "ttft_p50_gateway_8_ms": p50_ttft("gateway", 8) * 1e3,
-        "llama_bench_tg128": tg128,
-        "single_stream_vs_tg128_gateway": tps("gateway", 1) / tg128,
-        "single_stream_vs_tg128_direct": tps("direct", 1) / tg128,
+        "llama_bench_tg128": m.tg128,
+        "single_stream_vs_tg128_gateway": tps("gateway", 1) / m.tg128,
+        "single_stream_vs_tg128_direct": tps("direct", 1) / m.tg128,
         "scale_8_vs_1_gateway": tps("gateway", 8) / tps("gateway", 1),
         "scale_8_vs_1_direct": tps("direct", 8) / tps("direct", 1),
-        "all_32_complete": complete, "rounds": args.rounds, "cpu_count": os.cpu_count(),
+        "all_32_complete": complete, "rounds": rounds_run, "cpu_count": os.cpu_count(),
+        "dropped_keepalive_retries": dropped,
     }
-    print(f"starter model {MODEL}, {TOKENS}-token answers (EOS ignored), {args.rounds} interleaved rounds, "
+
+
+def report(f: dict[str, Any], threads: int) -> None:
+    print(f"starter model {MODEL}, {TOKENS}-token answers (EOS ignored), {f['rounds']} interleaved rounds, "
           f"{threads} threads")
     print(f"{'':28}{'direct':>12}{'gateway':>12}{'ratio':>9}   target")
-    print(f"{'tokens/s, 1 stream':28}{figures['direct_tps_1']:>12.1f}{figures['gateway_tps_1']:>12.1f}"
-          f"{figures['ratio_1']:>9.3f}   ≥ 0.97")
-    print(f"{'tokens/s, 8 streams':28}{figures['direct_tps_8']:>12.1f}{figures['gateway_tps_8']:>12.1f}"
-          f"{figures['ratio_8']:>9.3f}   ≥ 0.97")
-    print(f"{'p50 TTFT ms, paired':28}{figures['ttft_p50_direct_ms']:>12.1f}{figures['ttft_p50_gateway_ms']:>12.1f}"
-          f"{figures['added_ttft_p50_ms']:>+9.2f}   added ≤ 2 ms (p50 of {len(pairs)} paired differences)")
-    print(f"llama-bench tg128: {tg128:.1f} tok/s; single stream ÷ tg128: gateway "
-          f"{figures['single_stream_vs_tg128_gateway']:.2f}, direct {figures['single_stream_vs_tg128_direct']:.2f}")
-    print(f"8 streams ÷ 1 stream: gateway {figures['scale_8_vs_1_gateway']:.2f}×, "
-          f"direct {figures['scale_8_vs_1_direct']:.2f}×")
-    print(f"32 requests at 8-way concurrency, all {TOKENS} tokens each, every round: {complete}")
-    dropped = {("gateway" if u.startswith(daemon.url) else "direct"): n for u, n in DROPPED.items()}
-    figures["dropped_keepalive_retries"] = dropped
+    print(f"{'tokens/s, 1 stream':28}{f['direct_tps_1']:>12.1f}{f['gateway_tps_1']:>12.1f}"
+          f"{f['ratio_1']:>9.3f}   ≥ 0.97")
+    print(f"{'tokens/s, 8 streams':28}{f['direct_tps_8']:>12.1f}{f['gateway_tps_8']:>12.1f}"
+          f"{f['ratio_8']:>9.3f}   ≥ 0.97")
+    print(f"{'p50 TTFT ms, paired':28}{f['ttft_p50_direct_ms']:>12.1f}{f['ttft_p50_gateway_ms']:>12.1f}"
+          f"{f['added_ttft_p50_ms']:>+9.2f}   added ≤ 2 ms (p50 of {f['ttft_pairs']} paired differences)")
+    print(f"llama-bench tg128: {f['llama_bench_tg128']:.1f} tok/s; single stream ÷ tg128: gateway "
+          f"{f['single_stream_vs_tg128_gateway']:.2f}, direct {f['single_stream_vs_tg128_direct']:.2f}")
+    print(f"8 streams ÷ 1 stream: gateway {f['scale_8_vs_1_gateway']:.2f}×, direct {f['scale_8_vs_1_direct']:.2f}×")
+    print(f"32 requests at 8-way concurrency, all {TOKENS} tokens each, every round: {f['all_32_complete']}")
+    dropped = f["dropped_keepalive_retries"]
     print(f"reused keep-alive connections the server closed unanswered (retried once): "
           f"direct {dropped.get('direct', 0)}, gateway {dropped.get('gateway', 0)}")
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--rounds", type=int, default=3, help="interleaved rounds per path and concurrency")
+    parser.add_argument("--ttft-pairs", type=int, default=40, help="alternating direct/gateway TTFT pairs")
+    parser.add_argument("--single-requests", type=int, default=10, help="sequential requests per 1-stream round")
+    parser.add_argument("--json", type=Path, help="also write the figures here")
+    args = parser.parse_args()
+    measured = measure(args)
+    figures = figures_of(measured, args.rounds)
+    report(figures, measured.threads)
     if args.json:
         args.json.write_text(json.dumps(figures, indent=2))
-    return 0 if complete else 1
+    return 0 if figures["all_32_complete"] else 1
 
 
 if __name__ == "__main__":

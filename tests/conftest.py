@@ -8,7 +8,8 @@ import pytest
 
 from appliance.hardware import HardwareReport, RecordedNvml, detect_hardware
 from appliance.profiles import Profile, load_profiles
-from tests.helpers import HW_FIXTURES, REPO, DaemonProcess
+from appliance.testing.daemon import DaemonProcess, wait_deployment
+from tests.helpers import HW_FIXTURES, REPO
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
@@ -31,26 +32,14 @@ def daemon(tmp_path: Path) -> Iterator[DaemonProcess]:
     proc.stop()
 
 
-def wait_deployment(daemon: DaemonProcess, name: str, state: str = "ready", timeout: float = 120.0) -> dict:
-    """Poll the deployments API until `name` reaches `state`."""
-    import time
-
-    deadline = time.monotonic() + timeout
-    last: dict = {}
-    while time.monotonic() < deadline:
-        response = daemon.get(f"/api/v1/deployments/{name}")
-        if response.status_code == 200:
-            last = response.json()
-            if last["state"] == state:
-                return last
-        time.sleep(0.3)
-    raise TimeoutError(f"{name} not {state} after {timeout}s: {last}\n{daemon.log()[-3000:]}")
-
-
 @pytest.fixture(scope="module")
 def serving_daemon(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DaemonProcess]:
     """One daemon serving the starter model, shared by a module's tests (llama-server starts in seconds)."""
     proc = DaemonProcess(tmp_path_factory.mktemp("serving") / "state").start()
-    wait_deployment(proc, "smollm2-135m-instruct")
+    try:
+        wait_deployment(proc, "smollm2-135m-instruct")
+    except BaseException:
+        proc.stop()  # a daemon whose model never came up must not outlive the test run
+        raise
     yield proc
     assert proc.stop() == 0, proc.log()[-3000:]

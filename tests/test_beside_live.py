@@ -1,5 +1,5 @@
 """A blue/green candidate runs beside the live backend: on GPUs both must fit at once, checked before anything
-starts. Recorded GPUs (tests/fixtures/hardware), real profiles, a real DeploymentManager and store; the models
+starts. Recorded GPUs (tests/fixtures/hardware), real profiles, the real fit planner of deployments; the models
 are registry records of the sizes named (their files are never loaded: nothing starts)."""
 
 from __future__ import annotations
@@ -10,14 +10,14 @@ from pathlib import Path
 import pytest
 
 from appliance.backends.llamacpp import LlamaCppBackend
-from appliance.deploy.manager import DeploymentError, DeploymentManager, PlannedChange
+from appliance.deploy.errors import DeploymentError
+from appliance.deploy.fit import FitPlanner, ServingPlan
 from appliance.deploy.models import DeploymentParams
 from appliance.plan.memory import MIB, gpu_claim, plan_beside_live, plan_serving
 from appliance.plan.shapes import shape_for
 from appliance.profiles import select_profile
 from appliance.profiles.schema import Profile
-from appliance.registry.registry import ModelRecord, Registry
-from appliance.state.store import StateStore
+from appliance.registry.registry import ModelRecord
 from tests.conftest import recorded_machine
 
 RTX_3060 = "linux_nvidia_1_rtx_3060_12288mib.json"
@@ -28,7 +28,7 @@ def test_vllm_claims_its_utilization_share_and_llamacpp_what_it_loads(profiles: 
     report = recorded_machine(H100)
     profile = select_profile(profiles, report).profile
     assert profile.serving.backend == "vllm" and profile.serving.gpu_memory_utilization == 0.9
-    estimate = plan_serving(shape_for(8e9), profile, report, "fp8")
+    estimate = plan_serving(shape_for(8e9), profile.serving, report, "fp8")
     capacity = 81559 * MIB
     assert gpu_claim(estimate, "vllm") == int(capacity * 0.9)  # reserved at start, whatever the model needs
     assert gpu_claim(estimate, "llamacpp") == estimate.total_bytes
@@ -45,27 +45,20 @@ def _record(name: str, params: float, quantization: str) -> ModelRecord:
 
 
 @pytest.fixture
-def consumer_gpu(profiles: list[Profile], tmp_path: Path) -> DeploymentManager:
+def consumer_gpu(profiles: list[Profile], tmp_path: Path) -> FitPlanner:
     report = recorded_machine(RTX_3060, tmp_path)
     selection = select_profile(profiles, report)
     assert selection.profile.name == "consumer-gpu" and selection.profile.serving.gpu_layers == -1
-    store = StateStore(tmp_path / "state.db").open()
-    return DeploymentManager(store, Registry(store, tmp_path / "models", [tmp_path]), selection, report,
-                             {"llamacpp": LlamaCppBackend(tmp_path)}, tmp_path, runtime_dir=tmp_path)
+    return FitPlanner(selection, report, {"llamacpp": LlamaCppBackend(tmp_path)})
 
 
-def _change(manager: DeploymentManager, live: ModelRecord, candidate: ModelRecord) -> PlannedChange:
-    return PlannedChange(row={"backend": "llamacpp", "desired_state": "running"}, previous=live, model=candidate,
-                         backend="llamacpp", params=DeploymentParams())
-
-
-def test_two_7b_models_on_a_12_gib_gpu_are_refused_with_the_numbers(consumer_gpu: DeploymentManager) -> None:
+def test_two_7b_models_on_a_12_gib_gpu_are_refused_with_the_numbers(consumer_gpu: FitPlanner) -> None:
     # Each: 7e9 × 4.85/8 = 3.95 GiB weights + KV 4×4096 tokens × 128 KiB = 2 GiB + 0.25 GiB buffers = 6.2 GiB;
     # two of them (12.4 GiB) do not fit in 12 GiB, while either alone does.
-    live, candidate = _record("mistral-q4", 7e9, "Q4_K_M"), _record("mistral-ft-q4", 7e9, "Q4_K_M")
-    process = consumer_gpu.new_process("chat", "llamacpp", live, DeploymentParams(), [])
+    live = consumer_gpu.plan("chat", _record("mistral-q4", 7e9, "Q4_K_M"), DeploymentParams(), "llamacpp")
+    candidate = consumer_gpu.plan("chat", _record("mistral-ft-q4", 7e9, "Q4_K_M"), DeploymentParams(), "llamacpp")
     with pytest.raises(DeploymentError) as refused:
-        consumer_gpu.check_beside_live(_change(consumer_gpu, live, candidate), process)
+        consumer_gpu.check_beside_live(live, candidate)
     message = str(refused.value)
     print("\n" + message)
     assert "runs the candidate beside the live backend" in message and "does NOT fit" in message
@@ -73,13 +66,12 @@ def test_two_7b_models_on_a_12_gib_gpu_are_refused_with_the_numbers(consumer_gpu
     assert "candidate (llamacpp, mistral-ft-q4) 6.20 GiB" in message and "VRAM per GPU (12288 MiB)" in message
 
 
-def test_small_models_fit_beside_each_other_and_cpu_backends_hold_no_vram(consumer_gpu: DeploymentManager) -> None:
-    live, candidate = _record("smol-q8", 1.35e8, "Q8_0"), _record("smol-ft-q8", 1.35e8, "Q8_0")
-    process = consumer_gpu.new_process("chat", "llamacpp", live, DeploymentParams(), [])
-    consumer_gpu.check_beside_live(_change(consumer_gpu, live, candidate), process)  # no error
-    big = _record("mistral-q4", 7e9, "Q4_K_M")
-    on_cpu = consumer_gpu.new_process("chat", "llamacpp", big, DeploymentParams(gpu_layers=0), [])
-    change = PlannedChange(row={"backend": "llamacpp", "desired_state": "running"}, previous=big,
-                           model=_record("mistral-ft-q4", 7e9, "Q4_K_M"), backend="llamacpp",
-                           params=DeploymentParams(gpu_layers=0))
-    consumer_gpu.check_beside_live(change, on_cpu)  # both on the CPU: the RAM check at plan time applies
+def test_small_models_fit_beside_each_other_and_cpu_backends_hold_no_vram(consumer_gpu: FitPlanner) -> None:
+    def plan(name: str, params: float, quant: str, **overrides: int) -> ServingPlan:
+        return consumer_gpu.plan("chat", _record(name, params, quant), DeploymentParams(**overrides), "llamacpp")
+
+    consumer_gpu.check_beside_live(plan("smol-q8", 1.35e8, "Q8_0"), plan("smol-ft-q8", 1.35e8, "Q8_0"))  # fits
+    on_cpu = plan("mistral-q4", 7e9, "Q4_K_M", gpu_layers=0)
+    assert on_cpu.gpu_claim == 0
+    # Both on the CPU: the RAM check at plan time applies, not the GPU one.
+    consumer_gpu.check_beside_live(on_cpu, plan("mistral-ft-q4", 7e9, "Q4_K_M", gpu_layers=0))

@@ -3,15 +3,21 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 
-from tests.helpers import HW_FIXTURES
+from tests.helpers import HW_FIXTURES, free_port
 
 
-def _cli(tmp_path, *args):
-    return subprocess.run([sys.executable, "-m", "appliance", "--state-dir", str(tmp_path / "s"), *args],
-                          capture_output=True, text=True, timeout=120)
+def _cli(tmp_path, *args, env=None, state_dir=None):
+    return subprocess.run([sys.executable, "-m", "appliance", "--state-dir", str(state_dir or tmp_path / "s"), *args],
+                          capture_output=True, text=True, timeout=120, env=env)
+
+
+def _env(port, **extra):
+    env = {k: v for k, v in os.environ.items() if k != "SLM_API_KEY"}
+    return {**env, "SLM_PORT": str(port), **extra}
 
 
 def test_detect_on_this_box_picks_cpu_and_says_why_not_each_gpu_profile(tmp_path):
@@ -63,3 +69,35 @@ def test_help_lists_commands(tmp_path):
     out = _cli(tmp_path, "--help").stdout
     for word in ("detect", "profile", "plan", "keys", "daemon", "examples:"):
         assert word in out
+
+
+def test_daemon_commands_without_a_key_say_where_they_looked(tmp_path):
+    result = _cli(tmp_path, "models", "list", env=_env(free_port()))
+    assert result.returncode == 1 and "Traceback" not in result.stderr
+    assert result.stderr.startswith("slm-appliance: no API key") and str(tmp_path / "s" / "admin.key") in result.stderr
+
+
+def test_tui_without_a_key_exits_2_before_drawing(tmp_path):
+    result = _cli(tmp_path, "tui", env=_env(free_port()))
+    assert result.returncode == 2 and result.stderr.startswith("slm-appliance: no API key") and not result.stdout
+
+
+def test_daemon_commands_without_a_daemon(tmp_path):
+    port = free_port()
+    result = _cli(tmp_path, "deploy", "list", "--key", "slm_x", env=_env(port))
+    assert result.returncode == 1
+    assert result.stderr.startswith(f"slm-appliance: cannot reach the daemon at http://127.0.0.1:{port}: ")
+
+
+def test_daemon_commands_through_a_real_daemon(tmp_path, daemon):
+    key_file = tmp_path / "copy.key"
+    key_file.write_text(daemon.admin_key())
+    env = _env(daemon.port)
+    listed = _cli(tmp_path, "jobs", "list", "--json", "--key-file", str(key_file), env=env)
+    assert listed.returncode == 0, listed.stderr
+    assert isinstance(json.loads(listed.stdout), list)
+    # from here on the daemon's own admin.key in its state directory
+    missing = _cli(tmp_path, "deploy", "show", "nope", env=env, state_dir=daemon.state_dir)
+    assert missing.returncode == 1 and "slm-appliance: 404: no deployment named 'nope'" in missing.stderr
+    bad = _cli(tmp_path, "jobs", "submit", "finetune", env=env, state_dir=daemon.state_dir)
+    assert bad.returncode == 1 and bad.stderr == "slm-appliance: finetune needs --base-model and --dataset\n"

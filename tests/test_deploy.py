@@ -16,7 +16,7 @@ import pytest
 
 from appliance.registry.registry import Registry
 from appliance.state.store import StateStore
-from tests.conftest import wait_deployment
+from appliance.testing.daemon import wait_deployment
 from tests.deploytools import StreamingClient, audit_actions, import_model, post, requantize_starter
 
 pytestmark = pytest.mark.slow

@@ -14,11 +14,11 @@ import openai
 import pytest
 
 from appliance.evaluation.golden import builtin_general, load_golden
-from tests.conftest import wait_deployment
+from appliance.testing.daemon import wait_deployment
+from appliance.testing.flow import deploy_call, export, finetune, import_dataset
+from appliance.testing.shopfloor import write_dataset, write_golden
 from tests.deploytools import StreamingClient
-from tests.flow import deploy_call, export, finetune, import_dataset
 from tests.helpers import DaemonProcess
-from tests.shopfloor import write_dataset, write_golden
 
 pytestmark = pytest.mark.slow
 STARTER = "smollm2-135m-instruct"

@@ -18,8 +18,8 @@ from appliance.export.pipeline import ParityFailed, check_exports, plan_export
 from appliance.export.writer import write_from_template
 from appliance.registry.registry import ModelRecord, Registry
 from appliance.state.store import StateStore
+from appliance.testing.flow import poll_job
 from appliance.training.base import resolve_hf_base
-from tests.flow import poll_job
 from tests.helpers import DaemonProcess
 
 pytestmark = pytest.mark.slow

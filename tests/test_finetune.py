@@ -15,9 +15,9 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.flow import poll_job
+from appliance.testing.flow import poll_job
+from appliance.testing.shopfloor import write_dataset, write_golden
 from tests.helpers import DaemonProcess
-from tests.shopfloor import write_dataset, write_golden
 
 pytestmark = pytest.mark.slow
 STARTER = "smollm2-135m-instruct"
@@ -70,6 +70,11 @@ def test_job_that_cannot_fit_is_refused_with_numbers(lab: Lab) -> None:
     assert missing.status_code == 404 and "no-such-model" in missing.json()["error"]["message"]
     bad = lab.submit({"base_model": STARTER, "dataset": "shop", "overrides": {"lora_r": 0}})
     assert bad.status_code == 400 and bad.json()["error"]["param"] == "params.overrides.lora_r"
+    assert bad.json()["error"]["message"] == "params.overrides.lora_r: Input should be greater than 0"
+    for key, says in (("method", "set by the hardware profile"), ("lora_rank", "unknown setting")):
+        refused = lab.submit({"base_model": STARTER, "dataset": "shop", "overrides": {key: "x"}})
+        assert refused.status_code == 400 and refused.json()["error"]["param"] == f"params.overrides.{key}"
+        assert says in refused.json()["error"]["message"], refused.text
     taken = lab.submit({"base_model": STARTER, "dataset": "shop", "adapter_name": STARTER})
     assert taken.status_code == 409
     assert lab.daemon.get("/api/v1/jobs").json() == [j for j in lab.daemon.get("/api/v1/jobs").json()

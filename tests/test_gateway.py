@@ -9,7 +9,7 @@ import httpx
 import openai
 import pytest
 
-from tests.conftest import wait_deployment
+from appliance.testing.daemon import wait_deployment
 
 pytestmark = pytest.mark.slow
 STARTER = "smollm2-135m-instruct"

@@ -1,9 +1,8 @@
-"""Golden sets and fine-tune parameters: scorers, line-numbered errors, override bounds."""
+"""Golden sets: scorers, line-numbered errors, reports and forgetting, the built-in general set."""
 
 from __future__ import annotations
 
 import pytest
-from pydantic import ValidationError
 
 from appliance.evaluation.golden import (
     GoldenError,
@@ -15,9 +14,6 @@ from appliance.evaluation.golden import (
     rouge_l,
     score_item,
 )
-from appliance.profiles.loader import load_profiles
-from appliance.training.params import FinetuneParams, TrainOverrides, effective_training
-from tests.helpers import REPO
 
 
 def test_scorers() -> None:
@@ -64,14 +60,3 @@ def test_builtin_general_set_ships_with_the_package() -> None:
     items = builtin_general()
     assert len(items) >= 5 and all(i.kind == "general" for i in items)
     assert any("France" in i.prompt for i in items)
-
-
-def test_overrides_are_bounded_and_merge_into_the_profile() -> None:
-    cpu = next(p for p in load_profiles(REPO / "profiles") if p.name == "cpu")
-    merged = effective_training(cpu.training, TrainOverrides(lora_r=8, max_steps=5))
-    assert merged.lora_r == 8 and merged.batch_size == cpu.training.batch_size and merged.method == "lora-cpu"
-    for bad in ({"lora_r": 0}, {"learning_rate": 0.5}, {"batch_size": 1000}, {"unknown": 1}):
-        with pytest.raises(ValidationError):
-            TrainOverrides.model_validate(bad)
-    with pytest.raises(ValidationError):
-        FinetuneParams.model_validate({"base_model": "m"})  # dataset is required

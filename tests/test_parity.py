@@ -14,6 +14,7 @@ import pytest
 from appliance.evaluation.golden import builtin_general
 from appliance.export import parity
 from appliance.export.layout import ExportError, interleave_rotary
+from appliance.export.parity_report import ParityReport
 from appliance.export.vocab import _pre_name
 from appliance.export.writer import write_from_hf
 from appliance.registry.starter import find_starter_gguf
@@ -152,7 +153,7 @@ def test_near_tie_flip_is_reported_not_failed_only_when_both_models_see_the_tie(
     replay.forced_result.logprobs[2] = -0.1 - export_margin
     check = parity.greedy_check("F16", tokenizer, [run, run], replay)  # type: ignore[arg-type]
     assert check.passed is passes
-    summary = parity.ParityReport(max_new_tokens=8, exact=[check], agreement=[]).summary()
+    summary = ParityReport(max_new_tokens=8, exact=[check], agreement=[]).summary()
     if passes:
         assert check.matched_prompts == 2 and check.divergence is None and len(check.near_ties) == 2
         assert check.near_ties[0].position == 2 and check.near_ties[0].reference_margin == reference_margin

@@ -46,7 +46,7 @@ def test_cpu_lora_training_of_smollm2_matches_measured_rss(profiles):
     #   logits      4·77 · 49152 · 4 bytes · 2                        =   121,110,528
     #   runtime     1.2 GiB                                           = 1,288,490,188
     profile = _profile(profiles, "cpu", max_seq_length=77)
-    estimate = plan_training(SMOL, profile, recorded_machine("linux_cpu_only_nvml_library_not_found.json"))
+    estimate = plan_training(SMOL, profile.training, recorded_machine("linux_cpu_only_nvml_library_not_found.json"))
     assert [line.bytes for line in estimate.lines] == [538_000_000, 78_151_680, 425_945_520, 121_110_528,
                                                         1_288_490_188]
     assert estimate.total_bytes == 2_451_697_916
@@ -61,7 +61,7 @@ def test_llamacpp_serving_of_7b_q4_k_m(profiles):
     # compute buffers 0.25 GiB = 268,435,456
     shape = shape_for(7e9)
     assert shape.name == "Mistral-7B"
-    estimate = plan_serving(shape, _profile(profiles, "cpu"), recorded_machine(
+    estimate = plan_serving(shape, _profile(profiles, "cpu").serving, recorded_machine(
         "linux_cpu_only_nvml_library_not_found.json"), "Q4_K_M")
     assert [line.bytes for line in estimate.lines] == [4_243_750_000, 2_147_483_648, 268_435_456]
     assert estimate.total_bytes == 6_659_669_104
@@ -72,7 +72,7 @@ def test_vllm_fp8_on_two_h100s(profiles):
     # runtime 1 GiB; capacity 81559 MiB × 0.9 = 76,965,614,387 bytes (int)
     report = recorded_machine("linux_nvidia_2_h100_80gb_hbm3_81559mib.json")
     selection = select_profile(profiles, report)
-    estimate = plan_serving(shape_for(8e9), selection.profile, report, "fp8", selection.tensor_parallel_size)
+    estimate = plan_serving(shape_for(8e9), selection.profile.serving, report, "fp8", selection.tensor_parallel_size)
     assert [line.bytes for line in estimate.lines] == [4_000_000_000, 536_870_912, GIB]
     assert estimate.available_bytes == int(81559 * 1024 * 1024 * 0.9)
     assert estimate.fits
@@ -80,7 +80,7 @@ def test_vllm_fp8_on_two_h100s(profiles):
 
 def test_full_fine_tune_is_sixteen_bytes_per_param(profiles):
     report = recorded_machine("linux_nvidia_1_h100_80gb_hbm3_81559mib.json")
-    estimate = plan_training(shape_for(1e9), _profile(profiles, "h100"), report)
+    estimate = plan_training(shape_for(1e9), _profile(profiles, "h100").training, report)
     assert estimate.lines[0].bytes == 16_000_000_000
     assert estimate.available_bytes == 81559 * 1024 * 1024
 
@@ -110,5 +110,5 @@ def test_profile_size_limit_blocks_training(profiles):
 def test_unknown_vram_cannot_be_confirmed(profiles):
     report = recorded_machine("linux_jetson_orin_nvgpu.json")
     profile = _profile(profiles, "consumer-gpu")
-    estimate = plan_training(shape_for(1e9), profile, report)
+    estimate = plan_training(shape_for(1e9), profile.training, report)
     assert not estimate.fits and "unknown" in estimate.message

@@ -26,6 +26,9 @@ BROKEN = [
     ("unknown field", ("lora_r = 16", "lora_rank = 16"), "training.lora_rank: Extra inputs are not permitted"),
     ("unknown method", ('method = "lora-cpu"', 'method = "dpo"'), "training.method"),
     ("negative rank", ("lora_r = 16", "lora_r = -4"), "training.lora_r: Input should be greater than 0"),
+    # A profile's hyperparameters have the bounds a job's overrides have (appliance/training/settings.py).
+    ("rank above the bound", ("lora_r = 16", "lora_r = 512"),
+     "training.lora_r: Input should be less than or equal to 256"),
     ("GGUF variant", ('variant = "Q4_K_M"', 'variant = "Q3_XYZ"'), "quantization: Value error, unknown GGUF variant"),
     ("backend vs format", ('backend = "llamacpp"', 'backend = "vllm"'), "serving"),
     ("wrong type", ("parallel_slots = 8", 'parallel_slots = "many"'), "serving.parallel_slots"),

@@ -11,7 +11,7 @@ import httpx
 import openai
 import pytest
 
-from tests.conftest import wait_deployment
+from appliance.testing.daemon import wait_deployment
 from tests.helpers import DaemonProcess
 
 pytestmark = pytest.mark.slow

@@ -13,7 +13,7 @@ from textual.reactive import reactive
 from textual.screen import Screen
 from textual.timer import Timer
 
-from tui.client import ApiClient, ApiError
+from appliance.client import ApiError, AsyncDaemonClient
 from tui.screens.chat import ChatScreen
 from tui.screens.dashboard import DashboardScreen
 from tui.screens.datasets import DatasetsScreen
@@ -43,7 +43,7 @@ class ApplianceApp(App[None]):
 
     daemon_problem: reactive[str | None] = reactive(None)
 
-    def __init__(self, client: ApiClient, *, poll_s: float | None = 2.0, reconnect_s: float = 2.0,
+    def __init__(self, client: AsyncDaemonClient, *, poll_s: float | None = 2.0, reconnect_s: float = 2.0,
                  clock: Callable[[], float] = time.time) -> None:
         """Args: poll_s: refresh period of live screens (None: only on demand, as snapshot tests want);
         clock: wall clock for ages and durations (frozen in snapshot tests)."""

@@ -4,6 +4,11 @@ from __future__ import annotations
 
 from typing import Any
 
+# Progress is shown by the CLI too: one formatting for both.
+from appliance.client.progress import duration, fraction, progress_line
+
+__all__ = ["ago", "duration", "fraction", "mib", "number", "params", "percent", "progress_line", "size"]
+
 
 def size(num_bytes: float | None) -> str:
     if num_bytes is None:
@@ -29,17 +34,6 @@ def params(count: float | None) -> str:
     return str(int(count))
 
 
-def duration(seconds: float | None) -> str:
-    if seconds is None:
-        return "—"
-    total = max(0, int(seconds))
-    hours, rest = divmod(total, 3600)
-    minutes, secs = divmod(rest, 60)
-    if hours:
-        return f"{hours}h{minutes:02d}m"
-    return f"{minutes}m{secs:02d}s" if minutes else f"{secs}s"
-
-
 def ago(timestamp: float | None, now: float) -> str:
     if not timestamp:
         return "never"
@@ -52,33 +46,3 @@ def percent(value: float | None) -> str:
 
 def number(value: Any, fmt: str = "{}") -> str:
     return "—" if value is None else fmt.format(value)
-
-
-def progress_line(progress: dict[str, Any]) -> str:
-    """One line: phase, step/total, loss, tokens/s, ETA, message — whatever the worker reported."""
-    parts: list[str] = []
-    if progress.get("phase"):
-        parts.append(str(progress["phase"]))
-    step, total = progress.get("step"), progress.get("total")
-    if step is not None and total:
-        parts.append(f"{step}/{total}")
-    if progress.get("epoch") is not None:
-        parts.append(f"epoch {progress['epoch']:.2f}")
-    if progress.get("loss") is not None:
-        parts.append(f"loss {progress['loss']:.4f}")
-    if progress.get("learning_rate") is not None:
-        parts.append(f"lr {progress['learning_rate']:.2e}")
-    if progress.get("tokens_per_s"):
-        parts.append(f"{progress['tokens_per_s']:.0f} tok/s")
-    if progress.get("eta_s") is not None:
-        parts.append(f"ETA {duration(progress['eta_s'])}")
-    if progress.get("message"):
-        parts.append(str(progress["message"]))
-    return " · ".join(parts)
-
-
-def fraction(progress: dict[str, Any]) -> float | None:
-    step, total = progress.get("step"), progress.get("total")
-    if step is None or not total:
-        return None
-    return max(0.0, min(1.0, float(step) / float(total)))

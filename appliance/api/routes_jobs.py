@@ -11,21 +11,15 @@ from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import PlainTextResponse, StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field
 
-from appliance.api.auth import require
-from appliance.api.errors import ApiError, BadRequest, Conflict, DoesNotFit, NotFound
-from appliance.api.state import appliance_of, jobs_of
-from appliance.datasets.errors import DatasetNotFound
 from appliance.datasets.store import DatasetRecord
 from appliance.jobs.models import FINAL_STATES, Job, SubmitJob
-from appliance.jobs.preflight import PreflightRefused, preflight
-from appliance.jobs.store import JobNotFound
+from appliance.jobs.preflight import preflight
 from appliance.security.keys import ApiKey
+from appliance.web.auth import require
+from appliance.web.state import appliance_of, jobs_of
 
 router = APIRouter(prefix="/api/v1", tags=["jobs"])
 KEEPALIVE_S = 15.0
-REFUSALS: dict[str, type[ApiError]] = {
-    "invalid": BadRequest, "not_found": NotFound, "conflict": Conflict, "does_not_fit": DoesNotFit,
-}
 
 
 class ImportDataset(BaseModel):
@@ -41,20 +35,13 @@ class ImportDataset(BaseModel):
 
 
 def _job(request: Request, job_id: str) -> Job:
-    try:
-        return jobs_of(request).jobs.get(job_id)
-    except JobNotFound as exc:
-        raise NotFound(str(exc)) from exc
+    return jobs_of(request).jobs.get(job_id)
 
 
 @router.post("/jobs", response_model=Job, status_code=202)
 async def submit_job(body: SubmitJob, request: Request, who: ApiKey = Depends(require("admin"))) -> Job:
     """Queue a job. Fine-tune jobs are checked first: a job that cannot fit memory or disk is refused (422)."""
-    try:
-        params = preflight(appliance_of(request), body.type, body.params)
-    except PreflightRefused as exc:
-        error = REFUSALS[exc.reason]
-        raise error(exc.message, param=exc.param) from exc
+    params = preflight(appliance_of(request), body.type, body.params)
     job = jobs_of(request).submit(body.type, params)
     appliance_of(request).store.audit(who.name, "job.submit", job.id, {"type": body.type})
     return job
@@ -136,7 +123,4 @@ async def list_datasets(request: Request, _: ApiKey = Depends(require("admin")))
 @router.get("/datasets/{name}", response_model=DatasetRecord, tags=["datasets"])
 async def get_dataset(name: str, request: Request, version: int | None = Query(None, ge=1),
                       _: ApiKey = Depends(require("admin"))) -> DatasetRecord:
-    try:
-        return appliance_of(request).datasets.get(name, version)
-    except DatasetNotFound as exc:
-        raise NotFound(str(exc)) from exc
+    return appliance_of(request).datasets.get(name, version)

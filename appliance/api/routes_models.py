@@ -9,14 +9,12 @@ from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import PlainTextResponse
 from pydantic import BaseModel, ConfigDict, Field
 
-from appliance.api.auth import require
-from appliance.api.domain_errors import domain_errors
-from appliance.api.errors import ApiError
-from appliance.api.state import appliance_of, deployments_of
 from appliance.deploy.models import CreateDeployment, Deployment
 from appliance.logs import RECENT
 from appliance.registry.registry import ModelRecord
 from appliance.security.keys import ApiKey
+from appliance.web.auth import require
+from appliance.web.state import appliance_of, deployments_of
 
 router = APIRouter(prefix="/api/v1", tags=["models"])
 
@@ -42,8 +40,7 @@ async def list_models(request: Request, _: ApiKey = Depends(require("admin"))) -
 async def import_model(body: ImportModel, request: Request, who: ApiKey = Depends(require("admin"))) -> ModelRecord:
     """Import a model the operator placed under an allowed import root (copied; the original is untouched)."""
     appliance = appliance_of(request)
-    with domain_errors():
-        record = await asyncio.to_thread(appliance.registry.import_model, Path(body.path), body.name)
+    record = await asyncio.to_thread(appliance.registry.import_model, Path(body.path), body.name)
     appliance.store.audit(who.name, "model.import", record.name, {"source": body.path, "sha256": record.sha256})
     return record
 
@@ -51,15 +48,13 @@ async def import_model(body: ImportModel, request: Request, who: ApiKey = Depend
 @router.get("/models/{name}", response_model=ModelDetail)
 async def get_model(name: str, request: Request, _: ApiKey = Depends(require("admin"))) -> ModelDetail:
     registry = appliance_of(request).registry
-    with domain_errors():
-        return ModelDetail(model=registry.get(name), lineage=registry.lineage(name)[1:])
+    return ModelDetail(model=registry.get(name), lineage=registry.lineage(name)[1:])
 
 
 @router.delete("/models/{name}", response_model=ModelRecord)
 async def delete_model(name: str, request: Request, who: ApiKey = Depends(require("admin"))) -> ModelRecord:
     appliance = appliance_of(request)
-    with domain_errors():
-        record = appliance.registry.delete(name)
+    record = appliance.registry.delete(name)
     appliance.store.audit(who.name, "model.delete", record.name)
     return record
 
@@ -73,21 +68,18 @@ async def list_deployments(request: Request, _: ApiKey = Depends(require("admin"
 async def create_deployment(body: CreateDeployment, request: Request,
                             who: ApiKey = Depends(require("admin"))) -> Deployment:
     """Create a deployment; backend and parameters default from the hardware profile."""
-    with domain_errors():
-        deployment = await deployments_of(request).create(body, who.name)
+    deployment = await deployments_of(request).create(body, who.name)
     appliance_of(request).store.audit(who.name, "deployment.create", deployment.name, body.model_dump(mode="json"))
     return deployment
 
 
 @router.get("/deployments/{name}", response_model=Deployment, tags=["deployments"])
 async def get_deployment(name: str, request: Request, _: ApiKey = Depends(require("admin"))) -> Deployment:
-    with domain_errors():
-        return deployments_of(request).get(name)
+    return deployments_of(request).get(name)
 
 
 async def _set_state(request: Request, name: str, desired: str, who: ApiKey) -> Deployment:
-    with domain_errors():
-        deployment = await deployments_of(request).set_desired(name, desired)
+    deployment = await deployments_of(request).set_desired(name, desired)
     appliance_of(request).store.audit(who.name, f"deployment.{'start' if desired == 'running' else 'stop'}", name)
     return deployment
 
@@ -104,8 +96,7 @@ async def start_deployment(name: str, request: Request, who: ApiKey = Depends(re
 
 @router.delete("/deployments/{name}", response_model=Deployment, tags=["deployments"])
 async def delete_deployment(name: str, request: Request, who: ApiKey = Depends(require("admin"))) -> Deployment:
-    with domain_errors():
-        deployment = await deployments_of(request).delete(name)
+    deployment = await deployments_of(request).delete(name)
     appliance_of(request).store.audit(who.name, "deployment.delete", name)
     return deployment
 
@@ -113,8 +104,7 @@ async def delete_deployment(name: str, request: Request, who: ApiKey = Depends(r
 @router.get("/deployments/{name}/logs", response_class=PlainTextResponse, tags=["deployments"])
 async def deployment_logs(name: str, request: Request, lines: int = Query(200, ge=1, le=10000),
                           _: ApiKey = Depends(require("admin"))) -> str:
-    with domain_errors():
-        return deployments_of(request).log_tail(name, lines)
+    return deployments_of(request).log_tail(name, lines)
 
 
 @router.get("/audit", tags=["system"])
@@ -128,5 +118,3 @@ async def daemon_log(lines: int = Query(200, ge=1, le=2000), _: ApiKey = Depends
     """The daemon's most recent log lines (JSON, one per line, secrets masked), as journald also has them."""
     return "\n".join(RECENT.tail(lines))
 
-
-__all__ = ["ApiError", "router"]

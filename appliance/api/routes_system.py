@@ -10,15 +10,15 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel
 
 from appliance import __version__
-from appliance.api.auth import require
-from appliance.api.errors import BadRequest
-from appliance.api.state import appliance_of
+from appliance.errors import BadRequest
 from appliance.hardware.models import GpuSample, HardwareReport
 from appliance.hardware.nvml import sample_gpus
 from appliance.plan.planner import ModelPlan, make_plan
 from appliance.plan.shapes import ModelShape, parse_params, shape_for
 from appliance.profiles.schema import Profile
 from appliance.profiles.select import ProfileVerdict
+from appliance.web.auth import require
+from appliance.web.state import appliance_of
 
 router = APIRouter()
 admin = [Depends(require("admin"))]

@@ -8,6 +8,8 @@ from typing import Protocol
 
 import httpx
 
+from appliance.errors import ApplianceError
+
 
 @dataclass(frozen=True)
 class LaunchSpec:
@@ -49,8 +51,10 @@ class Launch:
     env: dict[str, str] = field(default_factory=dict)
 
 
-class BackendUnavailable(Exception):
+class BackendUnavailable(ApplianceError):
     """The backend's program or package is not installed on this box."""
+
+    status, code = 503, "backend_unavailable"
 
 
 class Backend(Protocol):

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import ctypes
 import logging
 import os
 import signal
@@ -16,9 +15,9 @@ from pathlib import Path
 import httpx
 
 from appliance.backends.base import Backend, BackendUnavailable, LaunchSpec, http_healthy
+from appliance.children import child_env, child_setup
 
 log = logging.getLogger(__name__)
-PR_SET_PDEATHSIG = 1
 STARTUP_TIMEOUT_S = 180.0
 HEALTH_INTERVAL_S = 2.0
 HEALTH_FAILURES_BEFORE_RESTART = 3
@@ -27,20 +26,9 @@ STABLE_AFTER_S = 60.0
 StateCallback = Callable[[str, str, str, dict[str, int | None]], Awaitable[None]]
 
 
-def child_setup(niceness: int) -> Callable[[], None]:
-    def setup() -> None:
-        # Runs in the child between fork and exec: if the daemon dies (even by SIGKILL), the kernel kills us.
-        libc = ctypes.CDLL("libc.so.6", use_errno=True)
-        libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
-        if niceness:
-            os.nice(niceness)
-
-    return setup
-
-
 class BackendProcess:
     def __init__(self, backend: Backend, spec: LaunchSpec, log_path: Path, on_state: StateCallback,
-                 client: httpx.AsyncClient, niceness: int = 0) -> None:
+                 client: httpx.AsyncClient, niceness: int = 0, quiet: bool = False) -> None:
         self.niceness = niceness
         self.backend = backend
         self.spec = spec
@@ -58,7 +46,7 @@ class BackendProcess:
         self._settled = asyncio.Event()
         # A blue/green candidate reports nothing to the store until it takes over the name (and an old one
         # being drained nothing after): the row describes the process the gateway routes to.
-        self.quiet = False
+        self.quiet = quiet
         # Requests the gateway has routed here and not finished: a drained process stops when this is 0.
         self.inflight = 0
 
@@ -91,6 +79,16 @@ class BackendProcess:
             await asyncio.sleep(0.05)
         return self.inflight
 
+    def request_started(self) -> None:
+        self.inflight += 1
+
+    def request_finished(self) -> None:
+        self.inflight -= 1
+
+    def silence(self) -> None:
+        """Report nothing more to the store (a process another one has just replaced)."""
+        self.quiet = True
+
     async def publish(self) -> None:
         """Report the current state to the store (a candidate that just took over its deployment's name)."""
         self.quiet = False
@@ -118,8 +116,7 @@ class BackendProcess:
             self.spec.unix_socket.unlink(missing_ok=True)  # left behind by a backend that was killed
         self.injected = launch.injected
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
-        env = {k: v for k, v in os.environ.items() if not k.startswith(("NOTIFY_SOCKET", "WATCHDOG_"))}
-        env.update(launch.env)
+        env = child_env(launch.env)
         with self.log_path.open("ab") as log_file:
             log_file.write(f"\n=== {time.strftime('%Y-%m-%d %H:%M:%S')} start: {' '.join(launch.argv)}\n".encode())
             log_file.flush()

@@ -7,16 +7,17 @@ from typing import Any
 
 from appliance.cli.output import print_json, render_hardware, render_plan, render_selection
 from appliance.config import ApplianceConfig
+from appliance.errors import ApplianceError
 from appliance.hardware.detect import detect_hardware
 from appliance.plan.planner import make_plan
 from appliance.plan.shapes import parse_params, shape_for
 from appliance.profiles.loader import ProfileError, load_profiles
 from appliance.profiles.select import Selection, SelectionError, select_profile
-from appliance.security.keys import KeyError_, create_key, list_keys, revoke_key
+from appliance.security.keys import ApiKeyError, create_key, list_keys, revoke_key
 from appliance.state.store import StateStore, StoreError
 
 
-class CommandError(Exception):
+class CommandError(ApplianceError):
     """A command failed for a reason the operator can act on; printed without a traceback."""
 
 
@@ -91,7 +92,7 @@ def keys(args: argparse.Namespace, config: ApplianceConfig, nvml: Any) -> int:
             revoked = revoke_key(store, args.name)
             store.audit("cli", "key.revoke", revoked.name)
             print_json(revoked) if args.json else print(f"revoked key {revoked.name!r}")
-    except KeyError_ as exc:
+    except ApiKeyError as exc:
         raise CommandError(str(exc)) from exc
     finally:
         store.close()

@@ -8,13 +8,13 @@ import os
 import sys
 from typing import Any
 
-import httpx
-
 from appliance.cli.output import print_json
-from appliance.cli.remote import DaemonClient, RemoteError
+from appliance.cli.remote import add_client_options
+from appliance.client import ApiError, DaemonClient
+from appliance.client.progress import bar, fraction, progress_line
 
 BAR_WIDTH = 30
-FINAL = ("succeeded", "failed", "cancelled", "interrupted")
+LINE_WIDTH = 100  # a progress line redrawn in place with \r must not wrap
 
 
 def add_job_commands(sub: Any) -> None:
@@ -55,48 +55,33 @@ def add_job_commands(sub: Any) -> None:
     for name, text in (("show", "one job"), ("watch", "follow a job's progress until it ends"),
                        ("cancel", "cancel a job (a running one checkpoints first)"), ("logs", "a job's log")):
         jsub.add_parser(name, help=text).add_argument("job_id")
-    for parser in (*dsub.choices.values(), *jsub.choices.values()):
-        parser.add_argument("--json", action="store_true", help="machine-readable output")
-        parser.add_argument("--key", help="API key (default: SLM_API_KEY or the local admin key file)")
+    add_client_options((*dsub.choices.values(), *jsub.choices.values()))
 
 
-def _bar(event: dict[str, Any]) -> str:
-    step, total = event.get("step"), event.get("total")
-    parts = [event.get("phase") or ""]
-    if step is not None and total:
-        filled = int(BAR_WIDTH * step / total)
-        parts.insert(0, f"[{'#' * filled}{'-' * (BAR_WIDTH - filled)}] {100 * step / total:5.1f}% {step}/{total}")
-    if event.get("loss") is not None:
-        parts.append(f"loss {event['loss']:.4f}")
-    if event.get("tokens_per_s"):
-        parts.append(f"{event['tokens_per_s']:.0f} tok/s")
-    if event.get("eta_s") is not None:
-        parts.append(f"ETA {int(event['eta_s'])}s")
-    if event.get("message"):
-        parts.append(str(event["message"])[:40])
-    return " | ".join(p for p in parts if p)
+def _bar(progress: dict[str, Any]) -> str:
+    """An ASCII bar with the percentage when the worker reports steps, then the progress line."""
+    share = fraction(progress)
+    line = progress_line(progress)
+    if share is None:
+        return line
+    return f"[{bar(share, BAR_WIDTH, '#', '-')}] {100 * share:5.1f}% {line}"
 
 
 def follow(client: DaemonClient, job_id: str, quiet: bool = False) -> dict[str, Any]:
     """Print progress on stderr until the job ends; returns the final job."""
     tty = sys.stderr.isatty()
-    try:
-        with client.http.stream("GET", f"/api/v1/jobs/{job_id}/events", timeout=None) as response:
-            for line in response.iter_lines():
-                if not line.startswith("data: ") or quiet:
-                    continue
-                event = json.loads(line[6:])
-                if event["event"] == "progress":
-                    text = _bar(event)
-                    sys.stderr.write(f"\r{text:<100}" if tty else text + "\n")
-                    sys.stderr.flush()
-                elif event["event"] == "log":
-                    sys.stderr.write(("\n" if tty else "") + f"  {event.get('message', '')}\n")
-    except httpx.HTTPError as exc:
-        raise RemoteError(f"lost the event stream of job {job_id}: {exc}") from exc
+    for event in client.job_events(job_id):
+        if quiet:
+            continue
+        if event["event"] == "progress":
+            text = _bar(event)
+            sys.stderr.write(f"\r{text[:LINE_WIDTH]:<{LINE_WIDTH}}" if tty else text + "\n")
+            sys.stderr.flush()
+        elif event["event"] == "log":
+            sys.stderr.write(("\n" if tty else "") + f"  {event.get('message', '')}\n")
     if tty and not quiet:
         sys.stderr.write("\n")
-    job: dict[str, Any] = client.call("GET", f"/api/v1/jobs/{job_id}").json()
+    job: dict[str, Any] = client.job(job_id)
     return job
 
 
@@ -124,22 +109,21 @@ def _datasets(args: argparse.Namespace, client: DaemonClient) -> int:
         body = {"path": os.path.abspath(args.path), "name": args.name, "base_model": args.base_model,
                 "max_seq_length": args.max_seq_length, "eval_fraction": args.eval_fraction, "seed": args.seed,
                 "strict": args.strict}
-        job = client.call("POST", "/api/v1/datasets", json=body).json()
+        job = client.import_dataset(body)
         if args.no_wait:
             print_json(job) if args.json else print(f"job {job['id']} queued")
             return 0
         job = follow(client, job["id"], quiet=args.json)
         if job["state"] != "succeeded":
-            raise RemoteError(f"job {job['id']} {job['state']}: {job['error']}")
-        record = client.call("GET", f"/api/v1/datasets/{args.name}").json()
+            raise ApiError("Job failed", f"job {job['id']} {job['state']}: {job['error']}")
+        record = client.dataset(args.name)
         print_json(record) if args.json else _print_report(record)
         return 0
     if args.action == "list":
-        items = client.call("GET", "/api/v1/datasets").json()
+        items = client.datasets()
         print_json(items) if args.json else _print_datasets(items)
         return 0
-    params = {"version": args.version} if args.version else {}
-    record = client.call("GET", f"/api/v1/datasets/{args.name}", params=params).json()
+    record = client.dataset(args.name, args.version)
     print_json(record) if args.json else _print_report(record)
     return 0
 
@@ -151,28 +135,28 @@ def _override_value(text: str) -> Any:
         return text
 
 
-def _submit_body(args: argparse.Namespace) -> dict[str, Any]:
+def _submit_params(args: argparse.Namespace) -> dict[str, Any]:
     overrides = {}
     for item in args.overrides:
         key, sep, value = item.partition("=")
         if not sep:
-            raise RemoteError(f"--set {item!r}: use KEY=VALUE")
+            raise ApiError("Invalid arguments", f"--set {item!r}: use KEY=VALUE")
         overrides[key.strip()] = _override_value(value.strip())
     golden = os.path.abspath(args.golden) if args.golden else None
     if args.type == "finetune":
         if not args.base_model or not args.dataset:
-            raise RemoteError("finetune needs --base-model and --dataset")
+            raise ApiError("Invalid arguments", "finetune needs --base-model and --dataset")
         params = {"base_model": args.base_model, "dataset": args.dataset, "adapter_name": args.adapter_name,
                   "golden": golden, "overrides": overrides}
     elif args.type == "export":
         if not args.adapter:
-            raise RemoteError("export needs --adapter")
+            raise ApiError("Invalid arguments", "export needs --adapter")
         params = {"adapter": args.adapter, "variants": args.variants, "golden": golden}
     else:
         if not args.model:
-            raise RemoteError("eval needs --model")
+            raise ApiError("Invalid arguments", "eval needs --model")
         params = {"model": args.model, "golden": golden, "dataset": args.dataset}
-    return {"type": args.type, "params": params}
+    return params
 
 
 def _print_result(job: dict[str, Any]) -> None:
@@ -182,7 +166,7 @@ def _print_result(job: dict[str, Any]) -> None:
 
 def _jobs(args: argparse.Namespace, client: DaemonClient) -> int:
     if args.action == "submit":
-        job = client.call("POST", "/api/v1/jobs", json=_submit_body(args)).json()
+        job = client.submit_job(args.type, _submit_params(args))
         if not args.no_wait:
             job = follow(client, job["id"], quiet=args.json)
         if args.json:
@@ -192,21 +176,21 @@ def _jobs(args: argparse.Namespace, client: DaemonClient) -> int:
             _print_result(job)
         return 1 if job["state"] in ("failed", "cancelled") else 0
     if args.action == "list":
-        items = client.call("GET", "/api/v1/jobs").json()
+        items = client.jobs()
         if args.json:
             print_json(items)
         for j in [] if args.json else items:
             print(f"{j['id']:<14} {j['type']:<16} {j['state']:<11} {_bar(j['progress'])[:60]}  {j['error'][:40]}")
         return 0
     if args.action == "logs":
-        print(client.call("GET", f"/api/v1/jobs/{args.job_id}/logs").text)
+        print(client.job_logs(args.job_id))
         return 0
     if args.action == "cancel":
-        job = client.call("POST", f"/api/v1/jobs/{args.job_id}/cancel").json()
+        job = client.cancel_job(args.job_id)
     elif args.action == "watch":
         job = follow(client, args.job_id, quiet=args.json)
     else:
-        job = client.call("GET", f"/api/v1/jobs/{args.job_id}").json()
+        job = client.job(args.job_id)
     if args.json:
         print_json(job)
     else:

@@ -71,11 +71,10 @@ def _parser() -> argparse.ArgumentParser:
     revoke.add_argument("--json", action="store_true")
     tui = sub.add_parser("tui", help="the operator's control panel (terminal UI, through the daemon's API)")
     tui.add_argument("--url", help="daemon URL (default: from the config, http://127.0.0.1:8470)")
-    tui.add_argument("--key", help="API key (default: SLM_API_KEY or the local admin key file)")
-    tui.add_argument("--key-file", type=Path, help="file holding the API key")
     from appliance.cli.jobs_cli import add_job_commands
-    from appliance.cli.remote import add_remote_commands
+    from appliance.cli.remote import add_key_options, add_remote_commands
 
+    add_key_options(tui)
     add_remote_commands(sub)
     add_job_commands(sub)
     return parser
@@ -98,37 +97,47 @@ def _nvml(args: argparse.Namespace) -> Any:
     return RecordedNvml.from_file(args.nvml_replay)
 
 
+def _fail(message: object, code: int) -> int:
+    print(f"slm-appliance: {message}", file=sys.stderr)
+    return code
+
+
+def _through_daemon(args: argparse.Namespace, config: ApplianceConfig) -> int:
+    """`tui`, `models`, `deploy`, `datasets`, `jobs`: clients of the daemon's API, told only where it is."""
+    from appliance.cli.remote import connect, describe
+    from appliance.client import ApiError, CredentialsError
+
+    base_url, state_dir = config.base_url(), config.resolved_state_dir()
+    if args.command == "tui":
+        from tui.connect import run
+
+        try:
+            return run(args.url or base_url, state_dir, args.key, args.key_file)
+        except CredentialsError as exc:
+            return _fail(exc, 2)
+    from appliance.cli.jobs_cli import run_jobs
+    from appliance.cli.remote import run_remote
+
+    try:
+        with connect(args, base_url, state_dir) as client:
+            return (run_jobs if args.command in ("datasets", "jobs") else run_remote)(args, client)
+    except ApiError as exc:
+        return _fail(describe(exc), 1)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
         config = _config(args)
     except ConfigError as exc:
-        print(f"slm-appliance: {exc}", file=sys.stderr)
-        return 2
+        return _fail(exc, 2)
     if args.command == "daemon":
         from appliance.daemon.main import run_daemon
 
         setup_logging(config.log_level)
         return run_daemon(config, _nvml(args) if args.nvml_replay else None)
-    if args.command == "tui":
-        from tui.connect import ConnectError, run
-
-        try:
-            return run(config, args.url, args.key, args.key_file)
-        except ConnectError as exc:
-            print(f"slm-appliance: {exc}", file=sys.stderr)
-            return 2
-    if args.command in ("models", "deploy", "datasets", "jobs"):
-        from appliance.cli.jobs_cli import run_jobs
-        from appliance.cli.remote import DaemonClient, RemoteError, run_remote
-
-        try:
-            if args.command in ("datasets", "jobs"):
-                return run_jobs(args, DaemonClient(config, args.key))
-            return run_remote(args, config)
-        except RemoteError as exc:
-            print(f"slm-appliance: {exc}", file=sys.stderr)
-            return 1
+    if args.command in ("tui", "models", "deploy", "datasets", "jobs"):
+        return _through_daemon(args, config)
     from appliance.cli import commands
 
     handler = {"detect": commands.detect, "profile": commands.profile, "plan": commands.plan,
@@ -136,5 +145,4 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return handler(args, config, _nvml(args))
     except commands.CommandError as exc:
-        print(f"slm-appliance: {exc}", file=sys.stderr)
-        return 2
+        return _fail(exc, 2)

@@ -6,43 +6,35 @@ import argparse
 import os
 import sys
 import time
+from collections.abc import Callable, Iterable
+from pathlib import Path
 from typing import Any
 
-import httpx
-
 from appliance.cli.output import print_json
-from appliance.config import ApplianceConfig
+from appliance.client import ApiError, DaemonClient, DaemonUnreachable, resolve_key
 
 
-class RemoteError(Exception):
-    """The daemon refused or could not be reached; the message is for the operator."""
+def add_key_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--key", help="API key (default: SLM_API_KEY or the local admin key file)")
+    parser.add_argument("--key-file", type=Path, help="file holding the API key")
 
 
-class DaemonClient:
-    def __init__(self, config: ApplianceConfig, key: str | None = None) -> None:
-        self.base_url = config.base_url()
-        key_file = config.resolved_state_dir() / "admin.key"
-        token = key or os.environ.get("SLM_API_KEY")
-        if token is None:
-            try:
-                token = key_file.read_text().strip()
-            except OSError as exc:
-                raise RemoteError(f"no API key: set SLM_API_KEY or pass --key (cannot read {key_file}: "
-                                  f"{exc.strerror})") from exc
-        self.http = httpx.Client(base_url=self.base_url, headers={"Authorization": f"Bearer {token}"}, timeout=120)
+def add_client_options(parsers: Iterable[argparse.ArgumentParser]) -> None:
+    for parser in parsers:
+        parser.add_argument("--json", action="store_true", help="machine-readable output")
+        add_key_options(parser)
 
-    def call(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
-        try:
-            response = self.http.request(method, path, **kwargs)
-        except httpx.HTTPError as exc:
-            raise RemoteError(f"cannot reach the daemon at {self.base_url}: {exc}") from exc
-        if response.status_code >= 400:
-            try:
-                message = response.json()["error"]["message"]
-            except (ValueError, KeyError, TypeError):
-                message = response.text
-            raise RemoteError(f"{response.status_code}: {message}")
-        return response
+
+def connect(args: argparse.Namespace, base_url: str, state_dir: Path) -> DaemonClient:
+    """A client with the key the flags, the environment or the state directory give (CredentialsError if none)."""
+    return DaemonClient(base_url, resolve_key(args.key, args.key_file, state_dir))
+
+
+def describe(exc: ApiError) -> str:
+    """The line after `slm-appliance: ` for a failed call, as the CLI has always printed it."""
+    if isinstance(exc, DaemonUnreachable):
+        return f"cannot reach the daemon at {exc.message}"
+    return f"{exc.status}: {exc.message}" if exc.status else exc.message
 
 
 def add_remote_commands(sub: Any) -> None:
@@ -74,9 +66,7 @@ def add_remote_commands(sub: Any) -> None:
     logs.add_argument("name")
     logs.add_argument("--lines", type=int, default=100)
     _add_change_commands(dsub)
-    for parser in (*msub.choices.values(), *dsub.choices.values()):
-        parser.add_argument("--json", action="store_true", help="machine-readable output")
-        parser.add_argument("--key", help="API key (default: SLM_API_KEY or the local admin key file)")
+    add_client_options((*msub.choices.values(), *dsub.choices.values()))
 
 
 def _add_change_commands(dsub: Any) -> None:
@@ -127,9 +117,8 @@ def _print_switch(result: dict[str, Any]) -> None:
 
 def _change(args: argparse.Namespace, client: DaemonClient) -> Any:
     """switch / rollback / history / adapters / attach / detach; None when already printed."""
-    base = f"/api/v1/deployments/{args.name}"
     if args.action == "history":
-        entries = client.call("GET", f"{base}/history").json()
+        entries = client.history(args.name)
         if args.json:
             return entries
         for e in entries:
@@ -139,19 +128,18 @@ def _change(args: argparse.Namespace, client: DaemonClient) -> Any:
                   + (f"  ({e['detail']['reason']})" if e["detail"].get("reason") else ""))
         return None
     if args.action == "adapters":
-        return client.call("GET", f"{base}/adapters").json()
+        return client.adapters(args.name)
     if args.action == "switch":
-        body = {"model": args.model, "golden": args.golden, "force": args.force, "reason": args.reason,
-                "drain_timeout_s": args.drain_timeout}
-        result = client.call("POST", f"{base}/switch", json=body, timeout=900).json()
+        result = client.switch(args.name, {"model": args.model, "golden": args.golden, "force": args.force,
+                                           "reason": args.reason, "drain_timeout_s": args.drain_timeout})
     elif args.action == "rollback":
-        body = {"to": args.to, "reason": args.reason, "drain_timeout_s": args.drain_timeout}
-        result = client.call("POST", f"{base}/rollback", json=body, timeout=900).json()
+        result = client.rollback(args.name, {"to": args.to, "reason": args.reason,
+                                             "drain_timeout_s": args.drain_timeout})
     elif args.action == "attach":
-        body = {"adapter": args.adapter, "name": args.served, "scale": args.scale}
-        result = client.call("POST", f"{base}/adapters", json=body, timeout=900).json()
+        result = client.attach_adapter(args.name, {"adapter": args.adapter, "name": args.served,
+                                                   "scale": args.scale})
     else:
-        result = client.call("DELETE", f"{base}/adapters/{args.served}", timeout=900).json()
+        result = client.detach_adapter(args.name, args.served)
     if args.json:
         return result
     _print_switch(result)
@@ -178,7 +166,7 @@ def _wait_ready(client: DaemonClient, name: str, timeout: float = 300.0) -> dict
     spinner = "|/-\\"
     tick = 0
     while time.monotonic() < deadline:
-        deployment: dict[str, Any] = client.call("GET", f"/api/v1/deployments/{name}").json()
+        deployment: dict[str, Any] = client.deployment(name)
         if deployment["state"] in ("ready", "failed"):
             sys.stderr.write("\r" + " " * 60 + "\r")
             return deployment
@@ -186,22 +174,27 @@ def _wait_ready(client: DaemonClient, name: str, timeout: float = 300.0) -> dict
         sys.stderr.flush()
         tick += 1
         time.sleep(0.5)
-    raise RemoteError(f"{name} did not become ready in {timeout:.0f}s; see `slm-appliance deploy logs {name}`")
+    raise ApiError("Not ready",
+                   f"{name} did not become ready in {timeout:.0f}s; see `slm-appliance deploy logs {name}`")
+
+
+def _listed(args: argparse.Namespace, items: list[dict[str, Any]],
+            table: Callable[[list[dict[str, Any]]], None]) -> Any:
+    """With --json the items, for the caller to print; else the table, printed here (None)."""
+    if args.json:
+        return items
+    table(items)
+    return None
 
 
 def _models(args: argparse.Namespace, client: DaemonClient) -> Any:
     if args.action == "import":
-        body = {"path": os.path.abspath(args.path), "name": args.name}
-        return client.call("POST", "/api/v1/models", json=body).json()
+        return client.import_model(os.path.abspath(args.path), args.name)
     if args.action == "list":
-        items = client.call("GET", "/api/v1/models").json()
-        if args.json:
-            return items
-        _print_models(items)
-        return None
+        return _listed(args, client.models(), _print_models)
     if args.action == "show":
-        return client.call("GET", f"/api/v1/models/{args.name}").json()
-    return client.call("DELETE", f"/api/v1/models/{args.name}").json()
+        return client.model(args.name)
+    return client.delete_model(args.name)
 
 
 def _deploy(args: argparse.Namespace, client: DaemonClient) -> Any:
@@ -209,28 +202,24 @@ def _deploy(args: argparse.Namespace, client: DaemonClient) -> Any:
         params = {k: v for k, v in (("context_length", args.context_length), ("parallel_slots", args.parallel_slots),
                                     ("threads", args.threads)) if v is not None}
         body = {"model": args.model, "name": args.name, "backend": args.backend, "params": params}
-        created = client.call("POST", "/api/v1/deployments", json=body).json()
+        created = client.create_deployment(body)
         return created if args.no_wait else _wait_ready(client, created["name"])
     if args.action == "list":
-        items = client.call("GET", "/api/v1/deployments").json()
-        if args.json:
-            return items
-        _print_deployments(items)
-        return None
+        return _listed(args, client.deployments(), _print_deployments)
     if args.action == "logs":
-        print(client.call("GET", f"/api/v1/deployments/{args.name}/logs", params={"lines": args.lines}).text)
+        print(client.deployment_logs(args.name, args.lines))
         return None
     if args.action == "show":
-        return client.call("GET", f"/api/v1/deployments/{args.name}").json()
+        return client.deployment(args.name)
     if args.action == "delete":
-        return client.call("DELETE", f"/api/v1/deployments/{args.name}").json()
+        return client.delete_deployment(args.name)
     if args.action in ("switch", "rollback", "history", "adapters", "attach", "detach"):
         return _change(args, client)
-    return client.call("POST", f"/api/v1/deployments/{args.name}/{args.action}").json()
+    return client.deployment_action(args.name, args.action)
 
 
-def run_remote(args: argparse.Namespace, config: ApplianceConfig) -> int:
-    client = DaemonClient(config, args.key)
+def run_remote(args: argparse.Namespace, client: DaemonClient) -> int:
+    """`models ...` and `deploy ...`; ApiError for the caller to print."""
     result = _models(args, client) if args.command == "models" else _deploy(args, client)
     if result is None:
         return 0

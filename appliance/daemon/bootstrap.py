@@ -5,7 +5,8 @@ from __future__ import annotations
 import logging
 
 from appliance.core import Appliance
-from appliance.deploy.manager import DeploymentError, DeploymentManager
+from appliance.deploy.errors import DeploymentError
+from appliance.deploy.manager import DeploymentManager
 from appliance.deploy.models import CreateDeployment
 from appliance.registry.registry import ModelNotFound, RegistryError
 from appliance.registry.starter import STARTER_NAME, find_starter_gguf

@@ -12,10 +12,10 @@ from typing import Any
 import uvicorn
 import uvloop
 
-from appliance.api.app import create_app
 from appliance.backends.llamacpp import LlamaCppBackend
 from appliance.config import ApplianceConfig
 from appliance.core import Appliance
+from appliance.daemon.app import create_app
 from appliance.daemon.bootstrap import bootstrap_starter
 from appliance.daemon.sdnotify import Notifier
 from appliance.deploy.manager import DeploymentManager
@@ -45,11 +45,12 @@ async def serve(appliance: Appliance, notifier: Notifier) -> int:
         return 1
     deployments = DeploymentManager(
         appliance.store, appliance.registry, appliance.selection, appliance.hardware,
-        {"llamacpp": LlamaCppBackend(config.llama_bin_dir)}, appliance.logs_dir, config.backend_niceness,
-        appliance.runtime_dir,
+        {"llamacpp": LlamaCppBackend(config.llama_bin_dir)}, appliance.logs_dir, appliance.runtime_dir,
+        config.backend_niceness,
     )
     training = appliance.selection.profile.training
-    pause = None if training.serving_during_training else ServingPause(deployments.pause_all, deployments.resume)
+    reconciler = deployments.reconciler
+    pause = None if training.serving_during_training else ServingPause(reconciler.pause_all, reconciler.resume)
     jobs = JobRunner(JobStore(appliance.store), appliance.state_dir, appliance.import_roots,
                      training.max_seq_length, serving_pause=pause)
     app = create_app(appliance, deployments, jobs)
@@ -67,7 +68,7 @@ async def serve(appliance: Appliance, notifier: Notifier) -> int:
         loop.add_signal_handler(sig, stop.set)
 
     # Deployments the store says should run come back; on a fresh box the starter model is deployed.
-    await deployments.reconcile()
+    await deployments.reconciler.reconcile()
     jobs.start()  # jobs a crash interrupted go back to the queue and resume
     await bootstrap_starter(appliance, deployments)
     bound = sock.getsockname()
@@ -89,7 +90,7 @@ async def serve(appliance: Appliance, notifier: Notifier) -> int:
     await ticker
     await server.shutdown(sockets=[sock])
     await jobs.shutdown()
-    await deployments.shutdown()
+    await deployments.reconciler.shutdown()
     sock.close()
     log.info("stopped")
     return 0

@@ -2,18 +2,22 @@
 
 from __future__ import annotations
 
+from appliance.errors import ApplianceError
 
-class DatasetError(Exception):
+
+class DatasetError(ApplianceError):
     """An import was refused or a dataset cannot be found; the message is for the operator."""
 
 
 class DatasetNotFound(DatasetError):
-    pass
+    status, code = 404, "dataset_not_found"
 
 
 class DatasetInvalid(DatasetError):
     """Strict mode met a defect, or no record at all was usable."""
 
+    code = "dataset_invalid"
 
-class RecordDefect(Exception):
+
+class RecordDefect(ApplianceError):
     """One record is unusable; the message names the defect (the caller adds the line or row)."""

@@ -11,6 +11,7 @@ import httpx
 from pydantic import BaseModel, Field
 
 from appliance.backends.process import BackendProcess
+from appliance.errors import ApplianceError
 from appliance.evaluation.golden import GoldenItem, GoldenReport, forgotten, make_report
 
 SMOKE_PROMPT = "Reply with one word: ready?"
@@ -18,7 +19,7 @@ ANSWER_TOKENS = 64
 CONCURRENT_PROMPTS = 4
 
 
-class GateFailed(Exception):
+class GateFailed(ApplianceError):
     """The candidate did not pass; the message says what failed."""
 
 

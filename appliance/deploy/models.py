@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from pydantic import BaseModel, ConfigDict, Field
 
 
@@ -29,7 +31,9 @@ class CreateDeployment(BaseModel):
     params: DeploymentParams = Field(default_factory=DeploymentParams)
 
 
-class Deployment(BaseModel):
+class DeploymentRow(BaseModel):
+    """A deployment as the store holds it: the operator's intent and the last state the supervisor reported."""
+
     name: str
     model: str
     model_id: str
@@ -41,8 +45,49 @@ class Deployment(BaseModel):
     port: int | None
     pid: int | None
     restarts: int
+    created_at: float
+    updated_at: float
+
+    @property
+    def wants_running(self) -> bool:
+        return self.desired_state == "running"
+
+
+class Deployment(DeploymentRow):
+    """A deployment as the API shows it: the row plus what only the running daemon knows."""
+
     injected_args: dict[str, str] = Field(default_factory=dict)
     adapters: list[str] = Field(default_factory=list, description="Served names of the attached LoRA adapters")
     switching: bool = Field(False, description="A blue/green switch of this deployment is under way")
-    created_at: float
-    updated_at: float
+
+
+class SwitchRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    model: str = Field(..., description="Registry model to serve under the deployment's name")
+    golden: str | None = Field(None, description="Golden set JSONL under an import root (default: the one the "
+                                                 "candidate was fine-tuned with, else the built-in general set)")
+    force: bool = Field(False, description="Switch even if the eval gate finds a regression (audited)")
+    reason: str | None = Field(None, max_length=500)
+    drain_timeout_s: float = Field(60.0, ge=0.0, le=3600.0)
+
+
+class RollbackRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    to: str | None = Field(None, description="Registry model to return to (default: the previous version)")
+    reason: str | None = Field(None, max_length=500)
+    drain_timeout_s: float = Field(60.0, ge=0.0, le=3600.0)
+
+
+class SwitchResult(BaseModel):
+    deployment: Deployment
+    action: str
+    previous_model: str
+    model: str
+    blue_green: bool = Field(..., description="False when nothing was serving: the deployment was restarted")
+    smoke_answer: str = ""
+    gate: dict[str, Any] | None = None
+    forced: bool = False
+    still_running_at_stop: int = Field(0, description="Requests the old backend had left at the drain timeout")
+    timings_s: dict[str, float] = Field(default_factory=dict)

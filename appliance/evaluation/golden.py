@@ -18,11 +18,12 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from appliance.datasets.paths import checked_source
+from appliance.errors import ApplianceError
 
 Scorer = Literal["exact", "contains", "regex", "rougeL"]
 
 
-class GoldenError(Exception):
+class GoldenError(ApplianceError):
     """A golden file that cannot be used; the message names the line."""
 
 

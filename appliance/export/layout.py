@@ -11,8 +11,10 @@ from typing import Any
 import gguf
 import numpy as np
 
+from appliance.errors import ApplianceError
 
-class ExportError(Exception):
+
+class ExportError(ApplianceError):
     """An export step was refused or failed; the message is for the operator."""
 
 

@@ -19,6 +19,7 @@ from appliance.export import parity
 from appliance.export.layout import ExportError
 from appliance.export.lora import write_lora_gguf
 from appliance.export.merge import merge_adapter
+from appliance.export.parity_report import Answer, ParityReport
 from appliance.export.quantize import quantize
 from appliance.export.writer import write_from_hf, write_from_template
 from appliance.registry.registry import ModelRecord, Registry, RegistryError
@@ -28,7 +29,7 @@ BASE_F16_ROLE = "base-f16"
 
 
 class ParityFailed(ExportError):
-    def __init__(self, report: parity.ParityReport) -> None:
+    def __init__(self, report: ParityReport) -> None:
         super().__init__(f"export failed the parity gate:\n{report.summary()}")
         self.report = report
 
@@ -79,7 +80,7 @@ def plan_export(registry: Registry, adapter_name: str, variants: list[str], pref
 class ExportResult:
     artifacts: list[ModelRecord]
     lora_base: ModelRecord  # the F16 GGUF the GGUF LoRA was verified over
-    report: parity.ParityReport
+    report: ParityReport
     timings: dict[str, float] = field(default_factory=dict)
 
 
@@ -139,7 +140,7 @@ def _transformers_runs(plan: ExportPlan, merged_dir: Path, items: list[GoldenIte
 
 
 def check_exports(tokenizer: Any, reference: list[parity.Run], peft: list[parity.Run], f16: Path,
-                  base_f16: Path, lora: Path, quantized: dict[str, Path], max_new_tokens: int) -> parity.ParityReport:
+                  base_f16: Path, lora: Path, quantized: dict[str, Path], max_new_tokens: int) -> ParityReport:
     """Every export against its transformers counterpart (see appliance.export.parity)."""
     exact = [parity.exact_check("PEFT vs merged (transformers)", tokenizer, reference, [r.tokens for r in peft],
                                 gating=False)]
@@ -151,10 +152,10 @@ def check_exports(tokenizer: Any, reference: list[parity.Run], peft: list[parity
     for variant, path in quantized.items():
         with parity.llama_cpp_model(path, reference) as model:
             agreement.append(parity.agreement_check(variant, tokenizer, reference, model))
-    answers = [parity.Answer(prompt=m.prompt, merged=tokenizer.decode(m.tokens, skip_special_tokens=True).strip(),
+    answers = [Answer(prompt=m.prompt, merged=tokenizer.decode(m.tokens, skip_special_tokens=True).strip(),
                              peft=tokenizer.decode(p.tokens, skip_special_tokens=True).strip())
                for m, p in zip(reference, peft, strict=True)]
-    return parity.ParityReport(max_new_tokens=max_new_tokens, exact=exact, agreement=agreement, answers=answers)
+    return ParityReport(max_new_tokens=max_new_tokens, exact=exact, agreement=agreement, answers=answers)
 
 
 def _register(registry: Registry, path: Path, name: str, kind: str, parent: ModelRecord, job_id: str,

@@ -5,9 +5,11 @@ from __future__ import annotations
 
 import asyncio
 
+from appliance.errors import ApplianceError
 
-class QueueFull(Exception):
-    pass
+
+class QueueFull(ApplianceError):
+    status, code = 429, "queue_full"
 
 
 class Gate:

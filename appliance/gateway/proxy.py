@@ -15,11 +15,11 @@ from fastapi import Request
 from fastapi.responses import JSONResponse, Response, StreamingResponse
 from starlette.background import BackgroundTask
 
-from appliance.api.errors import error_body
 from appliance.backends.process import BackendProcess
 from appliance.gateway.admission import Gate
 from appliance.gateway.metrics import GatewayMetrics
 from appliance.gateway.upstream import UpstreamError, UpstreamPool, UpstreamResponse
+from appliance.web.errors import error_body
 
 _TIMINGS = re.compile(rb'"(cache_n|prompt_n|predicted_n)":(\d+)')
 SSE_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
@@ -51,7 +51,7 @@ class Relay:
             return
         self._done = True
         if self.process is not None:
-            self.process.inflight -= 1
+            self.process.request_finished()
         self.gate.release()
         self.metrics.inflight.labels(self.deployment).dec()
         if self.response is not None:

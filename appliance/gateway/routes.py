@@ -10,15 +10,16 @@ from fastapi.responses import Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from pydantic import BaseModel, ValidationError
 
-from appliance.api.auth import require
-from appliance.api.errors import BadRequest, NotFound, TooManyRequests, Unavailable
-from appliance.api.state import deployments_of
+from appliance.deploy.errors import DeploymentNotFound
 from appliance.deploy.manager import DeploymentManager
 from appliance.deploy.models import Deployment
+from appliance.errors import BadRequest, NotFound, TooManyRequests, Unavailable
 from appliance.gateway.admission import Gates, QueueFull
 from appliance.gateway.metrics import GatewayMetrics
 from appliance.gateway.protocol import ChatCompletionRequest, CompletionRequest
 from appliance.gateway.proxy import Relay, Target, forward
+from appliance.web.auth import require
+from appliance.web.state import deployments_of
 
 router = APIRouter(tags=["openai"])
 inference = [Depends(require("inference"))]
@@ -43,10 +44,10 @@ async def _parse(request: Request, schema: type[BaseModel]) -> tuple[bytes, dict
 
 def _not_serving(manager: DeploymentManager, name: str) -> NoReturn:
     """Why `name` cannot be served (the store is read only on this error path)."""
-    deployment = manager.adapter_routes[name][0] if name in manager.adapter_routes else name
-    if deployment not in {d.name for d in manager.all()}:
-        raise NotFound(f"The model '{name}' does not exist", param="model", code="model_not_found")
-    state = manager.get(deployment)
+    try:
+        state = manager.get(manager.routing.deployment_of(name))
+    except DeploymentNotFound:
+        raise NotFound(f"The model '{name}' does not exist", param="model", code="model_not_found") from None
     raise Unavailable(f"model '{name}' is not serving right now ({state.state}: {state.state_message})",
                       headers={"Retry-After": "5"}, code="model_not_ready")
 
@@ -56,7 +57,7 @@ async def _proxy(request: Request, schema: type[BaseModel], path: str, endpoint:
     manager = deployments_of(request)
     name = str(data["model"])
     # Hot path: in-memory lookup only; the store is read just to explain why a model is not serving.
-    route = manager.route(name)
+    route = manager.routing.route(name)
     if route is None:
         _not_serving(manager, name)
     process = route[0]
@@ -74,12 +75,12 @@ async def _proxy(request: Request, schema: type[BaseModel], path: str, endpoint:
         metrics.queue_depth.labels(name).set(gate.waiting)
     # Resolve again: a blue/green switch may have happened while this request queued. From here to the
     # in-flight count there is no await, so a drain of the old backend cannot miss this request.
-    route = manager.route(name)
+    route = manager.routing.route(name)
     if route is None:
         gate.release()
         _not_serving(manager, name)
     process, selector = route
-    process.inflight += 1
+    process.request_started()
     metrics.inflight.labels(name).inc()
     relay = Relay(name, endpoint, gate, metrics, process)
     if selector is not None:  # an adapter's name: its deployment, with the adapter picked per request

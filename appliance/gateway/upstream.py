@@ -17,14 +17,18 @@ from typing import cast
 
 import httptools
 
+from appliance.errors import ApplianceError
+
 KEEPALIVE_S = 2.0
 # Each open connection, idle or not, holds one of llama-server's HTTP worker threads: keep few idle.
 MAX_IDLE_PER_BACKEND = 4
 HIGH_WATER, LOW_WATER = 64, 8
 
 
-class UpstreamError(Exception):
+class UpstreamError(ApplianceError):
     """The backend closed or refused the connection before a complete response."""
+
+    status, code = 503, "backend_unreachable"
 
 
 class _Connection(asyncio.Protocol):

@@ -12,13 +12,22 @@ import sys
 import time
 from typing import Any, TextIO
 
+from appliance.errors import ApplianceError
 
-class JobCancelled(Exception):
+
+class JobCancelled(ApplianceError):
     """Raised inside a handler once the daemon asked the job to stop (SIGTERM)."""
 
+    status, code = 409, "job_cancelled"
 
-class JobFailed(Exception):
+    def __init__(self, message: str = "cancelled") -> None:
+        super().__init__(message)
+
+
+class JobFailed(ApplianceError):
     """A handler's failure with a message for the operator (no traceback needed)."""
+
+    status, code = 500, "job_failed"
 
 
 class Emitter:

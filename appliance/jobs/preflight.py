@@ -11,20 +11,28 @@ from pydantic import BaseModel, ValidationError
 
 from appliance.core import Appliance
 from appliance.datasets.errors import DatasetError
-from appliance.deploy.manager import shape_of
+from appliance.errors import ApplianceError
 from appliance.plan.memory import GIB, MIB, lora_parameters, plan_training
 from appliance.registry.registry import NAME, ModelRecord, RegistryError
+from appliance.registry.shapes import shape_of
 from appliance.training.base import HF_BASE_KIND
-from appliance.training.params import EvalParams, ExportParams, FinetuneParams, effective_training
+from appliance.training.params import EvalParams, ExportParams, FinetuneParams
+from appliance.training.settings import OverrideRefused, resolve
 
 ModelT = TypeVar("ModelT", bound=BaseModel)
 Reason = Literal["invalid", "not_found", "conflict", "does_not_fit"]
 
 
-class PreflightRefused(Exception):
+STATUS = {"invalid": 400, "not_found": 404, "conflict": 409, "does_not_fit": 422}
+
+
+class PreflightRefused(ApplianceError):
+    """A job that would fail or cannot fit, refused before it is queued; the status follows the reason."""
+
     def __init__(self, message: str, reason: Reason, param: str | None = None) -> None:
-        super().__init__(message)
-        self.message, self.reason, self.param = message, reason, param
+        super().__init__(message, param=param, code="bad_request" if reason == "invalid" else reason)
+        self.reason = reason
+        self.status = STATUS[reason]
 
 
 def _validated(model: type[ModelT], params: dict[str, Any]) -> ModelT:
@@ -64,18 +72,18 @@ def _check_finetune(appliance: Appliance, params: dict[str, Any]) -> dict[str, A
                                    "params.adapter_name")
     profile = appliance.selection.profile
     try:
-        training = effective_training(profile.training, job.overrides)
-    except ValidationError as exc:
-        raise PreflightRefused(f"overrides: {exc.errors()[0]['msg']}", "invalid", "params.overrides") from exc
+        training = resolve(profile.training, job.overrides, appliance.hardware.cpu.physical_cores, profile.name)
+    except OverrideRefused as exc:
+        where = "params.overrides" + (f".{exc.key}" if exc.key else "")
+        raise PreflightRefused(f"{where}: {exc.message}", "invalid", where) from exc
     shape = shape_of(base)
-    if shape.params > training.max_base_params_b * 1e9:
+    if shape.params > profile.training.max_base_params_b * 1e9:
         raise PreflightRefused(
-            f"profile {profile.name} trains base models up to {training.max_base_params_b:g}B parameters; "
+            f"profile {profile.name} trains base models up to {profile.training.max_base_params_b:g}B parameters; "
             f"{base.name} has {shape.params / 1e9:.2f}B", "does_not_fit")
     hardware = appliance.hardware
     live = hardware.memory.model_copy(update={"available_mib": psutil.virtual_memory().available // MIB})
-    estimate = plan_training(shape, profile.model_copy(update={"training": training}),
-                             hardware.model_copy(update={"memory": live}))
+    estimate = plan_training(shape, training, hardware.model_copy(update={"memory": live}))
     if not estimate.fits:
         raise PreflightRefused(f"refused: {estimate.message}", "does_not_fit")
     need = _disk_needed(appliance, base, lora_parameters(shape, training.lora_r, training.target_modules))
@@ -83,7 +91,8 @@ def _check_finetune(appliance: Appliance, params: dict[str, Any]) -> dict[str, A
     if need > free:
         raise PreflightRefused(f"refused: training needs {need / GIB:.2f} GiB of disk in {appliance.state_dir}, "
                                f"{free / GIB:.2f} GiB free", "does_not_fit")
-    resolved = {"training": training.model_dump(), "profile": profile.name, "memory_plan": estimate.message,
+    # The job's settings, resolved once: the worker trains with them as they are.
+    resolved = {"training": training.model_dump(mode="json"), "profile": profile.name, "memory_plan": estimate.message,
                 "disk_needed_bytes": need}
     return {**job.model_dump(), "resolved": resolved}
 

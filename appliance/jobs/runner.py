@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from appliance.backends.process import child_setup
+from appliance.children import child_env, child_setup
 from appliance.jobs.models import Job, JobState, Progress
 from appliance.jobs.store import JobStore
 
@@ -130,7 +130,7 @@ class JobRunner:
                 "profile_max_seq_length": self.profile_max_seq_length, "attempt": job.attempts + 1}
         (job_dir / "spec.json").write_text(json.dumps(spec))
         self.log_path(job.id).parent.mkdir(parents=True, exist_ok=True)
-        env = {k: v for k, v in os.environ.items() if not k.startswith(("NOTIFY_SOCKET", "WATCHDOG_"))}
+        env = child_env()
         env.setdefault("HF_HUB_OFFLINE", "1")
         with self.log_path(job.id).open("ab") as log_file:
             return await asyncio.create_subprocess_exec(

@@ -7,12 +7,13 @@ import time
 import uuid
 from typing import Any
 
+from appliance.errors import ApplianceError
 from appliance.jobs.models import Job, JobState, Progress
 from appliance.state.store import StateStore
 
 
-class JobNotFound(Exception):
-    pass
+class JobNotFound(ApplianceError):
+    status, code = 404, "job_not_found"
 
 
 class JobStore:

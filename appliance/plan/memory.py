@@ -9,7 +9,8 @@ from pydantic import BaseModel
 
 from appliance.hardware.models import HardwareReport
 from appliance.plan.shapes import ModelShape
-from appliance.profiles.schema import Profile
+from appliance.profiles.schema import ServingSettings
+from appliance.training.settings import TrainingRecipe
 
 GIB = 1024**3
 MIB = 1024**2
@@ -113,26 +114,26 @@ def plan_beside_live(live_claim: int, live_item: str, candidate_claim: int, cand
     return _estimate("serving", lines, target, capacity)
 
 
-def plan_training(shape: ModelShape, profile: Profile, hardware: HardwareReport) -> MemoryEstimate:
-    """Peak memory of one training process under the profile's training settings."""
-    t = profile.training
+def plan_training(shape: ModelShape, training: TrainingRecipe, hardware: HardwareReport) -> MemoryEstimate:
+    """Peak memory of one training process under these settings (a profile's, or a job's resolved ones)."""
     lines: list[MemoryLine] = []
-    if t.method == "full":
+    if training.method == "full":
         lines.append(MemoryLine(item="weights+grads+AdamW (16 B/param)", bytes=int(shape.params * FULL_FT_BYTES)))
     else:
-        per_param = QLORA_WEIGHT_BYTES if t.method == "qlora-4bit" else TRAIN_WEIGHT_BYTES[t.precision]
-        lines.append(MemoryLine(item=f"base weights ({t.method})", bytes=int(shape.params * per_param)))
-        lora = lora_parameters(shape, t.lora_r, t.target_modules)
-        lines.append(MemoryLine(item=f"LoRA r={t.lora_r} state ({lora / 1e6:.2f}M params)",
+        per_param = QLORA_WEIGHT_BYTES if training.method == "qlora-4bit" else TRAIN_WEIGHT_BYTES[training.precision]
+        lines.append(MemoryLine(item=f"base weights ({training.method})", bytes=int(shape.params * per_param)))
+        lora = lora_parameters(shape, training.lora_r, training.target_modules)
+        lines.append(MemoryLine(item=f"LoRA r={training.lora_r} state ({lora / 1e6:.2f}M params)",
                                 bytes=int(lora * LORA_STATE_BYTES)))
-    act_precision = "fp32" if t.precision == "fp32" else "bf16"
+    act_precision = "fp32" if training.precision == "fp32" else "bf16"
     lines.append(MemoryLine(
-        item=f"activations ({t.batch_size}×{t.max_seq_length} tokens)",
-        bytes=_activation_bytes(shape, t.batch_size, t.max_seq_length, act_precision, t.gradient_checkpointing),
+        item=f"activations ({training.batch_size}×{training.max_seq_length} tokens)",
+        bytes=_activation_bytes(shape, training.batch_size, training.max_seq_length, act_precision,
+                                training.gradient_checkpointing),
     ))
     # fp32 logits and their gradient over the whole vocabulary.
-    lines.append(MemoryLine(item="logits", bytes=t.batch_size * t.max_seq_length * shape.vocab * 4 * 2))
-    on_cpu = t.method == "lora-cpu"
+    lines.append(MemoryLine(item="logits", bytes=training.batch_size * training.max_seq_length * shape.vocab * 4 * 2))
+    on_cpu = training.method == "lora-cpu"
     lines.append(MemoryLine(item="runtime", bytes=RUNTIME_OVERHEAD["cpu" if on_cpu else "gpu"]))
     if on_cpu:
         return _estimate("training", lines, "RAM available", hardware.memory.available_mib * MIB)
@@ -144,10 +145,9 @@ def serving_weight_bytes(params: float, variant: str) -> int:
     return round(params * SERVE_WEIGHT_BYTES[variant])
 
 
-def plan_serving(shape: ModelShape, profile: Profile, hardware: HardwareReport, variant: str,
+def plan_serving(shape: ModelShape, s: ServingSettings, hardware: HardwareReport, variant: str,
                  tensor_parallel: int = 1) -> MemoryEstimate:
-    """Memory of serving the quantized model with the profile's context and slots."""
-    s = profile.serving
+    """Memory of serving the quantized model with these settings (a profile's, or a deployment's resolved)."""
     weights = serving_weight_bytes(shape.params, variant)
     kv_per_token = 2 * shape.layers * shape.kv_dim * KV_BYTES
     if s.backend == "vllm":

@@ -34,8 +34,8 @@ def make_plan(shape: ModelShape, selection: Selection, hardware: HardwareReport)
             f"{variant} instead of {quant.variant}: models under {quant.small_model_threshold_b:g}B "
             "parameters lose too much at 4 bits"
         )
-    training = plan_training(shape, profile, hardware)
-    serving = plan_serving(shape, profile, hardware, variant or "none", selection.tensor_parallel_size)
+    training = plan_training(shape, profile.training, hardware)
+    serving = plan_serving(shape, profile.serving, hardware, variant or "none", selection.tensor_parallel_size)
     too_big = shape.params > profile.training.max_base_params_b * 1e9
     if too_big:
         notes.append(

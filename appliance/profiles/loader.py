@@ -7,10 +7,11 @@ from pathlib import Path
 
 from pydantic import ValidationError
 
+from appliance.errors import ApplianceError
 from appliance.profiles.schema import Profile
 
 
-class ProfileError(Exception):
+class ProfileError(ApplianceError):
     """A profile file is unreadable or invalid, or the set of profiles is inconsistent."""
 
 

@@ -6,7 +6,8 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-TrainingMethod = Literal["lora-cpu", "qlora-4bit", "lora-bf16", "full"]
+from appliance.training.settings import TrainingRecipe
+
 GGUF_VARIANTS = ("F16", "Q8_0", "Q6_K", "Q5_K_M", "Q4_K_M", "Q4_0", "Q4_1")
 
 
@@ -48,33 +49,12 @@ class MatchRules(_Strict):
         )
 
 
-class TrainingSettings(_Strict):
-    method: TrainingMethod
-    trainer: Literal["peft", "unsloth"]
-    precision: Literal["fp32", "bf16", "fp16"]
-    lora_r: int = Field(16, gt=0, le=1024)
-    lora_alpha: int = Field(32, gt=0)
-    lora_dropout: float = Field(0.05, ge=0.0, lt=1.0)
-    target_modules: list[str] = Field(
-        default_factory=lambda: ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"],
-        min_length=1,
-    )
-    batch_size: int = Field(4, ge=1)
-    gradient_accumulation: int = Field(1, ge=1)
-    max_seq_length: int = Field(512, ge=16)
-    gradient_checkpointing: bool = False
-    learning_rate: float = Field(2e-4, gt=0.0, lt=1.0)
-    neftune_noise_alpha: float | None = Field(None, ge=0.0)
-    max_base_params_b: float = Field(..., gt=0.0, description="Largest base model it will train (billions)")
-    serving_during_training: bool = True
+class TrainingSettings(TrainingRecipe):
+    """A profile's `[training]` table: the recipe (method and hyperparameters, declared in
+    `appliance.training.settings`) and what the profile allows on its box."""
 
-    @model_validator(mode="after")
-    def _method_fits_trainer(self) -> TrainingSettings:
-        if self.method == "lora-cpu" and (self.trainer != "peft" or self.precision != "fp32"):
-            raise ValueError("method lora-cpu needs trainer = 'peft' and precision = 'fp32'")
-        if self.trainer == "unsloth" and self.method != "qlora-4bit":
-            raise ValueError("trainer unsloth is only used for method qlora-4bit")
-        return self
+    max_base_params_b: float = Field(..., gt=0.0, description="Largest base model it will train (billions)")
+    serving_during_training: bool = Field(True, description="Keep serving while a job trains (false: pause)")
 
 
 class QuantizationSettings(_Strict):

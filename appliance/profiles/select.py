@@ -7,6 +7,7 @@ from fnmatch import fnmatchcase
 
 from pydantic import BaseModel, Field
 
+from appliance.errors import ApplianceError
 from appliance.hardware.models import ComputeUnit, HardwareReport
 from appliance.profiles.schema import MatchRules, Profile
 
@@ -30,8 +31,10 @@ class Selection(BaseModel):
         return self.profile.name
 
 
-class SelectionError(Exception):
+class SelectionError(ApplianceError):
     """A pinned profile does not exist."""
+
+    status, code = 404, "profile_not_found"
 
 
 def _mib(unit: ComputeUnit) -> str:

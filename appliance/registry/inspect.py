@@ -11,11 +11,13 @@ from typing import Any
 import gguf
 from pydantic import BaseModel, Field
 
+from appliance.errors import ApplianceError
+
 GGUF_MAGIC = b"GGUF"
 WEIGHT_SUFFIXES = (".safetensors",)
 
 
-class InvalidModel(Exception):
+class InvalidModel(ApplianceError):
     """The file or folder is not a usable model; the message says why."""
 
 

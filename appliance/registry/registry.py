@@ -16,6 +16,7 @@ from typing import Any
 
 from pydantic import BaseModel
 
+from appliance.errors import ApplianceError
 from appliance.registry.inspect import InvalidModel, ModelFacts, inspect_path
 from appliance.state.store import StateStore
 
@@ -23,20 +24,20 @@ NAME = re.compile(r"^[a-z0-9][a-z0-9._-]{0,63}$")
 CHUNK = 4 * 1024 * 1024
 
 
-class RegistryError(Exception):
+class RegistryError(ApplianceError):
     """An import or delete was refused; the message is for the operator."""
 
 
 class NameConflict(RegistryError):
-    pass
+    status, code = 409, "name_conflict"
 
 
 class ModelInUse(RegistryError):
-    pass
+    status, code = 409, "model_in_use"
 
 
 class ModelNotFound(RegistryError):
-    pass
+    status, code = 404, "model_not_found"
 
 
 class ModelRecord(BaseModel):

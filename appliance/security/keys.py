@@ -13,6 +13,7 @@ from typing import Literal
 
 from pydantic import BaseModel
 
+from appliance.errors import ApplianceError
 from appliance.state.store import StateStore
 
 Scope = Literal["inference", "admin"]
@@ -20,8 +21,16 @@ TOKEN_PREFIX = "slm"
 LOCAL_ADMIN_KEY_NAME = "local-admin"
 
 
-class KeyError_(Exception):
-    """A key operation was refused (duplicate name, unknown key)."""
+class ApiKeyError(ApplianceError):
+    """A key operation was refused (invalid or duplicate name, unknown key)."""
+
+
+class KeyConflict(ApiKeyError):
+    status, code = 409, "key_exists"
+
+
+class KeyNotFound(ApiKeyError):
+    status, code = 404, "key_not_found"
 
 
 class ApiKey(BaseModel):
@@ -45,14 +54,14 @@ def _hash(secret: str) -> str:
 def create_key(store: StateStore, name: str, scope: Scope) -> CreatedKey:
     """Create a key; the returned token is the only copy of the secret."""
     if not name or len(name) > 64 or not all(c.isalnum() or c in "-_." for c in name):
-        raise KeyError_("key name must be 1-64 characters of letters, digits, '-', '_' or '.'")
+        raise ApiKeyError("key name must be 1-64 characters of letters, digits, '-', '_' or '.'")
     key_id = secrets.token_hex(4)
     secret = secrets.token_urlsafe(32)
     token = f"{TOKEN_PREFIX}_{key_id}_{secret}"
     now = time.time()
     with store.transaction() as conn:
         if conn.execute("SELECT 1 FROM api_keys WHERE name = ?", (name,)).fetchone():
-            raise KeyError_(f"a key named {name!r} already exists")
+            raise KeyConflict(f"a key named {name!r} already exists", param="name")
         conn.execute(
             "INSERT INTO api_keys(id, name, scope, token_hash, created_at) VALUES(?, ?, ?, ?, ?)",
             (key_id, name, scope, _hash(secret), now),
@@ -71,7 +80,7 @@ def revoke_key(store: StateStore, name_or_id: str) -> ApiKey:
             "SELECT id FROM api_keys WHERE (name = ? OR id = ?) AND revoked_at IS NULL", (name_or_id, name_or_id)
         ).fetchone()
         if row is None:
-            raise KeyError_(f"no active key named {name_or_id!r}")
+            raise KeyNotFound(f"no active key named {name_or_id!r}")
         conn.execute("UPDATE api_keys SET revoked_at = ? WHERE id = ?", (time.time(), row["id"]))
     return next(k for k in list_keys(store) if k.id == row["id"])
 

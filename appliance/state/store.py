@@ -15,11 +15,14 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+from appliance.errors import ApplianceError
 from appliance.state.migrations import MIGRATIONS
 
 
-class StoreError(Exception):
+class StoreError(ApplianceError):
     """The store cannot be opened or is newer than this code."""
+
+    status, code = 500, "store_error"
 
 
 class StateStore:

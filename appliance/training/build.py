@@ -14,6 +14,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from appliance.training.settings import ResolvedTraining
+
 
 class MethodUnavailable(Exception):
     """The profile's method cannot run on this box (no CUDA, missing extra); the message says what is missing."""
@@ -28,7 +30,7 @@ class Trainable:
     note: str
 
 
-def _lora_config(settings: Any) -> Any:
+def _lora_config(settings: ResolvedTraining) -> Any:
     from peft import LoraConfig
 
     return LoraConfig(r=settings.lora_r, lora_alpha=settings.lora_alpha, lora_dropout=settings.lora_dropout,
@@ -42,7 +44,7 @@ def _require_cuda(method: str) -> None:
         raise MethodUnavailable(f"method {method} needs a CUDA GPU; torch sees none (CPU build or no driver)")
 
 
-def _cpu_lora(base_dir: Path, settings: Any) -> Trainable:
+def _cpu_lora(base_dir: Path, settings: ResolvedTraining) -> Trainable:
     import torch
     from peft import get_peft_model
     from transformers import AutoModelForCausalLM, AutoTokenizer
@@ -52,7 +54,7 @@ def _cpu_lora(base_dir: Path, settings: Any) -> Trainable:
     return Trainable(get_peft_model(model, _lora_config(settings)), tokenizer, "cpu", True, "peft fp32 on CPU")
 
 
-def _gpu_lora(base_dir: Path, settings: Any) -> Trainable:
+def _gpu_lora(base_dir: Path, settings: ResolvedTraining) -> Trainable:
     import torch
     from peft import get_peft_model
     from transformers import AutoModelForCausalLM, AutoTokenizer
@@ -63,7 +65,7 @@ def _gpu_lora(base_dir: Path, settings: Any) -> Trainable:
     return Trainable(get_peft_model(model, _lora_config(settings)), tokenizer, "cuda", True, "peft bf16 on GPU")
 
 
-def _unsloth_qlora(base_dir: Path, settings: Any) -> Trainable:
+def _unsloth_qlora(base_dir: Path, settings: ResolvedTraining) -> Trainable:
     from unsloth import FastLanguageModel  # imported first: it patches transformers
 
     model, tokenizer = FastLanguageModel.from_pretrained(
@@ -76,7 +78,7 @@ def _unsloth_qlora(base_dir: Path, settings: Any) -> Trainable:
     return Trainable(model, tokenizer, "cuda", True, "unsloth QLoRA (NF4)")
 
 
-def _bnb_qlora(base_dir: Path, settings: Any) -> Trainable:
+def _bnb_qlora(base_dir: Path, settings: ResolvedTraining) -> Trainable:
     import torch
     from peft import get_peft_model, prepare_model_for_kbit_training
     from transformers import AutoModelForCausalLM, AutoTokenizer, BitsAndBytesConfig
@@ -93,7 +95,7 @@ def _bnb_qlora(base_dir: Path, settings: Any) -> Trainable:
                      "peft + bitsandbytes QLoRA (NF4)")
 
 
-def _full(base_dir: Path, settings: Any) -> Trainable:
+def _full(base_dir: Path, settings: ResolvedTraining) -> Trainable:
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
@@ -103,19 +105,20 @@ def _full(base_dir: Path, settings: Any) -> Trainable:
     return Trainable(model, tokenizer, "cuda", False, "full fine-tune, bf16 on GPU")
 
 
-def build_trainable(base_dir: Path, method: str, trainer: str, settings: Any) -> Trainable:
-    """The model to train for `method`.
+def build_trainable(base_dir: Path, settings: ResolvedTraining) -> Trainable:
+    """The model to train for the settings' method (and trainer).
 
     Raises:
         MethodUnavailable: the method needs hardware or packages this box lacks.
     """
+    method = settings.method
     if method == "lora-cpu":
         return _cpu_lora(base_dir, settings)
     if method == "lora-bf16":
         return _gpu_lora(base_dir, settings)
     if method == "qlora-4bit":
         _require_cuda(method)
-        if trainer == "unsloth" and importlib.util.find_spec("unsloth") is not None:
+        if settings.trainer == "unsloth" and importlib.util.find_spec("unsloth") is not None:
             return _unsloth_qlora(base_dir, settings)
         return _bnb_qlora(base_dir, settings)
     if method == "full":

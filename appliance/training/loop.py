@@ -16,47 +16,12 @@ from typing import Any
 
 import torch
 
-from appliance.profiles.schema import TrainingSettings
-from appliance.training.build import build_trainable
+from appliance.training.build import Trainable, build_trainable
 from appliance.training.encode import Example, collate, encode, pad_id
-from appliance.training.params import TrainOverrides
+from appliance.training.settings import ResolvedTraining
 
 ProgressFn = Callable[..., None]
-
-
-@dataclass(frozen=True)
-class TrainSettings:
-    lora_r: int = 16
-    lora_alpha: int = 32
-    lora_dropout: float = 0.05
-    target_modules: tuple[str, ...] = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
-    batch_size: int = 4
-    gradient_accumulation: int = 1
-    max_seq_length: int = 512
-    learning_rate: float = 2e-4
-    epochs: float = 1.0
-    max_steps: int | None = None
-    warmup_ratio: float = 0.05
-    seed: int = 0
-    checkpoint_every: int = 10
-    threads: int = 0
-    neftune_noise_alpha: float | None = None
-    gradient_checkpointing: bool = False
-    method: str = "lora-cpu"
-    trainer: str = "peft"
-
-    @classmethod
-    def from_job(cls, training: TrainingSettings, overrides: TrainOverrides, threads: int) -> TrainSettings:
-        """Profile settings (already carrying the job's overrides) plus the run's own knobs."""
-        return cls(
-            lora_r=training.lora_r, lora_alpha=training.lora_alpha, lora_dropout=training.lora_dropout,
-            target_modules=tuple(training.target_modules), batch_size=training.batch_size,
-            gradient_accumulation=training.gradient_accumulation, max_seq_length=training.max_seq_length,
-            learning_rate=training.learning_rate, epochs=overrides.epochs, max_steps=overrides.max_steps,
-            warmup_ratio=overrides.warmup_ratio, seed=overrides.seed, checkpoint_every=overrides.checkpoint_every,
-            threads=threads, neftune_noise_alpha=training.neftune_noise_alpha,
-            gradient_checkpointing=training.gradient_checkpointing, method=training.method, trainer=training.trainer,
-        )
+Conversations = list[list[dict[str, str]]]
 
 
 @dataclass
@@ -80,7 +45,7 @@ def _order(n: int, seed: int, epoch: int) -> list[int]:
     return indices
 
 
-def _batch_at(examples: list[Example], settings: TrainSettings, step: int, micro: int) -> list[Example]:
+def _batch_at(examples: list[Example], settings: ResolvedTraining, step: int, micro: int) -> list[Example]:
     n = len(examples)
     first = (step * settings.gradient_accumulation + micro) * settings.batch_size
     picked = []
@@ -124,114 +89,172 @@ def perplexity(loss: float | None) -> float | None:
     return None if loss is None else round(math.exp(min(loss, 50.0)), 4)
 
 
-def _restore(checkpoint: Path, model: Any, optimizer: Any, scheduler: Any,
-             is_peft: bool) -> tuple[int, list[float], float | None]:
-    """Load a checkpoint's weights, optimizer, scheduler and RNG states; returns step, losses, eval loss before."""
+def _encoded(tokenizer: Any, conversations: Conversations, max_len: int) -> list[Example]:
+    return [e for e in (encode(tokenizer, c, max_len) for c in conversations) if e is not None]
+
+
+@dataclass
+class _Run:
+    """A run between its steps: the model and its data, the optimizer, and where it stands."""
+
+    built: Trainable
+    settings: ResolvedTraining
+    examples: list[Example]
+    eval_examples: list[Example]
+    pad: int
+    optimizer: Any
+    scheduler: Any
+    total: int
+    step: int = 0
+    losses: list[float] = field(default_factory=list)
+    eval_before: float | None = None
+    resumed_from: int = 0
+
+    def weights(self) -> dict[str, Any]:
+        from peft import get_peft_model_state_dict
+
+        model = self.built.model
+        state: dict[str, Any] = get_peft_model_state_dict(model) if self.built.is_peft else model.state_dict()
+        return state
+
+    def save(self, checkpoint: Path) -> None:
+        # Tensors and plain containers only, so that _restore can load it with weights_only=True.
+        state = {"step": self.step, "adapter": self.weights(), "optimizer": self.optimizer.state_dict(),
+                 "scheduler": self.scheduler.state_dict(), "rng_torch": torch.get_rng_state(),
+                 "rng_python": random.getstate(), "losses": self.losses, "eval_loss_before": self.eval_before}
+        tmp = checkpoint.with_suffix(".tmp")
+        torch.save(state, tmp)
+        tmp.replace(checkpoint)  # atomic: a crash leaves the previous checkpoint intact
+
+
+def _setup(base_dir: Path, train_convs: Conversations, eval_convs: Conversations,
+           settings: ResolvedTraining) -> _Run:
+    """Seeds, the trainable model, the encoded examples, the optimizer and the warmup-then-linear schedule."""
+    torch.manual_seed(settings.seed)
+    random.seed(settings.seed)
+    torch.set_num_threads(settings.threads)
+    built = build_trainable(base_dir, settings)
+    examples = _encoded(built.tokenizer, train_convs, settings.max_seq_length)
+    if not examples:
+        raise ValueError("no training example has assistant tokens within max_seq_length")
+    if settings.gradient_checkpointing:
+        built.model.gradient_checkpointing_enable()
+        built.model.enable_input_require_grads()
+    if settings.neftune_noise_alpha:
+        _neftune(built.model, settings.neftune_noise_alpha)
+    total = settings.max_steps or max(1, math.ceil(settings.epochs * len(examples) / settings.sequences_per_step))
+    trainable = [p for p in built.model.parameters() if p.requires_grad]
+    optimizer = torch.optim.AdamW(trainable, lr=settings.learning_rate)
+    warmup = max(1, int(total * settings.warmup_ratio))
+    scheduler = torch.optim.lr_scheduler.LambdaLR(
+        optimizer, lambda s: min((s + 1) / warmup, max(0.0, (total - s) / max(1, total - warmup))))
+    return _Run(built, settings, examples, _encoded(built.tokenizer, eval_convs, settings.max_seq_length),
+                pad_id(built.tokenizer), optimizer, scheduler, total)
+
+
+def _restore(run: _Run, checkpoint: Path) -> None:
+    """Load a checkpoint's weights, optimizer, scheduler, RNG states, step, losses and eval loss before."""
     from peft import set_peft_model_state_dict
 
-    state = torch.load(checkpoint, weights_only=False)
-    if is_peft:
-        set_peft_model_state_dict(model, state["adapter"])
+    state = torch.load(checkpoint, weights_only=True)
+    if run.built.is_peft:
+        set_peft_model_state_dict(run.built.model, state["adapter"])
     else:
-        model.load_state_dict(state["adapter"])
-    optimizer.load_state_dict(state["optimizer"])
-    scheduler.load_state_dict(state["scheduler"])
+        run.built.model.load_state_dict(state["adapter"])
+    run.optimizer.load_state_dict(state["optimizer"])
+    run.scheduler.load_state_dict(state["scheduler"])
     torch.set_rng_state(state["rng_torch"])
     random.setstate(state["rng_python"])
-    return int(state["step"]), list(state["losses"]), state["eval_loss_before"]
+    run.step, run.losses, run.eval_before = int(state["step"]), list(state["losses"]), state["eval_loss_before"]
+    run.resumed_from = run.step
 
 
-def _save_checkpoint(path: Path, state: dict[str, Any]) -> None:
-    tmp = path.with_suffix(".tmp")
-    torch.save(state, tmp)
-    tmp.replace(path)  # atomic: a crash leaves the previous checkpoint intact
+def _restore_or_evaluate(run: _Run, checkpoint: Path, progress: ProgressFn) -> None:
+    """Continue from the checkpoint when there is one; otherwise measure the held-out loss before training."""
+    if checkpoint.exists():
+        _restore(run, checkpoint)
+        progress(phase="resumed", step=run.step, total=run.total, message=f"resumed from step {run.step}",
+                 force=True)
+    else:
+        progress(phase="evaluating", message="held-out loss before training", step=0, total=run.total, force=True)
+        run.eval_before = evaluate(run.built.model, run.eval_examples, run.settings.batch_size, run.pad)
 
 
-def train(base_dir: Path, adapter_dir: Path, checkpoint: Path, train_convs: list[list[dict[str, str]]],
-          eval_convs: list[list[dict[str, str]]], settings: TrainSettings, progress: ProgressFn,
-          should_stop: Callable[[], bool]) -> TrainResult:
-    """Train a LoRA adapter on `base_dir`; resumes from `checkpoint` when it exists.
+def _one_step(run: _Run) -> tuple[float, int]:
+    """One optimizer step over its micro-batches; returns the step's loss and the tokens it saw."""
+    settings, model = run.settings, run.built.model
+    step_loss, tokens = 0.0, 0
+    for micro in range(settings.gradient_accumulation):
+        picked = collate(_batch_at(run.examples, settings, run.step, micro), run.pad)
+        batch = {k: v.to(run.built.device) for k, v in picked.items()}
+        loss = model(**batch).loss / settings.gradient_accumulation
+        loss.backward()
+        step_loss += loss.item()
+        tokens += int(batch["attention_mask"].sum())
+    run.optimizer.step()
+    run.scheduler.step()
+    run.optimizer.zero_grad(set_to_none=True)
+    run.step += 1
+    run.losses.append(round(step_loss, 5))
+    return step_loss, tokens
+
+
+@dataclass(frozen=True)
+class _Timing:
+    seconds: float
+    steps: int
+    tokens: int
+
+
+def _step_loop(run: _Run, checkpoint: Path, progress: ProgressFn, should_stop: Callable[[], bool]) -> _Timing:
+    """Steps until the total, with a checkpoint every `checkpoint_every` steps and at the end.
 
     Raises:
         InterruptedError: `should_stop()` turned true; a checkpoint of the last finished step was saved.
     """
-    from peft import get_peft_model_state_dict
-
-    torch.manual_seed(settings.seed)
-    random.seed(settings.seed)
-    if settings.threads:
-        torch.set_num_threads(settings.threads)
-    built = build_trainable(base_dir, settings.method, settings.trainer, settings)
-    model, tokenizer = built.model, built.tokenizer
-    pad = pad_id(tokenizer)
-    examples = [e for e in (encode(tokenizer, c, settings.max_seq_length) for c in train_convs) if e is not None]
-    eval_examples = [e for e in (encode(tokenizer, c, settings.max_seq_length) for c in eval_convs) if e]
-    if not examples:
-        raise ValueError("no training example has assistant tokens within max_seq_length")
-
-    def weights_of(trained: Any) -> dict[str, Any]:
-        state: dict[str, Any] = get_peft_model_state_dict(trained) if built.is_peft else trained.state_dict()
-        return state
-
-    if settings.gradient_checkpointing:
-        model.gradient_checkpointing_enable()
-        model.enable_input_require_grads()
-    if settings.neftune_noise_alpha:
-        _neftune(model, settings.neftune_noise_alpha)
-    per_step = settings.batch_size * settings.gradient_accumulation
-    total = settings.max_steps or max(1, math.ceil(settings.epochs * len(examples) / per_step))
-    optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=settings.learning_rate)
-    warmup = max(1, int(total * settings.warmup_ratio))
-    scheduler = torch.optim.lr_scheduler.LambdaLR(
-        optimizer, lambda s: min((s + 1) / warmup, max(0.0, (total - s) / max(1, total - warmup))))
-    step, losses, eval_before = 0, list[float](), None
-    if checkpoint.exists():
-        step, losses, eval_before = _restore(checkpoint, model, optimizer, scheduler, built.is_peft)
-        progress(phase="resumed", step=step, total=total, message=f"resumed from step {step}", force=True)
-    else:
-        progress(phase="evaluating", message="held-out loss before training", step=0, total=total, force=True)
-        eval_before = evaluate(model, eval_examples, settings.batch_size, pad)
-
-    def save() -> None:
-        _save_checkpoint(checkpoint, {
-            "step": step, "adapter": weights_of(model), "optimizer": optimizer.state_dict(),
-            "scheduler": scheduler.state_dict(), "rng_torch": torch.get_rng_state(),
-            "rng_python": random.getstate(), "losses": losses, "eval_loss_before": eval_before})
-
-    model.train()
-    resumed_from = step
+    run.built.model.train()
     started, tokens_seen, steps_run = time.monotonic(), 0, 0
-    while step < total:
+    while run.step < run.total:
         if should_stop():
-            save()
-            raise InterruptedError(f"stopped at step {step}")
-        step_loss = 0.0
-        for micro in range(settings.gradient_accumulation):
-            picked = collate(_batch_at(examples, settings, step, micro), pad)
-            batch = {k: v.to(built.device) for k, v in picked.items()}
-            loss = model(**batch).loss / settings.gradient_accumulation
-            loss.backward()
-            step_loss += loss.item()
-            tokens_seen += int(batch["attention_mask"].sum())
-        optimizer.step()
-        scheduler.step()
-        optimizer.zero_grad(set_to_none=True)
-        step += 1
+            run.save(checkpoint)
+            raise InterruptedError(f"stopped at step {run.step}")
+        step_loss, tokens = _one_step(run)
+        tokens_seen += tokens
         steps_run += 1
-        losses.append(round(step_loss, 5))
         elapsed = time.monotonic() - started
-        progress(phase="training", message="", step=step, total=total, epoch=round(step * per_step / len(examples), 3),
-                 loss=step_loss, learning_rate=scheduler.get_last_lr()[0], tokens_per_s=tokens_seen / elapsed,
-                 eta_s=elapsed / steps_run * (total - step))
-        if step % settings.checkpoint_every == 0 or step == total:
-            save()
-    train_elapsed = time.monotonic() - started
-    progress(phase="evaluating", message="held-out loss after training", step=step, total=total, force=True)
-    eval_after = evaluate(model, eval_examples, settings.batch_size, pad)
+        progress(phase="training", message="", step=run.step, total=run.total,
+                 epoch=round(run.step * run.settings.sequences_per_step / len(run.examples), 3), loss=step_loss,
+                 learning_rate=run.scheduler.get_last_lr()[0], tokens_per_s=tokens_seen / elapsed,
+                 eta_s=elapsed / steps_run * (run.total - run.step))
+        if run.step % run.settings.checkpoint_every == 0 or run.step == run.total:
+            run.save(checkpoint)
+    return _Timing(time.monotonic() - started, steps_run, tokens_seen)
+
+
+def _finish(run: _Run, adapter_dir: Path, timing: _Timing, progress: ProgressFn) -> TrainResult:
+    """The held-out loss after training; the adapter (or full model) and tokenizer written to `adapter_dir`."""
+    model, tokenizer = run.built.model, run.built.tokenizer
+    progress(phase="evaluating", message="held-out loss after training", step=run.step, total=run.total, force=True)
+    eval_after = evaluate(model, run.eval_examples, run.settings.batch_size, run.pad)
     model.save_pretrained(str(adapter_dir))
     tokenizer.save_pretrained(str(adapter_dir))
-    return TrainResult(steps=step, eval_loss_before=eval_before, eval_loss_after=eval_after,
-                       train_loss_last=losses[-1] if losses else None,
-                       tokens_per_s=tokens_seen / train_elapsed if train_elapsed else 0.0,
-                       seconds_per_step=train_elapsed / max(steps_run, 1), losses=losses, resumed_from=resumed_from,
-                       model=model, tokenizer=tokenizer)
+    return TrainResult(steps=run.step, eval_loss_before=run.eval_before, eval_loss_after=eval_after,
+                       train_loss_last=run.losses[-1] if run.losses else None,
+                       tokens_per_s=timing.tokens / timing.seconds if timing.seconds else 0.0,
+                       seconds_per_step=timing.seconds / max(timing.steps, 1), losses=run.losses,
+                       resumed_from=run.resumed_from, model=model, tokenizer=tokenizer)
+
+
+def train(base_dir: Path, adapter_dir: Path, checkpoint: Path, train_convs: Conversations,
+          eval_convs: Conversations, settings: ResolvedTraining, progress: ProgressFn,
+          should_stop: Callable[[], bool]) -> TrainResult:
+    """Train on `base_dir` with the job's resolved settings; resumes from `checkpoint` when it exists.
+
+    Raises:
+        InterruptedError: `should_stop()` turned true; a checkpoint of the last finished step was saved.
+        ValueError: no training example has assistant tokens within max_seq_length.
+    """
+    run = _setup(base_dir, train_convs, eval_convs, settings)
+    _restore_or_evaluate(run, checkpoint, progress)
+    timing = _step_loop(run, checkpoint, progress, should_stop)
+    return _finish(run, adapter_dir, timing, progress)

@@ -1,5 +1,5 @@
-"""What a fine-tune job asks for, validated at submit: the profile gives the defaults, a job may override
-hyperparameters within bounds that keep a run sane on any box."""
+"""The `params` of the training-side jobs (fine-tune, eval, export), as submitted. A fine-tune job's overrides
+are resolved against the profile at submit (`appliance.training.settings`)."""
 
 from __future__ import annotations
 
@@ -7,29 +7,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from appliance.profiles.schema import TrainingSettings
-
-
-class TrainOverrides(BaseModel):
-    """Per-job hyperparameters; anything left out comes from the hardware profile."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    lora_r: int | None = Field(None, ge=1, le=256)
-    lora_alpha: int | None = Field(None, ge=1, le=1024)
-    lora_dropout: float | None = Field(None, ge=0.0, le=0.5)
-    target_modules: list[str] | None = Field(None, min_length=1)
-    batch_size: int | None = Field(None, ge=1, le=256)
-    gradient_accumulation: int | None = Field(None, ge=1, le=256)
-    max_seq_length: int | None = Field(None, ge=16, le=131072)
-    gradient_checkpointing: bool | None = None
-    learning_rate: float | None = Field(None, gt=0.0, le=1e-2)
-    neftune_noise_alpha: float | None = Field(None, ge=0.0, le=50.0)
-    epochs: float = Field(1.0, gt=0.0, le=100.0)
-    max_steps: int | None = Field(None, ge=1, le=1_000_000, description="Stop after this many steps (wins over epochs)")
-    warmup_ratio: float = Field(0.05, ge=0.0, le=0.5)
-    seed: int = Field(0, ge=0)
-    checkpoint_every: int = Field(10, ge=1, le=100_000, description="Steps between checkpoints")
+from appliance.training.settings import OVERRIDES_JSON_SCHEMA
 
 
 class FinetuneParams(BaseModel):
@@ -41,7 +19,9 @@ class FinetuneParams(BaseModel):
     dataset: str = Field(..., description="Dataset name (latest version) or name@version")
     adapter_name: str | None = Field(None, description="Registry name of the adapter (default: <dataset>-<job>)")
     golden: str | None = Field(None, description="Golden set JSONL under an import root (prompt, expected, scorer)")
-    overrides: TrainOverrides = Field(default_factory=TrainOverrides)
+    overrides: dict[str, Any] = Field(
+        default_factory=dict, json_schema_extra=OVERRIDES_JSON_SCHEMA,
+        description="Hyperparameters and run knobs over the profile's (checked at submit: `settings.resolve`)")
 
 
 class EvalParams(BaseModel):
@@ -69,9 +49,3 @@ class ExportParams(BaseModel):
                                               "adapter was fine-tuned with); the built-in set is added")
     max_new_tokens: int = Field(32, ge=1, le=256, description="Greedy tokens per golden prompt in the parity gate")
 
-
-def effective_training(profile: TrainingSettings, overrides: TrainOverrides) -> TrainingSettings:
-    """The profile's training settings with the job's overrides applied (validated again as a whole)."""
-    fields = TrainingSettings.model_fields
-    changes: dict[str, Any] = {k: v for k, v in overrides.model_dump(exclude_none=True).items() if k in fields}
-    return TrainingSettings.model_validate({**profile.model_dump(), **changes})

@@ -11,15 +11,16 @@ import shutil
 import subprocess
 from pathlib import Path
 
-from tests.tui.replay import replay_app
-from tests.tui.test_snapshots import KEYS, show
+from tui.replay import Replay, replay_app
+from tui.tour import KEYS, show
 
 OUT = Path(__file__).parent
+FIXTURE = OUT.parent.parent / "tests" / "tui" / "fixtures" / "api.json"
 SIZE = (120, 40)
 
 
 async def render(screen: str) -> Path:
-    app = replay_app()
+    app = replay_app(Replay(FIXTURE))
     async with app.run_test(size=SIZE) as pilot:
         await show(pilot, screen)
         app.save_screenshot(f"{screen}.svg", path=str(OUT))

@@ -20,13 +20,14 @@ from typing import Any
 import httpx
 
 from appliance.api.routes_system import HardwareResponse, ProfilesResponse
+from appliance.client import ADMIN_KEY_FILE
 from appliance.hardware import RecordedNvml, detect_hardware
 from appliance.hardware.nvml import sample_gpus
 from appliance.profiles import load_profiles
 from appliance.profiles.select import select_profile
 from tests.helpers import HW_FIXTURES, REPO
+from tests.tui import FIXTURE
 
-FIXTURE = Path(__file__).parent / "fixtures" / "api.json"
 GPU_MACHINE = "linux_nvidia_1_rtx_4090_24564mib.json"
 DATASET_LINES = [
     {"instruction": "What does the appliance serve?", "output": "Small language models, on this box."},
@@ -81,7 +82,7 @@ def follow_training(http: httpx.Client, steps: int) -> tuple[str, str]:
 
 
 def record(url: str, state_dir: Path) -> dict[str, Any]:
-    token = (state_dir / "admin.key").read_text().strip()
+    token = (state_dir / ADMIN_KEY_FILE).read_text().strip()
     http = httpx.Client(base_url=url, headers={"Authorization": f"Bearer {token}"}, timeout=120)
     source = state_dir / "imports" / "ops-faq.jsonl"
     source.parent.mkdir(exist_ok=True)

@@ -5,17 +5,17 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable
-from pathlib import Path
 
 import httpx
 import pytest
 from textual.pilot import Pilot
 from textual.widgets import DataTable
 
-from tests.tui.replay import Replay, replay_app
-from tests.tui.test_snapshots import settle
+from tests.tui import FIXTURE
 from tui import format as fmt
 from tui.metrics import parse_metrics
+from tui.replay import Replay, replay_app
+from tui.tour import settle
 from tui.widgets.chrome import ConnectionBanner
 
 
@@ -39,7 +39,7 @@ class FlakyReplay(Replay):
 
 
 def test_daemon_down_shows_banner_then_reconnects() -> None:
-    replay = FlakyReplay()
+    replay = FlakyReplay(FIXTURE)
     app = replay_app(replay)
     app.reconnect_s = 0.1
 
@@ -61,7 +61,7 @@ def test_daemon_down_shows_banner_then_reconnects() -> None:
 
 def test_missing_route_is_a_notification_not_a_traceback() -> None:
     """Rollback arrives with issue 6: until then the daemon's 404 must reach the operator as a notification."""
-    app = replay_app()
+    app = replay_app(Replay(FIXTURE))
 
     async def scenario() -> None:
         async with app.run_test(size=(120, 40)) as pilot:
@@ -78,7 +78,7 @@ def test_missing_route_is_a_notification_not_a_traceback() -> None:
 
 def test_screens_request_only_recorded_routes() -> None:
     """Each screen's GETs are in the recording, so snapshots show data rather than errors."""
-    replay = Replay()
+    replay = Replay(FIXTURE)
     app = replay_app(replay)
 
     async def scenario() -> None:
@@ -94,7 +94,7 @@ def test_screens_request_only_recorded_routes() -> None:
 
 
 def test_parse_metrics_groups_by_deployment() -> None:
-    text = Replay().responses["GET /metrics"]["text"]
+    text = Replay(FIXTURE).responses["GET /metrics"]["text"]
     metrics = parse_metrics(text)["smollm2-135m-instruct"]
     assert metrics.requests == {"ok": 1.0}
     assert metrics.tokens == {"in": 35.0, "out": 48.0}
@@ -120,7 +120,7 @@ def test_human_units() -> None:
 
 
 def test_command_palette_switches_screens() -> None:
-    app = replay_app()
+    app = replay_app(Replay(FIXTURE))
 
     async def scenario() -> None:
         async with app.run_test(size=(80, 24)) as pilot:
@@ -134,21 +134,3 @@ def test_command_palette_switches_screens() -> None:
             assert app.current_mode == "keys"
 
     asyncio.run(scenario())
-
-
-def test_key_resolution_order(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """--key, then --key-file, then SLM_API_KEY, then the state directory's admin.key."""
-    from appliance.config import load_config
-    from tui.connect import ConnectError, resolve
-
-    config = load_config(None, state_dir=tmp_path)
-    monkeypatch.delenv("SLM_API_KEY", raising=False)
-    with pytest.raises(ConnectError, match="admin.key"):
-        resolve(config)
-    (tmp_path / "admin.key").write_text("from-state\n")
-    (tmp_path / "other.key").write_text("from-file\n")
-    assert resolve(config) == (config.base_url(), "from-state")
-    monkeypatch.setenv("SLM_API_KEY", "from-env")
-    assert resolve(config)[1] == "from-env"
-    assert resolve(config, key_file=tmp_path / "other.key")[1] == "from-file"
-    assert resolve(config, url="http://10.0.0.2:8470", key="flag") == ("http://10.0.0.2:8470", "flag")

@@ -18,12 +18,12 @@ from textual.message import Message
 from textual.pilot import Pilot
 from textual.widgets import DataTable, Input, Select, Static
 
+from appliance.client import AsyncDaemonClient
 from tests.helpers import DaemonProcess
-from tests.tui.test_snapshots import settle
 from tui.app import ApplianceApp
-from tui.client import ApiClient
 from tui.screens.chat import ChatScreen
 from tui.screens.jobs import JobsScreen
+from tui.tour import settle
 from tui.widgets.jobdetail import JobDetail
 from tui.widgets.modals import SecretModal
 from tui.widgets.submit import SubmitJobModal
@@ -46,7 +46,7 @@ def daemon(serving_daemon: DaemonProcess) -> Iterator[DaemonProcess]:
 
 
 def make_app(daemon: DaemonProcess) -> ApplianceApp:
-    return ApplianceApp(ApiClient(daemon.url, daemon.admin_key()), poll_s=1.0, reconnect_s=0.5)
+    return ApplianceApp(AsyncDaemonClient(daemon.url, daemon.admin_key()), poll_s=1.0, reconnect_s=0.5)
 
 
 async def wait_until(pilot: Pilot[None], check: Callable[[], Any], timeout: float, what: str) -> Any:

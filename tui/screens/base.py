@@ -11,7 +11,7 @@ from textual.binding import Binding, BindingType
 from textual.screen import Screen
 from textual.widgets import Footer
 
-from tui.client import ApiClient, ApiError, DaemonUnreachable
+from appliance.client import ApiError, AsyncDaemonClient, DaemonUnreachable
 from tui.widgets.chrome import ConnectionBanner, ScreenBar
 
 if TYPE_CHECKING:
@@ -44,7 +44,7 @@ class ApplianceScreen(Screen[None]):
         return cast(ApplianceApp, self.app)
 
     @property
-    def api(self) -> ApiClient:
+    def api(self) -> AsyncDaemonClient:
         return self.control.client
 
     def now(self) -> float:

@@ -11,6 +11,7 @@ from textual.binding import Binding, BindingType
 from textual.message import Message
 from textual.widgets import DataTable
 
+from appliance.client.progress import bar
 from tui import format as fmt
 from tui.screens.base import ApplianceScreen
 from tui.widgets.jobdetail import JobDetail
@@ -27,8 +28,7 @@ def progress_cell(job: Json) -> str:
     share = fmt.fraction(job.get("progress", {}))
     if share is None:
         return str(job.get("progress", {}).get("phase", ""))[:16]
-    filled = int(10 * share)
-    return f"{'█' * filled}{'░' * (10 - filled)} {100 * share:3.0f}%"
+    return f"{bar(share, 10)} {100 * share:3.0f}%"
 
 
 class JobsScreen(ApplianceScreen):

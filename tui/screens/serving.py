@@ -152,7 +152,7 @@ class ServingScreen(ApplianceScreen):
 
         def done(values: dict[str, Any] | None) -> None:
             if values:
-                self.act(self.api.deployment_action(name, "adapters", {"adapter": values["adapter"]}),
+                self.act(self.api.attach_adapter(name, {"adapter": values["adapter"]}),
                          f"Adapter {values['adapter']} attached to {name}")
 
         self.app.push_screen(FormModal(f"Promote an adapter on {name}", fields, "Attach"), done)
@@ -163,7 +163,7 @@ class ServingScreen(ApplianceScreen):
 
         def done(yes: bool | None) -> None:
             if yes:
-                self.act(self.api.deployment_action(name, "rollback"), f"Rolled back {name}")
+                self.act(self.api.rollback(name), f"Rolled back {name}")
 
         self.app.push_screen(ConfirmModal(f"Roll {name} back to its previous model?", "Rollback"), done)
 

@@ -14,7 +14,7 @@ from textual.message import Message
 from textual.screen import ModalScreen
 from textual.widgets import Button, Input, Label, Select, Static
 
-from tui.client import ApiClient, ApiError
+from appliance.client import ApiError, AsyncDaemonClient
 from tui.widgets.modals import MODAL_CSS
 
 Json = dict[str, Any]
@@ -46,7 +46,7 @@ class SubmitJobModal(ModalScreen[tuple[str, Json] | None]):
             super().__init__()
             self.text = text
 
-    def __init__(self, api: ApiClient, job_types: list[str], models: list[Json], datasets: list[Json],
+    def __init__(self, api: AsyncDaemonClient, job_types: list[str], models: list[Json], datasets: list[Json],
                  training: Json) -> None:
         super().__init__()
         self.api, self.job_types, self.training = api, job_types, training

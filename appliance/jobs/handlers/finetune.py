@@ -8,10 +8,11 @@ Resumable: the checkpoint lives in the job folder, so a rerun of the same job (a
 from __future__ import annotations
 
 import json
-import os
 import platform
 from pathlib import Path
 from typing import Any
+
+from pydantic import ValidationError
 
 from appliance import __version__
 from appliance.datasets.errors import DatasetError
@@ -28,19 +29,13 @@ from appliance.evaluation.golden import (
 )
 from appliance.evaluation.load import load_for_eval
 from appliance.jobs.events import Emitter, JobCancelled, JobFailed
-from appliance.profiles.schema import TrainingSettings
 from appliance.registry.registry import ModelRecord, Registry, RegistryError
 from appliance.state.store import StateStore
 from appliance.training.base import resolve_hf_base
 from appliance.training.build import MethodUnavailable
-from appliance.training.loop import TrainResult, TrainSettings, perplexity, train
+from appliance.training.loop import TrainResult, perplexity, train
 from appliance.training.params import FinetuneParams
-
-
-def physical_cores() -> int:
-    import psutil
-
-    return psutil.cpu_count(logical=False) or os.cpu_count() or 1
+from appliance.training.settings import ResolvedTraining
 
 
 def golden_items(params_golden: str | None, roots: list[Path]) -> list[GoldenItem]:
@@ -90,11 +85,23 @@ def _register(registry: Registry, adapter_dir: Path, name: str, parent: ModelRec
                                  extra={**lineage, "job_id": job_id})
 
 
+def _resolved_training(resolved: dict[str, Any]) -> ResolvedTraining:
+    """The settings pre-flight resolved and stored with the job; the loop trains with them as they are."""
+    try:
+        return ResolvedTraining.model_validate(resolved.get("training"))
+    except ValidationError as exc:
+        # Jobs queued before the settings were resolved into one model stored another shape.
+        first = exc.errors()[0]
+        where = ".".join(str(p) for p in first["loc"]) or "training"
+        raise JobFailed(f"the job's stored training settings are not readable ({where}: {first['msg']}); "
+                        "submit the job again") from exc
+
+
 def run_finetune(spec: dict[str, Any], emitter: Emitter) -> dict[str, Any]:
     raw = dict(spec["params"])
     resolved = raw.pop("resolved", {})
     params = FinetuneParams.model_validate(raw)
-    training = TrainingSettings.model_validate(resolved["training"])
+    training = _resolved_training(resolved)
     state_dir, job_dir = Path(spec["state_dir"]), Path(spec["job_dir"])
     roots = [Path(r) for r in spec["import_roots"]]
     store = StateStore(state_dir / "state.db").open()
@@ -110,10 +117,9 @@ def run_finetune(spec: dict[str, Any], emitter: Emitter) -> dict[str, Any]:
         cache_dir = state_dir / "cache" / "golden"
         before = golden_report(registry, hf_base, items, cache_dir, job_dir, emitter)
         emitter.check_cancelled()
-        settings = TrainSettings.from_job(training, params.overrides, physical_cores())
         emitter.progress(phase="loading model", message=f"{training.method} on {hf_base.name}", force=True)
         result = train(Path(hf_base.path), job_dir / "adapter", job_dir / "checkpoint.pt",
-                       [list(c) for c in train_convs], [list(c) for c in eval_convs], settings,
+                       [list(c) for c in train_convs], [list(c) for c in eval_convs], training,
                        progress=emitter.progress, should_stop=lambda: emitter.cancel_requested)
         after = golden_report(registry, hf_base, items, cache_dir, job_dir, emitter,
                               loaded=(result.model, result.tokenizer))
@@ -130,7 +136,7 @@ def run_finetune(spec: dict[str, Any], emitter: Emitter) -> dict[str, Any]:
         "trained_on": {"name": hf_base.name, "id": hf_base.id},
         "dataset": {"name": dataset.name, "version": dataset.version, "id": dataset.id},
         "method": training.method, "profile": resolved.get("profile"),
-        "hyperparameters": {**params.overrides.model_dump(exclude_none=True), **training.model_dump()},
+        "hyperparameters": training.model_dump(mode="json"),
         "metrics": metrics, "golden": golden, "golden_set": params.golden,
         "code_version": __version__, "python": platform.python_version(),
     }

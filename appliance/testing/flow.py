@@ -9,7 +9,7 @@ from typing import Any
 
 import httpx
 
-from tests.helpers import DaemonProcess
+from appliance.testing.daemon import DaemonProcess
 
 FINAL = ("succeeded", "failed", "cancelled")
 

@@ -1,4 +1,5 @@
-"""Recorded API responses (fixtures/api.json, see record_api.py) replayed through the client's transport seam.
+"""Recorded API responses (tests/tui/fixtures/api.json, made by tests/tui/record_api.py) replayed through the
+client's transport seam, for the snapshot tests and the README's screenshots.
 
 The screens run unchanged; only the bytes come from the file. Writes answer 404 like an unknown route, so a
 snapshot never depends on a change having happened. The clock is frozen at the recording's time.
@@ -12,14 +13,12 @@ from typing import Any
 
 import httpx
 
+from appliance.client import AsyncDaemonClient
 from tui.app import ApplianceApp
-from tui.client import ApiClient
-
-FIXTURE = Path(__file__).parent / "fixtures" / "api.json"
 
 
 class Replay:
-    def __init__(self, path: Path = FIXTURE) -> None:
+    def __init__(self, path: Path) -> None:
         data = json.loads(path.read_text())
         self.recorded_at: float = float(data["recorded_at"])
         self.responses: dict[str, dict[str, Any]] = data["responses"]
@@ -38,11 +37,10 @@ class Replay:
             return httpx.Response(200, text=recorded["sse"], headers={"content-type": "text/event-stream"})
         return httpx.Response(200, text=recorded["text"])
 
-    def client(self) -> ApiClient:
-        return ApiClient("http://127.0.0.1:8470", "recorded", transport=httpx.MockTransport(self.handle))
+    def client(self) -> AsyncDaemonClient:
+        return AsyncDaemonClient("http://127.0.0.1:8470", "recorded", transport=httpx.MockTransport(self.handle))
 
 
-def replay_app(replay: Replay | None = None) -> ApplianceApp:
+def replay_app(replay: Replay) -> ApplianceApp:
     """The control panel over recorded responses, polling off and the clock frozen: renders are repeatable."""
-    replay = replay or Replay()
     return ApplianceApp(replay.client(), poll_s=None, clock=lambda: replay.recorded_at)

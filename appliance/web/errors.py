@@ -1,5 +1,5 @@
-"""One typed error hierarchy, mapped to JSON in one place. Every error body has the OpenAI shape
-`{"error": {"message", "type", "code", "param"}}`, on /v1 and on the control API alike."""
+"""Errors to JSON, in one place. Every error body has the OpenAI shape `{"error": {"message", "type", "code",
+"param"}}`, on /v1 and on the control API alike; any `ApplianceError` a route lets through gets its own status."""
 
 from __future__ import annotations
 
@@ -10,66 +10,23 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from appliance.errors import ApplianceError
+
 log = logging.getLogger(__name__)
-
-
-class ApiError(Exception):
-    status = 500
-    type = "internal_error"
-    code = "internal_error"
-
-    def __init__(self, message: str, *, param: str | None = None, headers: dict[str, str] | None = None,
-                 code: str | None = None) -> None:
-        super().__init__(message)
-        self.message = message
-        self.param = param
-        self.headers = headers or {}
-        if code:
-            self.code = code
-
-
-class BadRequest(ApiError):
-    status, type, code = 400, "invalid_request_error", "bad_request"
-
-
-class Unauthorized(ApiError):
-    status, type, code = 401, "authentication_error", "invalid_api_key"
-
-
-class Forbidden(ApiError):
-    status, type, code = 403, "permission_error", "insufficient_scope"
-
-
-class NotFound(ApiError):
-    status, type, code = 404, "not_found_error", "not_found"
-
-
-class Conflict(ApiError):
-    status, type, code = 409, "conflict_error", "conflict"
-
-
-class DoesNotFit(ApiError):
-    """The request is well-formed but this box cannot run it (memory, disk): the message has the numbers."""
-
-    status, type, code = 422, "insufficient_resources", "does_not_fit"
-
-
-class TooManyRequests(ApiError):
-    status, type, code = 429, "rate_limit_error", "rate_limited"
-
-
-class Unavailable(ApiError):
-    status, type, code = 503, "service_unavailable", "unavailable"
 
 
 def error_body(message: str, type_: str, code: str, param: str | None = None) -> dict[str, object]:
     return {"error": {"message": message, "type": type_, "code": code, "param": param}}
 
 
+def error_response(exc: ApplianceError) -> JSONResponse:
+    return JSONResponse(error_body(exc.message, exc.type, exc.code, exc.param), exc.status, exc.headers)
+
+
 def install_error_handlers(app: FastAPI) -> None:
-    @app.exception_handler(ApiError)
-    async def _api_error(_: Request, exc: ApiError) -> JSONResponse:
-        return JSONResponse(error_body(exc.message, exc.type, exc.code, exc.param), exc.status, exc.headers)
+    @app.exception_handler(ApplianceError)
+    async def _domain(_: Request, exc: ApplianceError) -> JSONResponse:
+        return error_response(exc)
 
     @app.exception_handler(RequestValidationError)
     async def _validation(_: Request, exc: RequestValidationError) -> JSONResponse:

@@ -1,4 +1,5 @@
-"""The FastAPI application: health, control API, the OpenAI-compatible /v1 gateway and /metrics."""
+"""The composition root: builds the FastAPI application from the daemon's parts. The control API
+(`appliance.api`) and the /v1 gateway (`appliance.gateway`) both sit below this and never import each other."""
 
 from __future__ import annotations
 
@@ -6,15 +7,16 @@ from fastapi import FastAPI
 
 from appliance import __version__
 from appliance.api import routes_deploy, routes_jobs, routes_keys, routes_models, routes_system
-from appliance.api.auth import RateLimiter
-from appliance.api.errors import install_error_handlers
 from appliance.core import Appliance
+from appliance.deploy.changes import DeploymentChanges
 from appliance.deploy.manager import DeploymentManager
 from appliance.gateway import routes as gateway_routes
 from appliance.gateway.admission import Gates
 from appliance.gateway.metrics import GatewayMetrics
 from appliance.gateway.upstream import UpstreamPool
 from appliance.jobs.runner import JobRunner
+from appliance.web.auth import RateLimiter
+from appliance.web.errors import install_error_handlers
 
 
 def create_app(appliance: Appliance, deployments: DeploymentManager, jobs: JobRunner) -> FastAPI:
@@ -25,18 +27,14 @@ def create_app(appliance: Appliance, deployments: DeploymentManager, jobs: JobRu
     )
     app.state.appliance = appliance
     app.state.deployments = deployments
+    app.state.changes = DeploymentChanges(deployments, appliance.registry, appliance.store, appliance.import_roots)
     app.state.jobs = jobs
     app.state.rate_limiter = RateLimiter(appliance.config.rate_limit_per_minute)
     app.state.gates = Gates(appliance.config.queue_depth)
     app.state.upstream = UpstreamPool()
-    app.state.metrics = GatewayMetrics(
-        lambda: {name: p.restarts for name, p in deployments.processes.items()}, appliance.nvml_lib
-    )
+    app.state.metrics = GatewayMetrics(deployments.routing.restarts, appliance.nvml_lib)
     install_error_handlers(app)
-    app.include_router(routes_system.router)
-    app.include_router(routes_keys.router)
-    app.include_router(routes_models.router)
-    app.include_router(routes_deploy.router)
-    app.include_router(routes_jobs.router)
-    app.include_router(gateway_routes.router)
+    for router in (routes_system.router, routes_keys.router, routes_models.router, routes_deploy.router,
+                   routes_jobs.router, gateway_routes.router):
+        app.include_router(router)
     return app

@@ -9,8 +9,8 @@ from collections.abc import Awaitable, Callable
 
 from fastapi import Request
 
-from appliance.api.errors import Forbidden, TooManyRequests, Unauthorized
 from appliance.core import Appliance
+from appliance.errors import Forbidden, TooManyRequests, Unauthorized
 from appliance.security.keys import ApiKey, Scope, verify_token
 
 

@@ -1,0 +1,198 @@
+"""Every daemon route the CLI and the TUI call, written once.
+
+`Calls[R, S]` names the routes; a transport gives `_call` and `_stream`. The sync client returns values
+(R = Any, S = Iterator[Json]), the async client awaitables and async iterators (R = Awaitable[Any],
+S = AsyncIterator[Json]), so a route, its parameters and its timeout are spelled in one place.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Callable
+from typing import Any, Final, Generic, TypeVar
+from urllib.parse import quote
+
+import httpx
+
+Json = dict[str, Any]
+Reader = Callable[[httpx.Response], Any]
+R = TypeVar("R")  # what a call gives: the decoded body, or an awaitable of it
+S = TypeVar("S")  # what a stream gives: an iterator of event payloads, sync or async
+
+# Importing copies and hashes a multi-GB file: no read timeout.
+IMPORT_TIMEOUT: Final = httpx.Timeout(15.0, read=None)
+# Switch, rollback, attach and detach start a backend and may run the eval gate before they answer.
+CHANGE_TIMEOUT: Final = 900.0
+STREAM_TIMEOUT: Final = httpx.Timeout(15.0, read=None)
+# What a daemon too old to publish its SubmitJob schema accepts.
+FALLBACK_JOB_TYPES: Final = ("dataset-import",)
+
+
+def read_json(response: httpx.Response) -> Any:
+    return response.json()
+
+
+def read_text(response: httpx.Response) -> str:
+    return response.text
+
+
+def job_types(schema: Any) -> list[str]:
+    """The job types a daemon accepts, from its OpenAPI schema (the enum of SubmitJob.type)."""
+    try:
+        prop = schema["components"]["schemas"]["SubmitJob"]["properties"]["type"]
+    except (KeyError, TypeError):
+        return list(FALLBACK_JOB_TYPES)
+    if "const" in prop:
+        return [str(prop["const"])]
+    return [str(t) for t in prop.get("enum", [])] or list(FALLBACK_JOB_TYPES)
+
+
+def _read_job_types(response: httpx.Response) -> list[str]:
+    return job_types(response.json())
+
+
+def _q(name: str) -> str:
+    return quote(name)
+
+
+class Calls(ABC, Generic[R, S]):
+    """Named calls; constructing a client does no I/O."""
+
+    base_url: str
+
+    @abstractmethod
+    def _call(self, method: str, path: str, *, params: Json | None = None, json: Any = None,
+              timeout: float | httpx.Timeout | None = None, read: Reader = read_json) -> R:
+        """One request; `timeout` None is the client's default; `read` decodes a successful response."""
+
+    @abstractmethod
+    def _stream(self, method: str, path: str, *, json: Any = None) -> S:
+        """Server-sent events: each `data:` payload as JSON, until the stream or `[DONE]` ends it."""
+
+    # -- health and system ---------------------------------------------------------------------------
+    def health(self) -> R:
+        return self._call("GET", "/healthz")
+
+    def hardware(self) -> R:
+        return self._call("GET", "/api/v1/hardware")
+
+    def profiles(self) -> R:
+        return self._call("GET", "/api/v1/profiles")
+
+    def plan(self, params: str) -> R:
+        return self._call("GET", "/api/v1/plan", params={"params": params})
+
+    def openapi(self) -> R:
+        return self._call("GET", "/openapi.json")
+
+    def job_types(self) -> R:
+        """list[str]: see `job_types`."""
+        return self._call("GET", "/openapi.json", read=_read_job_types)
+
+    def metrics(self) -> R:
+        return self._call("GET", "/metrics", read=read_text)
+
+    def daemon_log(self, lines: int = 200) -> R:
+        return self._call("GET", "/api/v1/logs/daemon", params={"lines": lines}, read=read_text)
+
+    def audit(self, limit: int = 200) -> R:
+        return self._call("GET", "/api/v1/audit", params={"limit": limit})
+
+    # -- registry ------------------------------------------------------------------------------------
+    def models(self) -> R:
+        return self._call("GET", "/api/v1/models")
+
+    def model(self, name: str) -> R:
+        return self._call("GET", f"/api/v1/models/{_q(name)}")
+
+    def import_model(self, path: str, name: str) -> R:
+        return self._call("POST", "/api/v1/models", json={"path": path, "name": name}, timeout=IMPORT_TIMEOUT)
+
+    def delete_model(self, name: str) -> R:
+        return self._call("DELETE", f"/api/v1/models/{_q(name)}")
+
+    # -- datasets ------------------------------------------------------------------------------------
+    def datasets(self) -> R:
+        return self._call("GET", "/api/v1/datasets")
+
+    def dataset(self, name: str, version: int | None = None) -> R:
+        return self._call("GET", f"/api/v1/datasets/{_q(name)}", params={"version": version} if version else None)
+
+    def import_dataset(self, body: Json) -> R:
+        """Queues a dataset-import job; gives the job."""
+        return self._call("POST", "/api/v1/datasets", json=body)
+
+    # -- jobs ----------------------------------------------------------------------------------------
+    def jobs(self, limit: int = 100) -> R:
+        return self._call("GET", "/api/v1/jobs", params={"limit": limit})
+
+    def job(self, job_id: str) -> R:
+        return self._call("GET", f"/api/v1/jobs/{_q(job_id)}")
+
+    def submit_job(self, job_type: str, params: Json) -> R:
+        return self._call("POST", "/api/v1/jobs", json={"type": job_type, "params": params})
+
+    def cancel_job(self, job_id: str) -> R:
+        return self._call("POST", f"/api/v1/jobs/{_q(job_id)}/cancel")
+
+    def job_logs(self, job_id: str, lines: int = 200) -> R:
+        return self._call("GET", f"/api/v1/jobs/{_q(job_id)}/logs", params={"lines": lines}, read=read_text)
+
+    def job_events(self, job_id: str) -> S:
+        """Progress, log and state events until the job ends."""
+        return self._stream("GET", f"/api/v1/jobs/{_q(job_id)}/events")
+
+    # -- deployments ---------------------------------------------------------------------------------
+    def deployments(self) -> R:
+        return self._call("GET", "/api/v1/deployments")
+
+    def deployment(self, name: str) -> R:
+        return self._call("GET", f"/api/v1/deployments/{_q(name)}")
+
+    def create_deployment(self, body: Json) -> R:
+        return self._call("POST", "/api/v1/deployments", json=body)
+
+    def deployment_action(self, name: str, action: str) -> R:
+        """`start` or `stop`."""
+        return self._call("POST", f"/api/v1/deployments/{_q(name)}/{action}")
+
+    def delete_deployment(self, name: str) -> R:
+        return self._call("DELETE", f"/api/v1/deployments/{_q(name)}")
+
+    def deployment_logs(self, name: str, lines: int = 200) -> R:
+        return self._call("GET", f"/api/v1/deployments/{_q(name)}/logs", params={"lines": lines}, read=read_text)
+
+    def switch(self, name: str, body: Json) -> R:
+        """Blue/green to `body["model"]` behind the eval gate; gives the SwitchResult."""
+        return self._call("POST", f"/api/v1/deployments/{_q(name)}/switch", json=body, timeout=CHANGE_TIMEOUT)
+
+    def rollback(self, name: str, body: Json | None = None) -> R:
+        return self._call("POST", f"/api/v1/deployments/{_q(name)}/rollback", json=body, timeout=CHANGE_TIMEOUT)
+
+    def history(self, name: str) -> R:
+        return self._call("GET", f"/api/v1/deployments/{_q(name)}/history")
+
+    def adapters(self, name: str) -> R:
+        return self._call("GET", f"/api/v1/deployments/{_q(name)}/adapters")
+
+    def attach_adapter(self, name: str, body: Json) -> R:
+        return self._call("POST", f"/api/v1/deployments/{_q(name)}/adapters", json=body, timeout=CHANGE_TIMEOUT)
+
+    def detach_adapter(self, name: str, served: str) -> R:
+        return self._call("DELETE", f"/api/v1/deployments/{_q(name)}/adapters/{_q(served)}",
+                          timeout=CHANGE_TIMEOUT)
+
+    def chat(self, model: str, messages: list[Json], max_tokens: int = 256) -> S:
+        """Streamed chat completion chunks (OpenAI-shaped) from the gateway."""
+        body = {"model": model, "messages": messages, "max_tokens": max_tokens, "stream": True}
+        return self._stream("POST", "/v1/chat/completions", json=body)
+
+    # -- keys ----------------------------------------------------------------------------------------
+    def keys(self) -> R:
+        return self._call("GET", "/api/v1/keys")
+
+    def create_key(self, name: str, scope: str) -> R:
+        return self._call("POST", "/api/v1/keys", json={"name": name, "scope": scope})
+
+    def revoke_key(self, name: str) -> R:
+        return self._call("DELETE", f"/api/v1/keys/{_q(name)}")

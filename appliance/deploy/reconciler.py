@@ -1,0 +1,172 @@
+"""Keeps the backend processes in line with the store: one supervised process per deployment that should run,
+the routing table updated in the same step, and the state each process reports written back to its row."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import socket
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+
+from appliance.backends.base import Backend
+from appliance.backends.process import BackendProcess
+from appliance.deploy.fit import FitPlanner, ServingPlan
+from appliance.deploy.history import AdapterTable, AttachedAdapter
+from appliance.deploy.routing import RoutingTable
+from appliance.deploy.store import DeploymentStore
+from appliance.errors import ApplianceError
+from appliance.registry.registry import Registry
+
+log = logging.getLogger(__name__)
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@dataclass(frozen=True)
+class Served:
+    """A backend process and the plan it was started from (kept for the side-by-side check of a switch)."""
+
+    process: BackendProcess
+    plan: ServingPlan
+
+
+class Reconciler:
+    def __init__(self, rows: DeploymentStore, adapters: AdapterTable, registry: Registry, planner: FitPlanner,
+                 backends: dict[str, Backend], routing: RoutingTable, logs_dir: Path, runtime_dir: Path,
+                 niceness: int = 0) -> None:
+        self.rows = rows
+        self.adapters = adapters
+        self.registry = registry
+        self.planner = planner
+        self.backends = backends
+        self.routing = routing
+        self.logs_dir = logs_dir
+        self.runtime_dir = runtime_dir
+        self.niceness = niceness
+        self._served: dict[str, Served] = {}
+        self._generation = 0
+        self._lock = asyncio.Lock()
+        # llama-server (cpp-httplib) drops idle keep-alive connections after 5 s, httpx's default expiry:
+        # expire ours first so a request never lands on a connection being closed.
+        self.client = httpx.AsyncClient(limits=httpx.Limits(max_connections=512, max_keepalive_connections=64,
+                                                            keepalive_expiry=2.0), timeout=httpx.Timeout(None))
+
+    def live(self, name: str) -> Served | None:
+        return self._served.get(name)
+
+    def log_path(self, name: str) -> Path:
+        """The backend log of deployment `name` (every process that served it, candidates included)."""
+        return self.logs_dir / f"deploy-{name}.log"
+
+    async def ensure(self, name: str) -> None:
+        """Start or stop the process of `name` to match its row."""
+        async with self._lock:
+            row = self.rows.get(name)
+            served = self._served.get(name)
+            if not row.wants_running:
+                if served is not None:
+                    self._set(name, None)
+                    await served.process.stop()
+                else:
+                    self.rows.record_state(name, "stopped", "stopped by operator", {"restarts": row.restarts})
+                return
+            if served is not None:
+                return
+            model = self.registry.get(row.model_id)
+            # No fit check here: what the store says should run comes back (it fitted when it was created).
+            plan = self.planner.plan(name, model, row.params, row.backend, check=False)
+            attached = self.adapters.of(name)
+            served = self.new_process(plan, attached)
+            self._set(name, served)
+            self.routing.set_adapters(name, attached)
+            served.process.start()
+
+    def new_process(self, plan: ServingPlan, attached: list[AttachedAdapter], quiet: bool = False) -> Served:
+        """A backend process for `plan` (not started), on its own port and socket so a blue/green candidate
+        can run beside the live one. A quiet one reports nothing to the store until it takes over."""
+        self._generation += 1
+        paths = tuple((a.name, self.registry.get(a.model_id).file) for a in attached)
+        socket_path = self.runtime_dir / f"{plan.deployment}.{self._generation}.sock"
+        process = BackendProcess(self.backends[plan.backend], plan.launch_spec(_free_port(), socket_path, paths),
+                                 self.log_path(plan.deployment), self._record_state, self.client, self.niceness,
+                                 quiet=quiet)
+        return Served(process, plan)
+
+    async def commit(self, name: str, model_id: str, backend: str, attached: list[AttachedAdapter],
+                     candidate: Served | None) -> None:
+        """The switch itself: row, adapters, the process serving `name` and the routing change together, under
+        the lock and with no await between the routing changes (the gateway reads them on the same event loop).
+        The process it replaces is left running, quiet, for the caller to drain and stop."""
+        async with self._lock:
+            self.rows.set_model(name, model_id, backend)
+            self.adapters.replace(name, attached)
+            if candidate is not None:
+                replaced = self._served.get(name)
+                if replaced is not None:
+                    replaced.process.silence()  # from now on the row describes the candidate
+                self._set(name, candidate)
+            self.routing.set_adapters(name, self.adapters.of(name))
+        if candidate is not None:
+            await candidate.process.publish()
+
+    async def restart(self, name: str, reason: str) -> None:
+        """Stop what serves `name` (if anything) and start it again from its row."""
+        async with self._lock:
+            served = self._served.get(name)
+            self._set(name, None)
+        if served is not None:
+            await served.process.stop(reason)
+        await self.ensure(name)
+
+    def withdraw(self, name: str) -> None:
+        """A deleted deployment: its adapter names are no longer served."""
+        self.routing.set_adapters(name, [])
+
+    async def pause_all(self, reason: str) -> list[str]:
+        """Stop every running backend without changing what the operator asked for (a training job on a profile
+        that cannot serve and train at once). Returns the names to `resume` afterwards."""
+        async with self._lock:
+            paused = dict(self._served)
+            for name in paused:
+                self._set(name, None)
+        await asyncio.gather(*(s.process.stop(reason) for s in paused.values()), return_exceptions=True)
+        for name in paused:
+            self.rows.record_state(name, "paused", reason, {"restarts": 0})
+        return list(paused)
+
+    async def resume(self, names: list[str]) -> None:
+        for name in names:
+            try:
+                await self.ensure(name)
+            except ApplianceError:  # deleted meanwhile: nothing to bring back
+                log.warning("deployment not resumed", extra={"deployment": name})
+
+    async def reconcile(self) -> None:
+        """Every deployment the store says should run comes back (daemon start)."""
+        for name in self.rows.names():
+            await self.ensure(name)
+
+    async def shutdown(self) -> None:
+        served = list(self._served.values())
+        for name in list(self._served):
+            self._set(name, None)
+        await asyncio.gather(*(s.process.stop("daemon stopping") for s in served), return_exceptions=True)
+        await self.client.aclose()
+
+    def _set(self, name: str, served: Served | None) -> None:
+        # Supervision and routing change together, always through here.
+        if served is None:
+            self._served.pop(name, None)
+        else:
+            self._served[name] = served
+        self.routing.set_process(name, None if served is None else served.process)
+
+    async def _record_state(self, name: str, state: str, message: str, info: dict[str, int | None]) -> None:
+        self.rows.record_state(name, state, message, info)

@@ -1,0 +1,116 @@
+"""Fine-tune settings, declared once: the hyperparameters (a profile's `[training]` table gives them, a job may
+override them), the run knobs of one job, and the resolved settings a job trains with.
+
+Pre-flight resolves a job's settings once (`resolve`): profile + overrides + the box's cores, validated in one
+pass against one set of bounds. The worker and the training loop take the stored result as it is. Pure
+pydantic: the daemon imports it without torch.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+TrainingMethod = Literal["lora-cpu", "qlora-4bit", "lora-bf16", "full"]
+DEFAULT_TARGET_MODULES = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
+
+
+class _Frozen(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Hyperparameters(_Frozen):
+    """LoRA and optimiser settings. The bounds keep a run sane on any box, whoever sets them."""
+
+    lora_r: int = Field(16, gt=0, le=256, description="LoRA rank")
+    lora_alpha: int = Field(32, gt=0, le=1024, description="LoRA scaling numerator (scale = alpha / r)")
+    lora_dropout: float = Field(0.05, ge=0.0, le=0.5, description="Dropout on the LoRA input")
+    target_modules: list[str] = Field(default_factory=lambda: list(DEFAULT_TARGET_MODULES), min_length=1,
+                                      description="Projections that get a LoRA (module names)")
+    batch_size: int = Field(4, ge=1, le=256, description="Sequences per micro-batch")
+    gradient_accumulation: int = Field(1, ge=1, le=256, description="Micro-batches per optimizer step")
+    max_seq_length: int = Field(512, ge=16, le=131072, description="Tokens per sequence; longer ones are cut")
+    gradient_checkpointing: bool = Field(False, description="Recompute activations in backward to save memory")
+    learning_rate: float = Field(2e-4, gt=0.0, le=1e-2, description="Peak AdamW learning rate")
+    neftune_noise_alpha: float | None = Field(None, ge=0.0, le=50.0,
+                                              description="NEFTune embedding noise; none: off")
+
+
+class RunKnobs(_Frozen):
+    """How long one job trains and how it checkpoints; not a profile's business."""
+
+    epochs: float = Field(1.0, gt=0.0, le=100.0, description="Passes over the train split")
+    max_steps: int | None = Field(None, ge=1, le=1_000_000, description="Stop after this many steps (wins over epochs)")
+    warmup_ratio: float = Field(0.05, ge=0.0, le=0.5, description="Share of the steps with a linear warmup")
+    seed: int = Field(0, ge=0, description="Seeds the data order and torch")
+    checkpoint_every: int = Field(10, ge=1, le=100_000, description="Steps between checkpoints")
+
+
+class TrainingRecipe(Hyperparameters):
+    """What to train with: the method, its trainer and precision, and the hyperparameters."""
+
+    method: TrainingMethod = Field(..., description="lora-cpu, qlora-4bit, lora-bf16 or full")
+    trainer: Literal["peft", "unsloth"] = Field(..., description="unsloth only for qlora-4bit")
+    precision: Literal["fp32", "bf16", "fp16"] = Field(..., description="fp32 for lora-cpu")
+
+    @model_validator(mode="after")
+    def _method_fits_trainer(self) -> TrainingRecipe:
+        if self.method == "lora-cpu" and (self.trainer != "peft" or self.precision != "fp32"):
+            raise ValueError("method lora-cpu needs trainer = 'peft' and precision = 'fp32'")
+        if self.trainer == "unsloth" and self.method != "qlora-4bit":
+            raise ValueError("trainer unsloth is only used for method qlora-4bit")
+        return self
+
+
+class ResolvedTraining(TrainingRecipe, RunKnobs):
+    """Everything one fine-tune job trains with, resolved at submit and stored with the job."""
+
+    threads: int = Field(..., ge=1, description="torch threads: the box's physical cores")
+
+    @property
+    def sequences_per_step(self) -> int:
+        return self.batch_size * self.gradient_accumulation
+
+
+OVERRIDABLE = (*Hyperparameters.model_fields, *RunKnobs.model_fields)
+# The JSON schema of a job's `overrides` object, for the API docs: the same fields, bounds and descriptions.
+OVERRIDES_JSON_SCHEMA: dict[str, Any] = {
+    "type": "object", "additionalProperties": False,
+    "properties": {k: v for k, v in ResolvedTraining.model_json_schema()["properties"].items() if k in OVERRIDABLE},
+}
+
+
+class OverrideRefused(ValueError):
+    """A job's override is unknown, not overridable or out of bounds; `key` names it (None: the whole set)."""
+
+    def __init__(self, key: str | None, message: str) -> None:
+        super().__init__(f"{key}: {message}" if key else message)
+        self.key, self.message = key, message
+
+
+def _check_keys(overrides: Mapping[str, Any], profile_name: str) -> None:
+    for key in overrides:
+        if key in OVERRIDABLE:
+            continue
+        if key in ResolvedTraining.model_fields or key in ("max_base_params_b", "serving_during_training"):
+            raise OverrideRefused(key, f"set by the hardware profile ({profile_name}), not overridable per job")
+        raise OverrideRefused(key, f"unknown setting; overridable: {', '.join(sorted(OVERRIDABLE))}")
+
+
+def resolve(recipe: TrainingRecipe, overrides: Mapping[str, Any], threads: int,
+            profile_name: str = "in use") -> ResolvedTraining:
+    """The settings a job trains with: the profile's recipe, the job's overrides on top, the run knob defaults.
+
+    Raises:
+        OverrideRefused: an override key is unknown or fixed by the profile, or a value is out of bounds.
+    """
+    _check_keys(overrides, profile_name)
+    fields = {k: v for k, v in recipe.model_dump().items() if k in TrainingRecipe.model_fields}
+    try:
+        return ResolvedTraining.model_validate({**fields, **overrides, "threads": threads})
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        key = str(first["loc"][0]) if first["loc"] else None
+        raise OverrideRefused(key, first["msg"]) from exc
