@@ -60,6 +60,13 @@ class ApplianceConfig(BaseSettings):
     llama_bin_dir: Path | None = Field(
         None, description="Folder holding llama-server and llama-quantize (default: the build cache)."
     )
+    vllm_python: Path | None = Field(
+        None, description="Interpreter of vLLM's own virtual environment (default: the `make vllm` build cache, "
+        "then /opt/slm-appliance/vllm)."
+    )
+    vllm_cpu_kv_cache_gib: int = Field(
+        1, ge=1, le=1024, description="KV cache vLLM's CPU build reserves, in GiB (it takes most of RAM otherwise)."
+    )
     starter_model: bool = Field(
         True, description="On first start, import and serve the bundled SmolLM2-135M-Instruct GGUF."
     )

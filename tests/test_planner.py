@@ -7,6 +7,7 @@ import pytest
 from appliance.plan import lora_parameters, make_plan, parse_params, plan_serving, plan_training, shape_for
 from appliance.plan.shapes import REFERENCE_SHAPES
 from appliance.profiles import select_profile
+from appliance.profiles.select import SelectionError
 from tests.conftest import recorded_machine
 
 GIB = 1024**3
@@ -86,8 +87,9 @@ def test_full_fine_tune_is_sixteen_bytes_per_param(profiles):
 
 
 def test_plan_refuses_with_numbers(profiles):
+    # QLoRA of an 8B fits 12 GiB (11.26 GiB with fused attention); a 14B does not.
     report = recorded_machine("linux_nvidia_1_rtx_3060_12288mib.json")
-    plan = make_plan(shape_for(8e9), select_profile(profiles, report), report)
+    plan = make_plan(shape_for(14e9), select_profile(profiles, report), report)
     assert not plan.can_train
     assert "does NOT fit" in plan.training.message and "VRAM per GPU (12288 MiB) 12.00 GiB" in plan.training.message
     assert plan.can_serve
@@ -112,3 +114,22 @@ def test_unknown_vram_cannot_be_confirmed(profiles):
     profile = _profile(profiles, "consumer-gpu")
     estimate = plan_training(shape_for(1e9), profile.training, report)
     assert not estimate.fits and "unknown" in estimate.message
+
+
+def test_h100_ladder_takes_lora_bf16_when_full_does_not_fit(profiles):
+    report = recorded_machine("linux_nvidia_1_h100_80gb_hbm3_81559mib.json")
+    plan = make_plan(shape_for(7e9), select_profile(profiles, report), report)
+    assert plan.can_train and plan.training_method == "lora-bf16"
+    assert plan.method_reasons[0].startswith("full: training needs ") and "does NOT fit" in plan.method_reasons[0]
+    assert plan.method_reasons[1].endswith("fits (chosen)") and len(plan.method_reasons) == 2
+
+
+def test_profiles_refuse_what_the_gpu_cannot_do(profiles):
+    # A T4 (cc 7.5) has no bf16 and no FP8: pinning the h100 profile there is refused, naming both reasons' first.
+    report = recorded_machine("linux_nvidia_1_tesla_t4_15360mib.json")
+    with pytest.raises(SelectionError, match=r"training precision bf16 needs compute capability ≥ 8; Tesla T4 has 7.5"):
+        select_profile(profiles, report, pinned="h100")
+    # An A100 (cc 8.0) trains in bf16 but has no FP8: the h100 profile's FP8 serving is refused.
+    a100 = recorded_machine("linux_nvidia_1_a100_sxm4_80gb_81920mib.json")
+    with pytest.raises(SelectionError, match=r"FP8 serving needs compute capability ≥ 8.9; .* has 8.0"):
+        select_profile(profiles, a100, pinned="h100")

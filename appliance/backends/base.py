@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
@@ -32,6 +33,14 @@ class LaunchSpec:
     host: str = "127.0.0.1"
     # Also listen here when set: the gateway's hop over a Unix socket costs less CPU than loopback TCP.
     unix_socket: Path | None = None
+    # Required by the backend on its API when set: only the gateway (which adds it) gets answers there.
+    api_key: str | None = None
+    dtype: str = "auto"
+    max_lora_rank: int = 16
+    on_gpu: bool = False  # the box has GPUs the backend should use
+
+    def auth_headers(self) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.api_key}"} if self.api_key else {}
 
 
 @dataclass(frozen=True)
@@ -40,6 +49,10 @@ class Capabilities:
     continuous_batching: bool
     lora_adapters: bool
     gpu_required: bool
+    adapter_kind: str = "adapter-gguf"  # the registry kind of the LoRA adapters it loads
+    # Loads and unloads adapters while it serves (vLLM); otherwise a new set means a new process (blue/green).
+    runtime_lora: bool = False
+    takes_api_key: bool = False  # serves its API only to callers with the per-process key we give it
 
 
 @dataclass(frozen=True)
@@ -49,6 +62,24 @@ class Launch:
     argv: list[str]
     injected: dict[str, str] = field(default_factory=dict)
     env: dict[str, str] = field(default_factory=dict)
+
+
+Builder = tuple[str, Callable[["LaunchSpec"], list[str]]]
+SECRET_FLAGS = ("--api-key",)
+
+
+def injected_arguments(builders: tuple[Builder, ...], spec: LaunchSpec) -> tuple[list[str], dict[str, str]]:
+    """The arguments of every named builder, then the operator's overrides (last, so they win), and what each
+    group injected for display, with secrets masked (a key never reaches a log or the API)."""
+    args: list[str] = []
+    injected: dict[str, str] = {}
+    for group, builder in builders:
+        part = builder(spec)
+        if part:
+            shown = ["********" if i and part[i - 1] in SECRET_FLAGS else a for i, a in enumerate(part)]
+            injected[group] = " ".join(shown)
+        args += part
+    return [*args, *spec.extra_args], injected
 
 
 class BackendUnavailable(ApplianceError):
@@ -67,9 +98,19 @@ class Backend(Protocol):
 
     def health_url(self, spec: LaunchSpec) -> str: ...
 
+    def unavailable(self) -> str | None:
+        """Why this backend cannot start on this box (program or package missing), or None."""
+        ...
+
     def endpoint(self, spec: LaunchSpec) -> str:
         """Base URL of the backend's OpenAI-compatible API (no trailing slash)."""
         ...
+
+    async def load_adapter(self, client: httpx.AsyncClient, spec: LaunchSpec, name: str, path: Path) -> str | None:
+        """Load a LoRA adapter into the running process (runtime_lora backends); None, or why it did not."""
+        ...
+
+    async def unload_adapter(self, client: httpx.AsyncClient, spec: LaunchSpec, name: str) -> str | None: ...
 
 
 async def http_healthy(client: httpx.AsyncClient, url: str) -> bool:

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import os
 import shutil
-from collections.abc import Callable
 from pathlib import Path
 
-from appliance.backends.base import BackendUnavailable, Capabilities, Launch, LaunchSpec
+import httpx
+
+from appliance.backends.base import BackendUnavailable, Builder, Capabilities, Launch, LaunchSpec, injected_arguments
 
 LLAMA_CPP_VERSION = "0.3.36"  # the llama-cpp-python release whose vendored llama.cpp we build
 DEFAULT_BIN_DIR = Path.home() / ".cache" / "slm-appliance" / f"llama.cpp-{LLAMA_CPP_VERSION}" / "bin"
@@ -68,7 +69,7 @@ def _adapters(spec: LaunchSpec) -> list[str]:
     return args
 
 
-BUILDERS: tuple[tuple[str, Callable[[LaunchSpec], list[str]]], ...] = (
+BUILDERS: tuple[Builder, ...] = (
     ("model", _model), ("network", _network), ("batching", _batching), ("compute", _compute),
     ("service", _service), ("adapters", _adapters),
 )
@@ -83,20 +84,24 @@ class LlamaCppBackend:
         self.bin_dir = bin_dir
 
     def build_launch(self, spec: LaunchSpec) -> Launch:
-        binary = find_llama_tool("llama-server", self.bin_dir)
-        argv = [str(binary)]
-        injected: dict[str, str] = {}
-        for group, builder in BUILDERS:
-            args = builder(spec)
-            if args:
-                injected[group] = " ".join(args)
-            argv += args
-        # Operator overrides last, so they win over what we injected.
-        argv += list(spec.extra_args)
-        return Launch(argv=argv, injected=injected)
+        args, injected = injected_arguments(BUILDERS, spec)
+        return Launch(argv=[str(find_llama_tool("llama-server", self.bin_dir)), *args], injected=injected)
+
+    def unavailable(self) -> str | None:
+        try:
+            find_llama_tool("llama-server", self.bin_dir)
+        except BackendUnavailable as exc:
+            return str(exc)
+        return None
 
     def health_url(self, spec: LaunchSpec) -> str:
         return f"http://{spec.host}:{spec.port}/health"
 
     def endpoint(self, spec: LaunchSpec) -> str:
         return f"http://{spec.host}:{spec.port}"
+
+    async def load_adapter(self, client: httpx.AsyncClient, spec: LaunchSpec, name: str, path: Path) -> str | None:
+        return "llama-server loads its adapters at start: a new set starts a new process (blue/green)"
+
+    async def unload_adapter(self, client: httpx.AsyncClient, spec: LaunchSpec, name: str) -> str | None:
+        return "llama-server loads its adapters at start: a new set starts a new process (blue/green)"

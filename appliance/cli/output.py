@@ -79,5 +79,7 @@ def render_plan(plan: ModelPlan) -> str:
         f"Train    {'OK' if plan.can_train else 'NO'}: {plan.training.message}",
         f"Serve    {'OK' if plan.can_serve else 'NO'}: {plan.serving.message}",
     ]
+    if len(plan.method_reasons) > 1:
+        lines.extend(f"Ladder   {reason}" for reason in plan.method_reasons)
     lines.extend(f"Note     {note}" for note in plan.notes)
     return "\n".join(lines)

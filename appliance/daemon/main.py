@@ -12,7 +12,9 @@ from typing import Any
 import uvicorn
 import uvloop
 
+from appliance.backends.base import Backend
 from appliance.backends.llamacpp import LlamaCppBackend
+from appliance.backends.vllm import VllmBackend
 from appliance.config import ApplianceConfig
 from appliance.core import Appliance
 from appliance.daemon.app import create_app
@@ -35,6 +37,16 @@ def _bind(host: str, port: int) -> socket.socket:
     return sock
 
 
+def _deployments(appliance: Appliance) -> DeploymentManager:
+    config = appliance.config
+    backends: dict[str, Backend] = {
+        "llamacpp": LlamaCppBackend(config.llama_bin_dir),
+        "vllm": VllmBackend(appliance.state_dir / "cache" / "vllm", config.vllm_python, config.vllm_cpu_kv_cache_gib),
+    }
+    return DeploymentManager(appliance.store, appliance.registry, appliance.selection, appliance.hardware, backends,
+                             appliance.logs_dir, appliance.runtime_dir, config.backend_niceness)
+
+
 async def serve(appliance: Appliance, notifier: Notifier) -> int:
     """Run until SIGTERM/SIGINT. Returns the process exit code."""
     config = appliance.config
@@ -43,11 +55,7 @@ async def serve(appliance: Appliance, notifier: Notifier) -> int:
     except OSError as exc:
         log.error("cannot bind the API socket", extra={"host": config.host, "port": config.port, "error": str(exc)})
         return 1
-    deployments = DeploymentManager(
-        appliance.store, appliance.registry, appliance.selection, appliance.hardware,
-        {"llamacpp": LlamaCppBackend(config.llama_bin_dir)}, appliance.logs_dir, appliance.runtime_dir,
-        config.backend_niceness,
-    )
+    deployments = _deployments(appliance)
     training = appliance.selection.profile.training
     reconciler = deployments.reconciler
     pause = None if training.serving_during_training else ServingPause(reconciler.pause_all, reconciler.resume)

@@ -103,7 +103,7 @@ class Switcher:
         manager.planner.check_beside_live(live.plan, planned.plan)
         trial = await self._trial(change, planned, live, attached, started)
         forced = bool(change.force and trial.gate is not None and trial.gate.regressed)
-        await manager.reconciler.commit(change.name, planned.model.id, planned.backend, attached, trial.candidate)
+        await manager.reconciler.commit(change.name, planned.plan, attached, trial.candidate)
         trial.timings["switched"] = round(time.monotonic() - started, 2)
         log.info("deployment switched", extra={"deployment": change.name, "from": planned.previous.name,
                                                 "to": planned.model.name, "action": change.action, "forced": forced})
@@ -123,7 +123,7 @@ class Switcher:
                        detail: dict[str, Any]) -> SwitchResult:
         """Nothing serving to keep up: no blue/green, the deployment simply comes back with the new version."""
         manager = self.manager
-        await manager.reconciler.commit(change.name, planned.model.id, planned.backend, attached, None)
+        await manager.reconciler.commit(change.name, planned.plan, attached, None)
         if planned.row.wants_running:
             await manager.reconciler.restart(change.name, "replaced")
         manager.history.record(change.name, planned.model.id, planned.model.name, change.action, change.actor,

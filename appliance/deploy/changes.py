@@ -11,12 +11,13 @@ from appliance.deploy.bluegreen import Change, EvalRegression, Switcher
 from appliance.deploy.errors import DeploymentConflict, DeploymentError, DeploymentNotFound
 from appliance.deploy.history import AttachAdapter, AttachedAdapter
 from appliance.deploy.manager import NAME, DeploymentManager
-from appliance.deploy.models import RollbackRequest, SwitchRequest, SwitchResult
+from appliance.deploy.models import Deployment, RollbackRequest, SwitchRequest, SwitchResult
 from appliance.evaluation.golden import GoldenItem, golden_set
 from appliance.registry.registry import ModelRecord, Registry
 from appliance.state.store import StateStore
 
-ADAPTER_KINDS = ("adapter-gguf",)
+ADAPTER_KINDS = {"adapter-gguf": "exported GGUF LoRA adapters (kind adapter-gguf, from an export job)",
+                 "adapter": "PEFT LoRA adapters (kind adapter, from a fine-tune job) of the model it serves"}
 
 
 class DeploymentChanges:
@@ -73,9 +74,7 @@ class DeploymentChanges:
         blue/green with the new set; if the adapter does not load, the previous set keeps serving."""
         current = self.manager.get(name)
         adapter = self.registry.get(body.adapter)
-        if adapter.kind not in ADAPTER_KINDS:
-            raise DeploymentError(f"{adapter.name!r} is a {adapter.kind} model; attach an exported GGUF LoRA "
-                                  f"(kind adapter-gguf, from an export job)", param="adapter")
+        self._check_adapter(current, adapter, body.scale)
         served = body.name or adapter.name
         if not NAME.match(served):
             raise DeploymentError(f"invalid served name {served!r}", param="name")
@@ -96,11 +95,40 @@ class DeploymentChanges:
         return await self._apply(name, current.model, remaining, f"detach {served}", "deployment.adapter.detach",
                                  actor)
 
+    def _check_adapter(self, deployment: Deployment, adapter: ModelRecord, scale: float) -> None:
+        """The adapter is of the kind the deployment's backend loads, and made for the model it serves."""
+        capabilities = self.manager.planner.backends[deployment.backend].capabilities
+        if adapter.kind != capabilities.adapter_kind:
+            wanted = ADAPTER_KINDS[capabilities.adapter_kind]
+            raise DeploymentError(f"{adapter.name!r} is a {adapter.kind} model; a {deployment.backend} deployment "
+                                  f"serves {wanted}", param="adapter")
+        if capabilities.runtime_lora and adapter.parent_id != deployment.model_id:
+            parent = self.registry.get(adapter.parent_id).name if adapter.parent_id else "an unknown base"
+            raise DeploymentError(f"{adapter.name!r} was trained on {parent}; deployment {deployment.name!r} serves "
+                                  f"{deployment.model}", param="adapter")
+        if capabilities.runtime_lora and scale != 1.0:
+            raise DeploymentError("vLLM applies LoRA adapters at scale 1.0 only", param="scale")
+
     async def _apply(self, name: str, model: str, attached: list[AttachedAdapter], what: str, action: str,
                      actor: str) -> SwitchResult:
-        result = await self.switcher.change(Change(name, model, "adapters", actor, attached=attached, reason=what))
+        deployment = self.manager.get(name)
+        if self.manager.planner.backends[deployment.backend].capabilities.runtime_lora:
+            result = await self._apply_live(deployment, attached, what, actor)
+        else:
+            result = await self.switcher.change(Change(name, model, "adapters", actor, attached=attached, reason=what))
         self.store.audit(actor, action, name, {"adapters": [a.name for a in attached], "change": what})
         return result
+
+    async def _apply_live(self, deployment: Deployment, attached: list[AttachedAdapter], what: str,
+                          actor: str) -> SwitchResult:
+        """The backend loads and unloads adapters while it serves: no new process, no drain."""
+        with self.manager.changing(deployment.name):
+            await self.manager.reconciler.change_adapters(deployment.name, attached)
+        self.manager.history.record(deployment.name, deployment.model_id, deployment.model, "adapters", actor,
+                                    {"reason": what, "adapters": [a.name for a in attached], "blue_green": False,
+                                     "runtime": True})
+        return SwitchResult(deployment=self.manager.get(deployment.name), action="adapters",
+                            previous_model=deployment.model, model=deployment.model, blue_green=False)
 
     def _audit(self, actor: str, action: str, name: str, result: SwitchResult) -> None:
         self.store.audit(actor, action, name, {"from": result.previous_model, "to": result.model,

@@ -12,12 +12,18 @@ from appliance.deploy.errors import DeploymentError
 from appliance.deploy.models import DeploymentParams
 from appliance.hardware.models import HardwareReport
 from appliance.plan.memory import SERVE_WEIGHT_BYTES, MemoryEstimate, gpu_claim, plan_beside_live, plan_serving
-from appliance.profiles.schema import ServingSettings
+from appliance.profiles.schema import SERVED_BY, ServingSettings
 from appliance.profiles.select import Selection
 from appliance.registry.registry import ModelRecord
 from appliance.registry.shapes import shape_of
 
-FORMAT_BACKENDS = {"gguf": "llamacpp", "hf": "vllm"}
+DEFAULT_VLLM_MAX_LORAS = 4
+
+
+@dataclass(frozen=True)
+class BackendChoice:
+    backend: str
+    reason: str  # shown by `deploy create`/`deploy list` and the API
 
 
 @dataclass(frozen=True)
@@ -27,20 +33,23 @@ class ServingPlan:
     deployment: str
     model: ModelRecord
     backend: str
+    reason: str  # why this backend
     settings: ServingSettings  # the profile's, with the deployment's overrides applied
     tensor_parallel_size: int
     extra_args: tuple[str, ...]
     estimate: MemoryEstimate
+    on_gpu: bool = False
 
-    def launch_spec(self, port: int, unix_socket: Path | None = None,
-                    adapters: tuple[tuple[str, Path], ...] = ()) -> LaunchSpec:
+    def launch_spec(self, port: int, unix_socket: Path | None = None, adapters: tuple[tuple[str, Path], ...] = (),
+                    api_key: str | None = None) -> LaunchSpec:
         s = self.settings
         return LaunchSpec(
             deployment=self.deployment, model_path=self.model.file, port=port, context_length=s.context_length,
             parallel_slots=s.parallel_slots, threads=s.threads, gpu_layers=s.gpu_layers,
             gpu_memory_utilization=s.gpu_memory_utilization, max_model_len=s.max_model_len, max_loras=s.max_loras,
             tensor_parallel_size=self.tensor_parallel_size, quantization=s.quantization, adapters=adapters,
-            extra_args=self.extra_args, unix_socket=unix_socket,
+            extra_args=self.extra_args, unix_socket=unix_socket, api_key=api_key, dtype=s.dtype,
+            max_lora_rank=s.max_lora_rank, on_gpu=self.on_gpu,
         )
 
     @property
@@ -60,19 +69,34 @@ class FitPlanner:
         self.hardware = hardware
         self.backends = backends
 
-    def choose_backend(self, model: ModelRecord, requested: str | None) -> str:
-        """The backend that serves `model`: the one requested, else the one its format needs."""
-        if model.kind == "adapter-gguf":
+    def choose_backend(self, model: ModelRecord, requested: str | None) -> BackendChoice:
+        """The one rule: the deployment's own choice if it made one; else the profile's backend when it can
+        serve the model's format; else the backend the format needs. Refused when that one is not installed."""
+        if model.kind.startswith("adapter"):
             raise DeploymentError(f"{model.name!r} is a LoRA adapter: attach it to a deployment of its base "
-                                  f"({model.metadata.get('serve_over', 'its F16 base')}) instead")
-        wanted = requested or FORMAT_BACKENDS.get(model.format)
-        if wanted is None:
+                                  f"({model.metadata.get('serve_over', 'its base model')}) instead")
+        profile = self.selection.profile
+        needed = SERVED_BY.get(model.format)
+        if needed is None:
             raise DeploymentError(f"model {model.name!r} ({model.format}) cannot be served directly; export it first")
-        if wanted not in self.backends:
-            raise DeploymentError(f"backend {wanted!r} is not available here (have: {', '.join(self.backends)})")
-        if model.format not in self.backends[wanted].capabilities.formats:
-            raise DeploymentError(f"backend {wanted} cannot serve {model.format} models")
-        return wanted
+        if requested is not None:
+            choice = BackendChoice(requested, f"{requested}: asked for by the deployment")
+        elif profile.serving.backend == needed:
+            choice = BackendChoice(needed, f"{needed}: the {profile.name} profile's backend")
+        else:
+            choice = BackendChoice(needed, f"{needed}: {model.format} models are served by {needed} (the "
+                                           f"{profile.name} profile prefers {profile.serving.backend})")
+        backend = self.backends.get(choice.backend)
+        if backend is None:
+            have = ", ".join(self.backends)
+            raise DeploymentError(f"backend {choice.backend!r} is not available here (have: {have})")
+        if model.format not in backend.capabilities.formats:
+            raise DeploymentError(f"backend {choice.backend} cannot serve {model.format} models (it serves "
+                                  f"{', '.join(backend.capabilities.formats)}); {needed} does")
+        missing = backend.unavailable()
+        if missing:
+            raise DeploymentError(f"{choice.reason}, but it cannot start here: {missing}")
+        return choice
 
     def settings(self, params: DeploymentParams, backend: str) -> ServingSettings:
         """The profile's serving settings with the deployment's overrides (unset ones keep the profile's)."""
@@ -80,24 +104,34 @@ class FitPlanner:
         overrides = params.model_dump(exclude_none=True, exclude={"extra_args"})
         threads = params.threads if params.threads is not None else (serving.threads
                                                                       or self.hardware.cpu.physical_cores)
-        return serving.model_copy(update={**overrides, "backend": backend, "threads": threads,
-                                          "tensor_parallel_size": self.selection.tensor_parallel_size})
+        update: dict[str, object] = {**overrides, "backend": backend, "threads": threads,
+                                     "tensor_parallel_size": self.selection.tensor_parallel_size}
+        if backend == "vllm":
+            # A profile made for llama.cpp has no vLLM limits: one sequence is the slot's context.
+            update.setdefault("max_model_len", serving.max_model_len or params.context_length
+                              or serving.context_length)
+            if serving.max_loras is None and params.max_loras is None:
+                update["max_loras"] = DEFAULT_VLLM_MAX_LORAS  # adapters can be attached at runtime
+            if not self.hardware.compute_units():
+                update["dtype"] = "float32" if serving.dtype == "auto" else serving.dtype
+        return serving.model_copy(update=update)
 
     def estimate(self, model: ModelRecord, settings: ServingSettings) -> MemoryEstimate:
         quant = model.quantization or ""
         variant = quant if quant in SERVE_WEIGHT_BYTES else ("none" if model.format == "hf" else "F16")
         return plan_serving(shape_of(model), settings, self.hardware, variant, self.selection.tensor_parallel_size)
 
-    def plan(self, name: str, model: ModelRecord, params: DeploymentParams, backend: str,
+    def plan(self, name: str, model: ModelRecord, params: DeploymentParams, backend: str, reason: str = "",
              check: bool = True) -> ServingPlan:
         """Raises DeploymentError, with the planner's numbers, when `check` and serving it would not fit."""
         settings = self.settings(params, backend)
         estimate = self.estimate(model, settings)
         if check and not estimate.fits:
             raise DeploymentError(f"refused: {estimate.message}")
-        return ServingPlan(deployment=name, model=model, backend=backend, settings=settings,
+        return ServingPlan(deployment=name, model=model, backend=backend, reason=reason, settings=settings,
                            tensor_parallel_size=self.selection.tensor_parallel_size,
-                           extra_args=tuple(params.extra_args), estimate=estimate)
+                           extra_args=tuple(params.extra_args), estimate=estimate,
+                           on_gpu=bool(self.hardware.compute_units()))
 
     def check_beside_live(self, live: ServingPlan, candidate: ServingPlan) -> None:
         """Refuse, with the numbers, a blue/green candidate that cannot start on the GPUs beside the live backend

@@ -49,7 +49,8 @@ async def chat(client: httpx.AsyncClient, process: BackendProcess, messages: lis
     body = {"model": process.spec.deployment, "messages": messages, "max_tokens": max_tokens, "temperature": 0.0,
             "seed": 0, **(extra or {})}
     try:
-        response = await client.post(f"{process.endpoint}/v1/chat/completions", json=body, timeout=120.0)
+        response = await client.post(f"{process.endpoint}/v1/chat/completions", json=body, timeout=120.0,
+                                     headers=process.spec.auth_headers())
         data = response.json()
         if response.status_code != 200:
             raise GateFailed(f"backend answered {response.status_code}: {str(data)[:300]}")

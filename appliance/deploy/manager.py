@@ -11,7 +11,7 @@ from pathlib import Path
 
 from appliance.backends.base import Backend
 from appliance.deploy.errors import DeploymentConflict, DeploymentError
-from appliance.deploy.fit import FitPlanner, ServingPlan
+from appliance.deploy.fit import BackendChoice, FitPlanner, ServingPlan
 from appliance.deploy.history import AdapterTable, History
 from appliance.deploy.models import CreateDeployment, Deployment, DeploymentRow
 from appliance.deploy.reconciler import Reconciler
@@ -60,9 +60,9 @@ class DeploymentManager:
         name = request.name or model.name
         if not NAME.match(name):
             raise DeploymentError(f"invalid deployment name {name!r}")
-        backend = self.planner.choose_backend(model, request.backend)
-        self.planner.plan(name, model, request.params, backend)
-        self.rows.insert(name, model.id, backend, request.params)
+        choice = self.planner.choose_backend(model, request.backend)
+        self.planner.plan(name, model, request.params, choice.backend, choice.reason)
+        self.rows.insert(name, model.id, choice.backend, choice.reason, request.params)
         self.history.record(name, model.id, model.name, "create", actor)
         await self.reconciler.ensure(name)
         return self.get(name)
@@ -72,8 +72,13 @@ class DeploymentManager:
         row = self.rows.get(name)
         previous = self.registry.get(row.model_id)
         model = self.registry.get(model_name)
-        backend = self.planner.choose_backend(model, row.backend if model.format == previous.format else None)
-        return PlannedChange(row=row, previous=previous, plan=self.planner.plan(name, model, row.params, backend))
+        if model.format == previous.format:  # same format: the backend it runs on now stays
+            choice = BackendChoice(row.backend, row.backend_reason)
+            self.planner.choose_backend(model, row.backend)  # still installed, still serves the format
+        else:
+            choice = self.planner.choose_backend(model, None)
+        plan = self.planner.plan(name, model, row.params, choice.backend, choice.reason)
+        return PlannedChange(row=row, previous=previous, plan=plan)
 
     @contextmanager
     def changing(self, name: str) -> Iterator[None]:

@@ -38,6 +38,7 @@ class DeploymentRow(BaseModel):
     model: str
     model_id: str
     backend: str
+    backend_reason: str = Field("", description="Why this backend serves it: the request, the profile or the format")
     params: DeploymentParams
     desired_state: str
     state: str

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import secrets
 import socket
 from dataclasses import dataclass
 from pathlib import Path
@@ -13,6 +14,7 @@ import httpx
 
 from appliance.backends.base import Backend
 from appliance.backends.process import BackendProcess
+from appliance.deploy.errors import DeploymentError
 from appliance.deploy.fit import FitPlanner, ServingPlan
 from appliance.deploy.history import AdapterTable, AttachedAdapter
 from appliance.deploy.routing import RoutingTable
@@ -81,7 +83,7 @@ class Reconciler:
                 return
             model = self.registry.get(row.model_id)
             # No fit check here: what the store says should run comes back (it fitted when it was created).
-            plan = self.planner.plan(name, model, row.params, row.backend, check=False)
+            plan = self.planner.plan(name, model, row.params, row.backend, row.backend_reason, check=False)
             attached = self.adapters.of(name)
             served = self.new_process(plan, attached)
             self._set(name, served)
@@ -92,20 +94,63 @@ class Reconciler:
         """A backend process for `plan` (not started), on its own port and socket so a blue/green candidate
         can run beside the live one. A quiet one reports nothing to the store until it takes over."""
         self._generation += 1
+        backend = self.backends[plan.backend]
         paths = tuple((a.name, self.registry.get(a.model_id).file) for a in attached)
-        socket_path = self.runtime_dir / f"{plan.deployment}.{self._generation}.sock"
-        process = BackendProcess(self.backends[plan.backend], plan.launch_spec(_free_port(), socket_path, paths),
+        # vLLM serves TCP only; llama-server also listens on a Unix socket, the gateway's cheaper hop.
+        socket_path = None if backend.capabilities.takes_api_key else \
+            self.runtime_dir / f"{plan.deployment}.{self._generation}.sock"
+        key = secrets.token_urlsafe(24) if backend.capabilities.takes_api_key else None
+        process = BackendProcess(backend, plan.launch_spec(_free_port(), socket_path, paths, key),
                                  self.log_path(plan.deployment), self._record_state, self.client, self.niceness,
                                  quiet=quiet)
         return Served(process, plan)
 
-    async def commit(self, name: str, model_id: str, backend: str, attached: list[AttachedAdapter],
+    async def change_adapters(self, name: str, attached: list[AttachedAdapter]) -> None:
+        """A new adapter set on a backend that loads LoRA while it serves: unload what left, load what is new,
+        then persist and route, in that order, so a name is routed only once its adapter answers.
+
+        Raises:
+            DeploymentError: the backend refused an adapter (its reason); the previous set keeps serving.
+        """
+        served = self._served.get(name)
+        current = {a.name: a for a in self.adapters.of(name)}
+        wanted = {a.name: a for a in attached}
+        if served is not None and served.process.ready:
+            process = served.process
+            for gone in current.keys() - wanted.keys():
+                self.routing.set_adapters(name, [a for a in current.values() if a.name != gone])
+                await process.backend.unload_adapter(self.client, process.spec, gone)
+            for new in wanted.keys() - current.keys():
+                refused = await process.backend.load_adapter(self.client, process.spec, new,
+                                                             self.registry.get(wanted[new].model_id).file)
+                if refused:
+                    raise DeploymentError(f"adapter {new!r} did not load: {refused}; nothing else changed")
+        async with self._lock:
+            self.adapters.replace(name, attached)
+            self.routing.set_adapters(name, self.adapters.of(name))
+
+    async def _restore_adapters(self, name: str) -> None:
+        """After a runtime-LoRA backend (re)starts: load the attached set it does not have from its command line."""
+        served = self._served.get(name)
+        if served is None:
+            return
+        process, launched = served.process, {adapter for adapter, _ in served.process.spec.adapters}
+        for adapter in self.adapters.of(name):
+            if adapter.name in launched:
+                continue
+            refused = await process.backend.load_adapter(self.client, process.spec, adapter.name,
+                                                         self.registry.get(adapter.model_id).file)
+            if refused:
+                log.error("adapter not restored", extra={"deployment": name, "adapter": adapter.name,
+                                                          "error": refused})
+
+    async def commit(self, name: str, plan: ServingPlan, attached: list[AttachedAdapter],
                      candidate: Served | None) -> None:
         """The switch itself: row, adapters, the process serving `name` and the routing change together, under
         the lock and with no await between the routing changes (the gateway reads them on the same event loop).
         The process it replaces is left running, quiet, for the caller to drain and stop."""
         async with self._lock:
-            self.rows.set_model(name, model_id, backend)
+            self.rows.set_model(name, plan.model.id, plan.backend, plan.reason)
             self.adapters.replace(name, attached)
             if candidate is not None:
                 replaced = self._served.get(name)
@@ -170,3 +215,6 @@ class Reconciler:
 
     async def _record_state(self, name: str, state: str, message: str, info: dict[str, int | None]) -> None:
         self.rows.record_state(name, state, message, info)
+        served = self._served.get(name)
+        if state == "ready" and served is not None and served.process.backend.capabilities.runtime_lora:
+            await self._restore_adapters(name)

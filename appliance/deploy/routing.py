@@ -46,6 +46,8 @@ class RoutingTable:
     def route(self, served_name: str) -> Route | None:
         """The ready process behind a served name, and for an adapter's name the fields that select it."""
         process = self._ready(served_name)
+        if process is not None and process.backend.capabilities.runtime_lora:
+            return Route(process, None)  # vLLM knows its adapters by name: the body goes as sent
         if process is not None:
             # Every adapter's scale is sent explicitly: llama-server applies loaded adapters to a request that
             # names none (seen with --lora-init-without-apply too), and the base name must stay the base model.
@@ -58,6 +60,8 @@ class RoutingTable:
         process = self._ready(target.deployment)
         if process is None:
             return None
+        if process.backend.capabilities.runtime_lora:
+            return Route(process, None)
         scales = [{"id": i, "scale": target.scale if i == target.position else 0.0}
                   for i in range(len(process.spec.adapters))]
         return Route(process, {"model": target.deployment, "lora": scales})

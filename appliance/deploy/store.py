@@ -30,22 +30,22 @@ class DeploymentStore:
     def names(self) -> list[str]:
         return [str(r["name"]) for r in self.store.query("SELECT name FROM deployments ORDER BY name")]
 
-    def insert(self, name: str, model_id: str, backend: str, params: DeploymentParams) -> None:
+    def insert(self, name: str, model_id: str, backend: str, reason: str, params: DeploymentParams) -> None:
         now = time.time()
         with self.store.transaction() as conn:
             if conn.execute("SELECT 1 FROM deployments WHERE name = ?", (name,)).fetchone():
                 raise DeploymentConflict(f"a deployment named {name!r} already exists")
             conn.execute(
-                "INSERT INTO deployments(name, model_id, backend, params, desired_state, state, created_at, updated_at)"
-                " VALUES(?, ?, ?, ?, 'running', 'pending', ?, ?)",
-                (name, model_id, backend, params.model_dump_json(), now, now),
+                "INSERT INTO deployments(name, model_id, backend, backend_reason, params, desired_state, state,"
+                " created_at, updated_at) VALUES(?, ?, ?, ?, ?, 'running', 'pending', ?, ?)",
+                (name, model_id, backend, reason, params.model_dump_json(), now, now),
             )
 
     def set_desired(self, name: str, desired: str) -> None:
         self._update(name, "desired_state = ?", (desired,))
 
-    def set_model(self, name: str, model_id: str, backend: str) -> None:
-        self._update(name, "model_id = ?, backend = ?", (model_id, backend))
+    def set_model(self, name: str, model_id: str, backend: str, reason: str) -> None:
+        self._update(name, "model_id = ?, backend = ?, backend_reason = ?", (model_id, backend, reason))
 
     def record_state(self, name: str, state: str, message: str, info: dict[str, int | None]) -> None:
         self._update(name, "state = ?, state_message = ?, pid = ?, port = ?, restarts = ?",

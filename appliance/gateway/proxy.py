@@ -29,6 +29,10 @@ class Target(NamedTuple):
     host: str
     port: int
     unix_socket: str | None
+    api_key: str | None = None  # the backend's own key (never the client's)
+
+    async def post(self, pool: UpstreamPool, path: str, body: bytes) -> UpstreamResponse:
+        return await pool.post(self.host, self.port, path, body, self.unix_socket, self.api_key)
 
 
 class Relay:
@@ -114,7 +118,7 @@ async def _complete(request: Request, pool: UpstreamPool, relay: Relay, target: 
     """Send and read the whole answer, unless the client leaves first (then None)."""
 
     async def exchange() -> tuple[int, bytes]:
-        relay.response = response = await pool.post(target.host, target.port, path, body, target.unix_socket)
+        relay.response = response = await target.post(pool, path, body)
         return response.status, await response.read()
 
     send = asyncio.create_task(exchange())
@@ -134,7 +138,7 @@ async def forward(request: Request, pool: UpstreamPool, relay: Relay, target: Ta
     """Send `body` to the backend and relay the answer. The caller has acquired `relay.gate`."""
     try:
         if stream:
-            relay.response = response = await pool.post(target.host, target.port, path, body, target.unix_socket)
+            relay.response = response = await target.post(pool, path, body)
             if response.status != 200:
                 error = _backend_error(response.status, await response.read())
                 await relay.finish()

@@ -86,7 +86,7 @@ async def _proxy(request: Request, schema: type[BaseModel], path: str, endpoint:
     if selector is not None:  # an adapter's name: its deployment, with the adapter picked per request
         body = json.dumps({**data, **selector}).encode()
     spec = process.spec
-    target = Target(spec.host, spec.port, str(spec.unix_socket) if spec.unix_socket else None)
+    target = Target(spec.host, spec.port, str(spec.unix_socket) if spec.unix_socket else None, spec.api_key)
     return await forward(request, request.app.state.upstream, relay, target, path, body, bool(data.get("stream")))
 
 

@@ -174,15 +174,16 @@ class UpstreamPool:
             conn.close()
         return None
 
-    async def post(self, host: str, port: int, path: str, body: bytes, unix_socket: str | None = None
-                   ) -> UpstreamResponse:
+    async def post(self, host: str, port: int, path: str, body: bytes, unix_socket: str | None = None,
+                   api_key: str | None = None) -> UpstreamResponse:
         """POST `body` (JSON) and return once the status line and headers are in; over `unix_socket` if given.
 
         Raises:
             UpstreamError: the backend refused or dropped the connection before answering.
         """
         key: tuple[str, int | str] = (host, port) if unix_socket is None else ("unix", unix_socket)
-        request = (f"POST {path} HTTP/1.1\r\nHost: {host}:{port}\r\nContent-Type: application/json\r\n"
+        auth = f"Authorization: Bearer {api_key}\r\n" if api_key else ""
+        request = (f"POST {path} HTTP/1.1\r\nHost: {host}:{port}\r\nContent-Type: application/json\r\n{auth}"
                    f"Content-Length: {len(body)}\r\nConnection: keep-alive\r\n\r\n").encode() + body
         for attempt in (1, 2):
             conn = self._take_idle(key)

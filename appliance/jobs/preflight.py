@@ -12,12 +12,13 @@ from pydantic import BaseModel, ValidationError
 from appliance.core import Appliance
 from appliance.datasets.errors import DatasetError
 from appliance.errors import ApplianceError
-from appliance.plan.memory import GIB, MIB, lora_parameters, plan_training
+from appliance.plan.ladder import choose_method, ladder
+from appliance.plan.memory import GIB, MIB, MemoryEstimate, lora_parameters
 from appliance.registry.registry import NAME, ModelRecord, RegistryError
 from appliance.registry.shapes import shape_of
 from appliance.training.base import HF_BASE_KIND
 from appliance.training.params import EvalParams, ExportParams, FinetuneParams
-from appliance.training.settings import OverrideRefused, resolve
+from appliance.training.settings import OverrideRefused, ResolvedTraining, resolve
 
 ModelT = TypeVar("ModelT", bound=BaseModel)
 Reason = Literal["invalid", "not_found", "conflict", "does_not_fit"]
@@ -52,6 +53,31 @@ def _disk_needed(appliance: Appliance, base: ModelRecord, lora_params: int) -> i
     return conversion + lora_params * 4 * 4 + 64 * MIB
 
 
+def _choose_training(appliance: Appliance, job: FinetuneParams,
+                     base: ModelRecord) -> tuple[ResolvedTraining, MemoryEstimate, list[str]]:
+    """The job's settings, resolved once: the first method of the profile's ladder that fits, with the job's
+    overrides; and why each method tried was or was not chosen."""
+    profile = appliance.selection.profile
+    shape = shape_of(base)
+    if shape.params > profile.training.max_base_params_b * 1e9:
+        raise PreflightRefused(
+            f"profile {profile.name} trains base models up to {profile.training.max_base_params_b:g}B parameters; "
+            f"{base.name} has {shape.params / 1e9:.2f}B", "does_not_fit")
+    try:
+        rungs = [resolve(recipe, job.overrides, appliance.hardware.cpu.physical_cores, profile.name)
+                 for recipe in ladder(profile.training)]
+    except OverrideRefused as exc:
+        where = "params.overrides" + (f".{exc.key}" if exc.key else "")
+        raise PreflightRefused(f"{where}: {exc.message}", "invalid", where) from exc
+    hardware = appliance.hardware
+    live = hardware.memory.model_copy(update={"available_mib": psutil.virtual_memory().available // MIB})
+    choice = choose_method(shape, list(rungs), hardware.model_copy(update={"memory": live}))
+    if choice.chosen is None:
+        raise PreflightRefused("refused: " + "; ".join(rung.line for rung in choice.tried), "does_not_fit")
+    chosen = rungs[choice.tried.index(choice.chosen)]
+    return chosen, choice.chosen.estimate, choice.reasons
+
+
 def _check_finetune(appliance: Appliance, params: dict[str, Any]) -> dict[str, Any]:
     job = _validated(FinetuneParams, params)
     try:
@@ -70,30 +96,16 @@ def _check_finetune(appliance: Appliance, params: dict[str, Any]) -> dict[str, A
         if any(m.name == job.adapter_name for m in appliance.registry.all()):
             raise PreflightRefused(f"a model named {job.adapter_name!r} already exists", "conflict",
                                    "params.adapter_name")
-    profile = appliance.selection.profile
-    try:
-        training = resolve(profile.training, job.overrides, appliance.hardware.cpu.physical_cores, profile.name)
-    except OverrideRefused as exc:
-        where = "params.overrides" + (f".{exc.key}" if exc.key else "")
-        raise PreflightRefused(f"{where}: {exc.message}", "invalid", where) from exc
+    training, estimate, ladder_reasons = _choose_training(appliance, job, base)
     shape = shape_of(base)
-    if shape.params > profile.training.max_base_params_b * 1e9:
-        raise PreflightRefused(
-            f"profile {profile.name} trains base models up to {profile.training.max_base_params_b:g}B parameters; "
-            f"{base.name} has {shape.params / 1e9:.2f}B", "does_not_fit")
-    hardware = appliance.hardware
-    live = hardware.memory.model_copy(update={"available_mib": psutil.virtual_memory().available // MIB})
-    estimate = plan_training(shape, training, hardware.model_copy(update={"memory": live}))
-    if not estimate.fits:
-        raise PreflightRefused(f"refused: {estimate.message}", "does_not_fit")
     need = _disk_needed(appliance, base, lora_parameters(shape, training.lora_r, training.target_modules))
     free = shutil.disk_usage(appliance.state_dir).free
     if need > free:
         raise PreflightRefused(f"refused: training needs {need / GIB:.2f} GiB of disk in {appliance.state_dir}, "
                                f"{free / GIB:.2f} GiB free", "does_not_fit")
     # The job's settings, resolved once: the worker trains with them as they are.
-    resolved = {"training": training.model_dump(mode="json"), "profile": profile.name, "memory_plan": estimate.message,
-                "disk_needed_bytes": need}
+    resolved = {"training": training.model_dump(mode="json"), "profile": appliance.selection.name,
+                "memory_plan": estimate.message, "method_ladder": ladder_reasons, "disk_needed_bytes": need}
     return {**job.model_dump(), "resolved": resolved}
 
 

@@ -31,6 +31,10 @@ KV_BYTES = 2  # f16 K and V entries, the default of both llama.cpp and vLLM
 # Python + torch runtime and allocator slack; CPU figure calibrated on SmolLM2-135M LoRA (2.3-2.5 GB RSS).
 RUNTIME_OVERHEAD = {"cpu": int(1.2 * GIB), "gpu": int(1.0 * GIB)}
 LLAMACPP_COMPUTE_BUFFER = int(0.25 * GIB)
+# vLLM's CPU build: the KV cache it is given (VLLM_CPU_KVCACHE_SPACE, GiB) and its Python+torch runtime.
+VLLM_CPU_KV_CACHE_GIB = 1
+VLLM_CPU_RUNTIME = int(1.5 * GIB)
+DTYPE_BYTES = {"float32": 4.0, "bfloat16": 2.0, "float16": 2.0, "auto": 2.0}
 
 
 class MemoryLine(BaseModel):
@@ -59,10 +63,14 @@ def lora_parameters(shape: ModelShape, rank: int, target_modules: list[str]) -> 
     return shape.layers * rank * per_layer
 
 
-def _activation_bytes(shape: ModelShape, batch: int, seq: int, precision: str, checkpointing: bool) -> int:
-    # Korthikanti et al. 2022: one layer keeps s·b·h·(34 + 5·a·s/h) bytes of 16-bit activations.
+def _activation_bytes(shape: ModelShape, batch: int, seq: int, precision: str, checkpointing: bool,
+                      fused_attention: bool = False) -> int:
+    # Korthikanti et al. 2022: one layer keeps s·b·h·(34 + 5·a·s/h) bytes of 16-bit activations. The 5·a·s/h
+    # term is the attention scores; torch's fused attention kernels on CUDA (flash / memory-efficient SDPA)
+    # never store them, the CPU's math kernel does.
     scale = 2 if precision == "fp32" else 1
-    per_layer = batch * seq * shape.hidden * (34 + 5 * shape.heads * seq / shape.hidden) * scale
+    scores = 0.0 if fused_attention else 5 * shape.heads * seq / shape.hidden
+    per_layer = batch * seq * shape.hidden * (34 + scores) * scale
     if not checkpointing:
         return int(per_layer * shape.layers)
     # Checkpointing keeps each layer's input and recomputes one layer at a time.
@@ -129,7 +137,7 @@ def plan_training(shape: ModelShape, training: TrainingRecipe, hardware: Hardwar
     lines.append(MemoryLine(
         item=f"activations ({training.batch_size}×{training.max_seq_length} tokens)",
         bytes=_activation_bytes(shape, training.batch_size, training.max_seq_length, act_precision,
-                                training.gradient_checkpointing),
+                                training.gradient_checkpointing, fused_attention=training.method != "lora-cpu"),
     ))
     # fp32 logits and their gradient over the whole vocabulary.
     lines.append(MemoryLine(item="logits", bytes=training.batch_size * training.max_seq_length * shape.vocab * 4 * 2))
@@ -150,6 +158,13 @@ def plan_serving(shape: ModelShape, s: ServingSettings, hardware: HardwareReport
     """Memory of serving the quantized model with these settings (a profile's, or a deployment's resolved)."""
     weights = serving_weight_bytes(shape.params, variant)
     kv_per_token = 2 * shape.layers * shape.kv_dim * KV_BYTES
+    if s.backend == "vllm" and not hardware.compute_units():
+        lines = [
+            MemoryLine(item=f"weights ({s.dtype}, vLLM on CPU)", bytes=int(shape.params * DTYPE_BYTES[s.dtype])),
+            MemoryLine(item="KV cache (VLLM_CPU_KVCACHE_SPACE)", bytes=VLLM_CPU_KV_CACHE_GIB * GIB),
+            MemoryLine(item="runtime", bytes=VLLM_CPU_RUNTIME),
+        ]
+        return _estimate("serving", lines, "RAM available", hardware.memory.available_mib * MIB)
     if s.backend == "vllm":
         # vLLM pages its KV cache: it must hold at least one max_model_len sequence; more only adds concurrency.
         max_len = s.max_model_len or s.context_length

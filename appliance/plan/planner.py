@@ -5,7 +5,8 @@ from __future__ import annotations
 from pydantic import BaseModel
 
 from appliance.hardware.models import HardwareReport
-from appliance.plan.memory import MemoryEstimate, plan_serving, plan_training
+from appliance.plan.ladder import choose_method, ladder
+from appliance.plan.memory import MemoryEstimate, plan_serving
 from appliance.plan.shapes import ModelShape
 from appliance.profiles.select import Selection
 
@@ -15,6 +16,7 @@ class ModelPlan(BaseModel):
     shape: ModelShape
     profile: str
     training_method: str
+    method_reasons: list[str] = []  # each rung of the profile's method ladder and why it was or was not chosen
     quantization: str
     serving_backend: str
     training: MemoryEstimate
@@ -34,7 +36,9 @@ def make_plan(shape: ModelShape, selection: Selection, hardware: HardwareReport)
             f"{variant} instead of {quant.variant}: models under {quant.small_model_threshold_b:g}B "
             "parameters lose too much at 4 bits"
         )
-    training = plan_training(shape, profile.training, hardware)
+    choice = choose_method(shape, ladder(profile.training), hardware)
+    chosen = choice.chosen or choice.tried[0]
+    training = chosen.estimate
     serving = plan_serving(shape, profile.serving, hardware, variant or "none", selection.tensor_parallel_size)
     too_big = shape.params > profile.training.max_base_params_b * 1e9
     if too_big:
@@ -48,7 +52,8 @@ def make_plan(shape: ModelShape, selection: Selection, hardware: HardwareReport)
         params=shape.params,
         shape=shape,
         profile=profile.name,
-        training_method=profile.training.method,
+        training_method=chosen.recipe.method,
+        method_reasons=choice.reasons,
         quantization=variant or "none",
         serving_backend=profile.serving.backend,
         training=training,

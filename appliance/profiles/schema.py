@@ -6,9 +6,13 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from appliance.training.settings import TrainingRecipe
+from appliance.training.settings import TrainingMethod, TrainingRecipe
 
 GGUF_VARIANTS = ("F16", "Q8_0", "Q6_K", "Q5_K_M", "Q4_K_M", "Q4_0", "Q4_1")
+# The one rule of which backend a format needs, for a registry model's format and a profile's quantization
+# format alike: GGUF files only llama.cpp serves, HF folders (plain, AWQ or FP8) only vLLM.
+SERVED_BY: dict[str, str] = {"gguf": "llamacpp", "hf": "vllm", "awq": "vllm", "fp8": "vllm"}
+VLLM_LORA_RANKS = (1, 8, 16, 32, 64, 128, 256, 320, 512)
 
 
 class _Strict(BaseModel):
@@ -55,6 +59,17 @@ class TrainingSettings(TrainingRecipe):
 
     max_base_params_b: float = Field(..., gt=0.0, description="Largest base model it will train (billions)")
     serving_during_training: bool = Field(True, description="Keep serving while a job trains (false: pause)")
+    fallback_methods: list[TrainingMethod] = Field(
+        default_factory=list, description="Methods tried in this order when the planner says `method` does not "
+        "fit (the method ladder), e.g. full → lora-bf16 → qlora-4bit")
+
+    @model_validator(mode="after")
+    def _ladder_on_one_device(self) -> TrainingSettings:
+        if self.method in self.fallback_methods:
+            raise ValueError(f"fallback_methods repeats the method {self.method!r}")
+        if "lora-cpu" in (self.method, *self.fallback_methods) and self.fallback_methods:
+            raise ValueError("lora-cpu has no fallback: the GPU methods do not run on a CPU box")
+        return self
 
 
 class QuantizationSettings(_Strict):
@@ -92,11 +107,17 @@ class ServingSettings(_Strict):
     max_loras: int | None = Field(None, ge=0)
     tensor_parallel_size: int | Literal["auto"] = "auto"
     quantization: str | None = Field(None, description="vLLM --quantization (awq, fp8)")
+    dtype: Literal["auto", "bfloat16", "float16", "float32"] = Field(
+        "auto", description="vLLM --dtype; on a box without a GPU vLLM runs float32 (greedy output then matches "
+        "transformers)")
+    max_lora_rank: int = Field(16, description="vLLM --max-lora-rank: the largest adapter rank it can load")
 
     @model_validator(mode="after")
     def _vllm_needs_gpu_settings(self) -> ServingSettings:
         if self.backend == "vllm" and (self.gpu_memory_utilization is None or self.max_model_len is None):
             raise ValueError("backend vllm needs gpu_memory_utilization and max_model_len")
+        if self.max_lora_rank not in VLLM_LORA_RANKS:
+            raise ValueError(f"max_lora_rank must be one of {', '.join(map(str, VLLM_LORA_RANKS))}")
         return self
 
 
@@ -117,7 +138,7 @@ class Profile(_Strict):
 
     @model_validator(mode="after")
     def _formats_fit_backend(self) -> Profile:
-        wanted = {"gguf": "llamacpp", "awq": "vllm", "fp8": "vllm"}.get(self.quantization.format)
+        wanted = SERVED_BY.get(self.quantization.format)
         if wanted and self.serving.backend != wanted:
             raise ValueError(
                 f"quantization.format {self.quantization.format} is served by {wanted}, "

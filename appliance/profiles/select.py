@@ -32,7 +32,7 @@ class Selection(BaseModel):
 
 
 class SelectionError(ApplianceError):
-    """A pinned profile does not exist."""
+    """A pinned profile does not exist or asks for what the GPUs cannot do."""
 
     status, code = 404, "profile_not_found"
 
@@ -68,6 +68,23 @@ def _check_units(rules: MatchRules, units: list[ComputeUnit]) -> tuple[list[str]
     return held, None
 
 
+# Compute capability what a profile asks for needs: bf16 arrived with Ampere (8.0), FP8 with Ada/Hopper (8.9).
+PRECISION_MIN_CC = {"bf16": 8.0}
+QUANTIZATION_MIN_CC = {"fp8": 8.9}
+
+
+def capability_refusal(profile: Profile, units: list[ComputeUnit]) -> str | None:
+    """Why these GPUs cannot do what the profile asks (training precision, serving quantization), or None."""
+    needs = [(f"training precision {profile.training.precision}", PRECISION_MIN_CC.get(profile.training.precision)),
+             (f"{profile.quantization.format.upper()} serving", QUANTIZATION_MIN_CC.get(profile.quantization.format))]
+    for unit in units:
+        cc = float(unit.compute_capability or 0)
+        for what, minimum in needs:
+            if minimum is not None and cc < minimum:
+                return f"{what} needs compute capability ≥ {minimum:g}; {unit.name} has {unit.compute_capability}"
+    return None
+
+
 def evaluate(profile: Profile, hardware: HardwareReport) -> ProfileVerdict:
     """Does `profile` fit `hardware`? The verdict's reasons say which rule decided."""
     rules = profile.match
@@ -84,6 +101,7 @@ def evaluate(profile: Profile, hardware: HardwareReport) -> ProfileVerdict:
         return verdict
     held, failure = _check_units(rules, units)
     verdict.reasons.extend(dict.fromkeys(held))  # one line per distinct fact on multi-GPU boxes
+    failure = failure or capability_refusal(profile, units)
     if failure:
         verdict.reasons.append(f"rejected, {failure}")
         return verdict
@@ -114,6 +132,9 @@ def select_profile(profiles: list[Profile], hardware: HardwareReport, pinned: st
         if pinned not in by_name:
             raise SelectionError(f"pinned profile {pinned!r} does not exist (have: {', '.join(sorted(by_name))})")
         matched = next(v.matched for v in verdicts if v.name == pinned)
+        refused = capability_refusal(by_name[pinned], hardware.compute_units())
+        if refused:
+            raise SelectionError(f"pinned profile {pinned!r} cannot run on this box: {refused}")
         reason = f"{pinned}: pinned in the config" + ("" if matched else " (its match rules do not hold here)")
         chosen = by_name[pinned]
         return Selection(

