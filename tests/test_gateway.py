@@ -107,6 +107,9 @@ def test_metrics_count_requests_tokens_and_ttft(serving_daemon):
     assert f'slm_time_to_first_token_seconds_count{{deployment="{STARTER}"}}' in text
     assert f'slm_tokens_total{{deployment="{STARTER}",direction="out"}}' in text
     assert f'slm_backend_restarts_total{{deployment="{STARTER}"}} 0.0' in text
+    # llama-server's own metrics, folded in under slm_backend_ with the deployment as a label.
+    assert "# TYPE slm_backend_llamacpp_prompt_tokens_total counter" in text
+    assert f'slm_backend_llamacpp_prompt_tokens_total{{deployment="{STARTER}"}}' in text
 
 
 def test_client_disconnect_frees_the_backend_slot(serving_daemon):

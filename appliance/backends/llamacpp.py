@@ -12,13 +12,15 @@ from appliance.backends.base import BackendUnavailable, Builder, Capabilities, L
 
 LLAMA_CPP_VERSION = "0.3.36"  # the llama-cpp-python release whose vendored llama.cpp we build
 DEFAULT_BIN_DIR = Path.home() / ".cache" / "slm-appliance" / f"llama.cpp-{LLAMA_CPP_VERSION}" / "bin"
+# The CUDA build scripts/build-llama-server.sh makes on a box with a GPU and the toolkit; preferred when present.
+CUDA_BIN_DIR = Path.home() / ".cache" / "slm-appliance" / f"llama.cpp-{LLAMA_CPP_VERSION}-cuda" / "bin"
 SYSTEM_BIN_DIR = Path("/usr/lib/slm-appliance/bin")
 
 
 def find_llama_tool(tool: str, configured: Path | None = None) -> Path:
     """Locate `llama-server` / `llama-quantize`: configured dir, $SLM_LLAMA_BIN_DIR, build cache, system, PATH."""
     candidates = [configured, Path(os.environ["SLM_LLAMA_BIN_DIR"]) if os.environ.get("SLM_LLAMA_BIN_DIR") else None,
-                  DEFAULT_BIN_DIR, SYSTEM_BIN_DIR]
+                  CUDA_BIN_DIR, DEFAULT_BIN_DIR, SYSTEM_BIN_DIR]
     for directory in candidates:
         if directory is not None and (directory / tool).is_file() and os.access(directory / tool, os.X_OK):
             return directory / tool

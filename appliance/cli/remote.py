@@ -159,6 +159,8 @@ def _print_deployments(items: list[dict[str, Any]]) -> None:
     for d in items:
         print(f"{d['name']:<28} {d['model']:<28} {d['backend']:<9} {d['state']:<11} {d['restarts']:>8}  "
               f"{d['state_message']}")
+        if d.get("backend_reason"):
+            print(f"{'':<28} why {d['backend_reason']}")
 
 
 def _wait_ready(client: DaemonClient, name: str, timeout: float = 300.0) -> dict[str, Any]:
@@ -226,7 +228,8 @@ def run_remote(args: argparse.Namespace, client: DaemonClient) -> int:
     if args.json or not isinstance(result, dict):
         print_json(result)
     else:
-        for key in ("name", "model", "backend", "format", "quantization", "state", "state_message", "sha256"):
+        for key in ("name", "model", "backend", "backend_reason", "format", "quantization", "state", "state_message",
+                    "sha256"):
             if key in result:
                 print(f"{key:<14} {result[key]}")
     return 1 if isinstance(result, dict) and result.get("state") == "failed" else 0

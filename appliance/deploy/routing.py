@@ -74,6 +74,10 @@ class RoutingTable:
     def adapter_names(self) -> set[str]:
         return set(self._adapters)
 
+    def ready_processes(self) -> dict[str, BackendProcess]:
+        """Deployment name → its process, for those serving now (a copy: the caller cannot change routing)."""
+        return {name: p for name, p in self._processes.items() if p.ready}
+
     def restarts(self) -> dict[str, int]:
         return {name: process.restarts for name, process in self._processes.items()}
 

@@ -16,6 +16,7 @@ from typing import Any
 
 from appliance.evaluation.golden import GoldenItem
 from appliance.export import parity
+from appliance.export.hf_quant import load_forced, quantize_awq
 from appliance.export.layout import ExportError
 from appliance.export.lora import write_lora_gguf
 from appliance.export.merge import merge_adapter
@@ -25,6 +26,7 @@ from appliance.export.writer import write_from_hf, write_from_template
 from appliance.registry.registry import ModelRecord, Registry, RegistryError
 
 Progress = Callable[..., None]
+HF_VARIANTS = ("awq",)  # exported as HF folders for vLLM; the rest are GGUF types
 BASE_F16_ROLE = "base-f16"
 
 
@@ -150,6 +152,9 @@ def check_exports(tokenizer: Any, reference: list[parity.Run], peft: list[parity
     with parity.llama_cpp_model(base_f16, peft, lora=lora) as model:
         exact.append(parity.greedy_check("GGUF LoRA over F16 base (llama.cpp) vs PEFT", tokenizer, peft, model))
     for variant, path in quantized.items():
+        if variant in HF_VARIANTS:
+            agreement.append(parity.agreement_check(variant, tokenizer, reference, load_forced(path)))
+            continue
         with parity.llama_cpp_model(path, reference) as model:
             agreement.append(parity.agreement_check(variant, tokenizer, reference, model))
     answers = [Answer(prompt=m.prompt, merged=tokenizer.decode(m.tokens, skip_special_tokens=True).strip(),
@@ -191,7 +196,10 @@ def export_adapter(registry: Registry, plan: ExportPlan, items: list[GoldenItem]
     quantized: dict[str, Path] = {}
     for variant in plan.variants:
         timer.phase(f"quantizing {variant}", names[variant])
-        quantized[variant] = quantize(f16, work / f"{names[variant]}.gguf", variant)
+        if variant in HF_VARIANTS:  # an HF folder for vLLM, calibrated on the golden prompts
+            quantized[variant] = quantize_awq(merged_dir, work / names[variant], [i.prompt for i in items])
+        else:
+            quantized[variant] = quantize(f16, work / f"{names[variant]}.gguf", variant)
     timer.phase("parity: transformers", f"{len(items)} golden prompts, PEFT and merged")
     tokenizer, reference, peft = _transformers_runs(plan, merged_dir, items, max_new_tokens)
     timer.phase("parity: llama.cpp", "F16, GGUF LoRA, " + ", ".join(plan.variants))
@@ -207,8 +215,9 @@ def export_adapter(registry: Registry, plan: ExportPlan, items: list[GoldenItem]
     f16_record = _register(registry, f16, names["F16"], "export", merged, job_id, {**source, **gate})
     artifacts = [merged, f16_record]
     for variant, path in quantized.items():
-        artifacts.append(_register(registry, path, names[variant], "export", f16_record, job_id,
-                                   {**source, **gate, "quantized_from": f16_record.name}))
+        parent = merged if variant in HF_VARIANTS else f16_record
+        artifacts.append(_register(registry, path, names[variant], "export", parent, job_id,
+                                   {**source, **gate, "quantized_from": parent.name}))
     if base_record is None:
         base_record = _register(registry, base_f16, f"{plan.hf_base.name[:55]}-f16", "export", plan.hf_base,
                                 job_id, {"role": BASE_F16_ROLE})

@@ -15,6 +15,7 @@ from appliance.deploy.manager import DeploymentManager
 from appliance.deploy.models import Deployment
 from appliance.errors import BadRequest, NotFound, TooManyRequests, Unavailable
 from appliance.gateway.admission import Gates, QueueFull
+from appliance.gateway.backend_metrics import scrape
 from appliance.gateway.metrics import GatewayMetrics
 from appliance.gateway.protocol import ChatCompletionRequest, CompletionRequest
 from appliance.gateway.proxy import Relay, Target, forward
@@ -129,4 +130,6 @@ async def model(name: str, request: Request) -> dict[str, Any]:
 async def metrics(request: Request) -> Response:
     """Prometheus text format; any valid key may scrape."""
     registry = request.app.state.metrics.registry
-    return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
+    manager = deployments_of(request)
+    backends = await scrape(manager.reconciler.client, manager.routing.ready_processes())
+    return Response(generate_latest(registry) + backends.encode(), media_type=CONTENT_TYPE_LATEST)

@@ -137,7 +137,12 @@ def _check_export(appliance: Appliance, params: dict[str, Any]) -> dict[str, Any
         raise PreflightRefused(str(exc), "invalid", param="params.adapter") from exc
     # The profile's variant for this size (Q8_0 under ~1B parameters); F16 is always written anyway.
     default = quant.variant_for(float(plan.hf_base.params or 0)) if quant.format == "gguf" else None
+    if quant.format == "awq":
+        default = "awq"  # the merged folder is always registered too: on h100 it serves as dynamic FP8
     variants: list[str] = list(job.variants) if job.variants else [v for v in [default or "Q8_0"] if v != "F16"]
+    if "awq" in variants and not appliance.hardware.compute_units():
+        raise PreflightRefused("refused: an awq export calibrates on a CUDA GPU and this box has none; export GGUF "
+                               "variants here (e.g. Q8_0)", "does_not_fit", "params.variants")
     taken = {m.name for m in appliance.registry.all()}
     for name in plan_export_names(plan.prefix, variants):
         if name in taken:

@@ -4,7 +4,8 @@ lora-cpu    fp32 base on the CPU + PEFT LoRA (threads = physical cores)
 lora-bf16   bf16 base on the GPU + PEFT LoRA
 qlora-4bit  NF4 base on the GPU + LoRA: Unsloth when installed (trainer = "unsloth"), else bitsandbytes + PEFT
 full        every weight trainable, bf16 on the GPU
-The GPU branches need the `gpu` extra (bitsandbytes, optionally unsloth) and a CUDA device.
+The GPU branches need the `gpu` extra (bitsandbytes, optionally unsloth) and a CUDA device; with several GPUs
+the PEFT branches place the layers over all of them through accelerate (`device_map="auto"`), Unsloth uses one.
 """
 
 from __future__ import annotations
@@ -44,6 +45,14 @@ def _require_cuda(method: str) -> None:
         raise MethodUnavailable(f"method {method} needs a CUDA GPU; torch sees none (CPU build or no driver)")
 
 
+def _device_map() -> Any:
+    """One GPU: all of it there. Several: accelerate splits the layers across them (model parallel, one
+    process; a model too big for one card trains, none of the cards sits idle holding a copy)."""
+    import torch
+
+    return "auto" if torch.cuda.device_count() > 1 else {"": 0}
+
+
 def _cpu_lora(base_dir: Path, settings: ResolvedTraining) -> Trainable:
     import torch
     from peft import get_peft_model
@@ -61,7 +70,7 @@ def _gpu_lora(base_dir: Path, settings: ResolvedTraining) -> Trainable:
 
     _require_cuda("lora-bf16")
     tokenizer = AutoTokenizer.from_pretrained(str(base_dir))
-    model = AutoModelForCausalLM.from_pretrained(str(base_dir), dtype=torch.bfloat16, device_map={"": 0})
+    model = AutoModelForCausalLM.from_pretrained(str(base_dir), dtype=torch.bfloat16, device_map=_device_map())
     return Trainable(get_peft_model(model, _lora_config(settings)), tokenizer, "cuda", True, "peft bf16 on GPU")
 
 
@@ -88,7 +97,7 @@ def _bnb_qlora(base_dir: Path, settings: ResolvedTraining) -> Trainable:
     quant = BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_use_double_quant=True,
                                bnb_4bit_compute_dtype=torch.bfloat16)  # type: ignore[no-untyped-call]
     tokenizer = AutoTokenizer.from_pretrained(str(base_dir))
-    model = AutoModelForCausalLM.from_pretrained(str(base_dir), quantization_config=quant, device_map={"": 0})
+    model = AutoModelForCausalLM.from_pretrained(str(base_dir), quantization_config=quant, device_map=_device_map())
     model = prepare_model_for_kbit_training(  # type: ignore[no-untyped-call]
         model, use_gradient_checkpointing=settings.gradient_checkpointing)
     return Trainable(get_peft_model(model, _lora_config(settings)), tokenizer, "cuda", True,
@@ -101,7 +110,7 @@ def _full(base_dir: Path, settings: ResolvedTraining) -> Trainable:
 
     _require_cuda("full")
     tokenizer = AutoTokenizer.from_pretrained(str(base_dir))
-    model = AutoModelForCausalLM.from_pretrained(str(base_dir), dtype=torch.bfloat16, device_map={"": 0})
+    model = AutoModelForCausalLM.from_pretrained(str(base_dir), dtype=torch.bfloat16, device_map=_device_map())
     return Trainable(model, tokenizer, "cuda", False, "full fine-tune, bf16 on GPU")
 
 

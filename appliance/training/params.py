@@ -41,8 +41,9 @@ class ExportParams(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     adapter: str = Field(..., description="Registry name of a PEFT LoRA adapter")
-    variants: list[Literal["Q8_0", "Q6_K", "Q5_K_M", "Q4_K_M", "Q4_0", "Q4_1"]] | None = Field(
-        None, min_length=1, max_length=6, description="Quantized GGUF variants; default: the profile's")
+    variants: list[Literal["Q8_0", "Q6_K", "Q5_K_M", "Q4_K_M", "Q4_0", "Q4_1", "awq"]] | None = Field(
+        None, min_length=1, max_length=7, description="Quantized GGUF variants, or awq (an HF folder for vLLM, "
+        "needs a CUDA GPU); default: the profile's")
     name_prefix: str | None = Field(None, pattern=r"^[a-z0-9][a-z0-9._-]{0,47}$",
                                     description="Names of the artifacts: <prefix>-f16, <prefix>-q8_0 ...")
     golden: str | None = Field(None, description="Golden set JSONL under an import root (default: the one the "
