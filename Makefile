@@ -29,7 +29,8 @@ vllm:
 
 setup: $(STAMP) llama vllm
 
-run: setup
+# The daemon needs only llama.cpp for the starter; vLLM is built for the tests and for HF models.
+run: $(STAMP) llama
 	$(BIN)/slm-appliance daemon
 
 lint: $(STAMP)
