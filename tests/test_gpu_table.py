@@ -129,3 +129,18 @@ def test_machine_to_argv_and_method(profiles: list[Profile], tmp_path: Path, fix
         fits = rung is choice.chosen
         assert reason.startswith(f"{rung.recipe.method}: training needs ")
         assert ("fits (chosen)" in reason) == fits and ("does NOT fit" in reason) == (not fits)
+
+
+def test_llamacpp_offloads_as_many_layers_as_the_gpu_holds(profiles: list[Profile], tmp_path: Path) -> None:
+    # A 32B Q4_K_M (18 GiB + 6 GiB KV) on a 12 GiB RTX 3060: the planner puts 34 of its 64 layers on the GPU.
+    report = recorded_machine("linux_nvidia_1_rtx_3060_12288mib.json", tmp_path)
+    planner = FitPlanner(select_profile(profiles, report), report, {"llamacpp": llamacpp.LlamaCppBackend(tmp_path)})
+    big = _model("gguf").model_copy(update={"params": int(32e9)})
+    plan = planner.plan("chat", big, DeploymentParams(), "llamacpp")
+    assert plan.settings.gpu_layers == 34 and plan.estimate.fits
+    assert "53% of the layers" in plan.estimate.message
+    assert "--n-gpu-layers 34" in " ".join(injected_arguments(llamacpp.BUILDERS, plan.launch_spec(9000))[0])
+    # What the deployment sets itself is kept; a model that fits whole keeps "all".
+    pinned = planner.plan("chat", big, DeploymentParams(gpu_layers=10), "llamacpp")
+    assert pinned.settings.gpu_layers == 10
+    assert planner.plan("chat", _model("gguf"), DeploymentParams(), "llamacpp").settings.gpu_layers == -1

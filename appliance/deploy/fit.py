@@ -11,7 +11,14 @@ from appliance.backends.base import Backend, LaunchSpec
 from appliance.deploy.errors import DeploymentError
 from appliance.deploy.models import DeploymentParams
 from appliance.hardware.models import HardwareReport
-from appliance.plan.memory import SERVE_WEIGHT_BYTES, MemoryEstimate, gpu_claim, plan_beside_live, plan_serving
+from appliance.plan.memory import (
+    SERVE_WEIGHT_BYTES,
+    MemoryEstimate,
+    gpu_claim,
+    offload_layers,
+    plan_beside_live,
+    plan_serving,
+)
 from appliance.profiles.schema import SERVED_BY, ServingSettings
 from appliance.profiles.select import Selection
 from appliance.registry.registry import ModelRecord
@@ -61,6 +68,11 @@ class ServingPlan:
 
     def with_threads(self, threads: int) -> ServingPlan:
         return replace(self, settings=self.settings.model_copy(update={"threads": threads}))
+
+
+def _variant(model: ModelRecord) -> str:
+    quant = model.quantization or ""
+    return quant if quant in SERVE_WEIGHT_BYTES else ("none" if model.format == "hf" else "F16")
 
 
 class FitPlanner:
@@ -117,14 +129,22 @@ class FitPlanner:
         return serving.model_copy(update=update)
 
     def estimate(self, model: ModelRecord, settings: ServingSettings) -> MemoryEstimate:
-        quant = model.quantization or ""
-        variant = quant if quant in SERVE_WEIGHT_BYTES else ("none" if model.format == "hf" else "F16")
-        return plan_serving(shape_of(model), settings, self.hardware, variant, self.selection.tensor_parallel_size)
+        return plan_serving(shape_of(model), settings, self.hardware, _variant(model),
+                            self.selection.tensor_parallel_size)
+
+    def _offload(self, model: ModelRecord, settings: ServingSettings, params: DeploymentParams) -> ServingSettings:
+        """llama.cpp on a GPU too small for the whole model: as many layers as fit (from the planner), the rest
+        on the CPU, unless the deployment set gpu_layers itself."""
+        if settings.backend != "llamacpp" or params.gpu_layers is not None or settings.gpu_layers != -1 \
+                or not self.hardware.compute_units():
+            return settings
+        layers = offload_layers(shape_of(model), settings, self.hardware, _variant(model))
+        return settings if layers == -1 else settings.model_copy(update={"gpu_layers": layers})
 
     def plan(self, name: str, model: ModelRecord, params: DeploymentParams, backend: str, reason: str = "",
              check: bool = True) -> ServingPlan:
         """Raises DeploymentError, with the planner's numbers, when `check` and serving it would not fit."""
-        settings = self.settings(params, backend)
+        settings = self._offload(model, self.settings(params, backend), params)
         estimate = self.estimate(model, settings)
         if check and not estimate.fits:
             raise DeploymentError(f"refused: {estimate.message}")

@@ -178,12 +178,31 @@ def plan_serving(shape: ModelShape, s: ServingSettings, hardware: HardwareReport
         usable = None if capacity is None else int(capacity * util)
         return _estimate("serving", lines, f"{target} × {util:g} utilization", usable)
     tokens = s.context_length * s.parallel_slots
-    lines = [
-        MemoryLine(item=f"weights ({variant})", bytes=weights),
-        MemoryLine(item=f"KV cache ({s.parallel_slots}×{s.context_length} tokens)", bytes=kv_per_token * tokens),
-        MemoryLine(item="compute buffers", bytes=LLAMACPP_COMPUTE_BUFFER),
-    ]
-    if s.gpu_layers == 0 or not hardware.compute_units():
-        return _estimate("serving", lines, "RAM available", hardware.memory.available_mib * MIB)
+    on_gpu = shape.layers if s.gpu_layers < 0 else min(s.gpu_layers, shape.layers)
+    if on_gpu == 0 or not hardware.compute_units():
+        return _estimate("serving", _llamacpp_lines(weights, kv_per_token * tokens, s, variant, 1.0),
+                         "RAM available", hardware.memory.available_mib * MIB)
+    # Offloaded layers bring their weights and their share of the KV cache to the GPU; the rest stays in RAM.
+    lines = _llamacpp_lines(weights, kv_per_token * tokens, s, variant, on_gpu / shape.layers)
     target, capacity = _gpu_capacity(hardware)
     return _estimate("serving", lines, target, capacity)
+
+
+def _llamacpp_lines(weights: int, kv: int, s: ServingSettings, variant: str, share: float) -> list[MemoryLine]:
+    part = "" if share == 1.0 else f", {share:.0%} of the layers"
+    return [
+        MemoryLine(item=f"weights ({variant}{part})", bytes=int(weights * share)),
+        MemoryLine(item=f"KV cache ({s.parallel_slots}×{s.context_length} tokens{part})", bytes=int(kv * share)),
+        MemoryLine(item="compute buffers", bytes=LLAMACPP_COMPUTE_BUFFER),
+    ]
+
+
+def offload_layers(shape: ModelShape, s: ServingSettings, hardware: HardwareReport, variant: str) -> int:
+    """How many of the model's layers llama.cpp can put on the GPU (-1: all of them fit)."""
+    _, capacity = _gpu_capacity(hardware)
+    if capacity is None:
+        return 0
+    per_layer = (serving_weight_bytes(shape.params, variant)
+                 + 2 * shape.layers * shape.kv_dim * KV_BYTES * s.context_length * s.parallel_slots) / shape.layers
+    layers = int((capacity - LLAMACPP_COMPUTE_BUFFER) // per_layer)
+    return -1 if layers >= shape.layers else max(0, layers)
