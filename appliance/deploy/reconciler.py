@@ -99,7 +99,8 @@ class Reconciler:
         # vLLM serves TCP only; llama-server also listens on a Unix socket, the gateway's cheaper hop.
         socket_path = None if backend.capabilities.takes_api_key else \
             self.runtime_dir / f"{plan.deployment}.{self._generation}.sock"
-        key = secrets.token_urlsafe(24) if backend.capabilities.takes_api_key else None
+        # Hex: a urlsafe token may start with '-', which the backend's argparse reads as an option (seen in CI).
+        key = secrets.token_hex(24) if backend.capabilities.takes_api_key else None
         process = BackendProcess(backend, plan.launch_spec(_free_port(), socket_path, paths, key),
                                  self.log_path(plan.deployment), self._record_state, self.client, self.niceness,
                                  quiet=quiet)

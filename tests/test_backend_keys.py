@@ -1,0 +1,41 @@
+"""Every backend process that takes a key gets its own, and one its command line parses: a key starting with
+'-' made vLLM's argparse refuse `--api-key` (exit 2, seen once in CI: 1.5 % of urlsafe tokens start so)."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+from appliance.backends.llamacpp import LlamaCppBackend
+from appliance.backends.vllm import VllmBackend
+from appliance.deploy.manager import DeploymentManager
+from appliance.deploy.models import DeploymentParams
+from appliance.profiles import select_profile
+from appliance.profiles.schema import Profile
+from appliance.registry.registry import ModelRecord, Registry
+from appliance.state.store import StateStore
+from tests.conftest import recorded_machine
+
+
+def test_vllm_processes_get_distinct_keys_that_parse_and_llamacpp_none(profiles: list[Profile],
+                                                                      tmp_path: Path) -> None:
+    report = recorded_machine("linux_cpu_only_nvml_library_not_found.json", tmp_path)
+    store = StateStore(tmp_path / "state.db").open()
+    manager = DeploymentManager(store, Registry(store, tmp_path / "models", [tmp_path]),
+                                select_profile(profiles, report), report,
+                                {"llamacpp": LlamaCppBackend(tmp_path), "vllm": VllmBackend(tmp_path)}, tmp_path,
+                                tmp_path)
+    model = ModelRecord(id="m", name="m", kind="base", format="hf", path=str(tmp_path), sha256="0" * 64,
+                        size_bytes=1, architecture="llama", params=int(1.35e8), context_length=2048,
+                        quantization=None, parent_id=None, source="test", metadata={}, created_at=time.time())
+    keys = set()
+    for backend in ("vllm", "llamacpp"):
+        plan = manager.planner.plan("chat", model, DeploymentParams(), backend, check=False)
+        for _ in range(300 if backend == "vllm" else 3):
+            spec = manager.reconciler.new_process(plan, []).process.spec
+            if backend == "llamacpp":
+                assert spec.api_key is None and spec.unix_socket is not None
+                continue
+            assert spec.api_key is not None and not spec.api_key.startswith("-") and spec.unix_socket is None
+            keys.add(spec.api_key)
+    assert len(keys) == 300
