@@ -15,6 +15,7 @@ import uvloop
 from appliance.backends.base import Backend
 from appliance.backends.llamacpp import LlamaCppBackend
 from appliance.backends.vllm import VllmBackend
+from appliance.children import go_offline
 from appliance.config import ApplianceConfig
 from appliance.core import Appliance
 from appliance.daemon.app import create_app
@@ -106,6 +107,7 @@ async def serve(appliance: Appliance, notifier: Notifier) -> int:
 
 def run_daemon(config: ApplianceConfig, nvml_lib: Any = None) -> int:
     """`nvml_lib`: the NVML module to read GPUs through (default: the real pynvml; a recorded replay in demos)."""
+    go_offline()
     notifier = Notifier()
     appliance = Appliance(config) if nvml_lib is None else Appliance(config, nvml_lib)
     try:

@@ -131,7 +131,6 @@ class JobRunner:
         (job_dir / "spec.json").write_text(json.dumps(spec))
         self.log_path(job.id).parent.mkdir(parents=True, exist_ok=True)
         env = child_env()
-        env.setdefault("HF_HUB_OFFLINE", "1")
         with self.log_path(job.id).open("ab") as log_file:
             return await asyncio.create_subprocess_exec(
                 sys.executable, "-m", "appliance.jobs.worker", str(job_dir / "spec.json"),
