@@ -25,6 +25,7 @@ EPILOG = """examples:
   slm-appliance datasets import data.jsonl --name faq --base-model smollm2-135m-instruct
   slm-appliance jobs list
   slm-appliance tui                    the operator's control panel (terminal UI)
+  slm-appliance bundle verify /media/usb/bundle   check a signed offline bundle before installing it
   slm-appliance daemon                 run the appliance (systemd runs this)
 """
 
@@ -71,12 +72,14 @@ def _parser() -> argparse.ArgumentParser:
     revoke.add_argument("--json", action="store_true")
     tui = sub.add_parser("tui", help="the operator's control panel (terminal UI, through the daemon's API)")
     tui.add_argument("--url", help="daemon URL (default: from the config, http://127.0.0.1:8470)")
+    from appliance.cli.bundle_cli import add_bundle_commands
     from appliance.cli.jobs_cli import add_job_commands
     from appliance.cli.remote import add_key_options, add_remote_commands
 
     add_key_options(tui)
     add_remote_commands(sub)
     add_job_commands(sub)
+    add_bundle_commands(sub)
     return parser
 
 
@@ -136,6 +139,10 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         setup_logging(config.log_level)
         return run_daemon(config, _nvml(args) if args.nvml_replay else None)
+    if args.command == "bundle":
+        from appliance.cli.bundle_cli import run_bundle
+
+        return run_bundle(args, config)
     if args.command in ("tui", "models", "deploy", "datasets", "jobs"):
         return _through_daemon(args, config)
     from appliance.cli import commands
