@@ -10,7 +10,10 @@ export CMAKE_ARGS ?= -DGGML_NATIVE=OFF
 export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 
-.PHONY: setup llama vllm run test test-vllm lint unit e2e bench-serving bench-finetune bench-e2e clean
+# System tools of the packaging tests (root on Debian: installed when missing).
+SYSDEPS := mmdebstrap systemd-container podman runc lintian strace uidmap
+
+.PHONY: setup sysdeps deb llama vllm run test test-vllm lint unit e2e bench-serving bench-finetune bench-e2e clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -27,7 +30,17 @@ llama:
 vllm:
 	PYTHON=$(PY) scripts/build-vllm-venv.sh
 
-setup: $(STAMP) llama vllm
+sysdeps:
+	@missing=$$(for p in $(SYSDEPS); do dpkg -s $$p >/dev/null 2>&1 || echo $$p; done); \
+	if [ -n "$$missing" ]; then \
+	  if [ "$$(id -u)" = 0 ]; then apt-get install -y -q $$missing; \
+	  else echo "packaging tests need: $$missing (apt-get install them as root)"; fi; fi
+
+setup: $(STAMP) llama vllm sysdeps
+
+# dist/slm-appliance_<version>-1_<arch>.deb: the daemon's venv under /opt, the llama.cpp tools, the starter.
+deb: $(STAMP) llama
+	packaging/deb/build.sh
 
 # The daemon needs only llama.cpp for the starter; vLLM is built for the tests and for HF models.
 run: $(STAMP) llama

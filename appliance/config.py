@@ -96,10 +96,14 @@ class ApplianceConfig(BaseSettings):
         systemd_dir = os.environ.get("STATE_DIRECTORY")
         if systemd_dir:
             return Path(systemd_dir.split(":")[0])
-        if os.environ.get("INVOCATION_ID") and os.geteuid() == 0:
+        # The service itself, or root's CLI on a box where the package's service has run.
+        if os.geteuid() == 0 and (os.environ.get("INVOCATION_ID") or SERVICE_STATE_DIR.exists()):
             return SERVICE_STATE_DIR
         xdg = os.environ.get("XDG_DATA_HOME")
-        base = Path(xdg) if xdg else Path.home() / ".local" / "share"
+        home = os.path.expanduser("~")
+        if not xdg and home == "~":  # a user without a home (systemd DynamicUser outside StateDirectory)
+            return SERVICE_STATE_DIR
+        base = Path(xdg) if xdg else Path(home) / ".local" / "share"
         return base / "slm-appliance"
 
     def resolved_profiles_dir(self) -> Path:

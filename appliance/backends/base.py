@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -10,6 +11,11 @@ from typing import Protocol
 import httpx
 
 from appliance.errors import ApplianceError
+
+# Where `make llama` / `make vllm` cache their builds. A service user may have no home at all (systemd's
+# DynamicUser): then there is no cache, and the packaged locations are used.
+_HOME = os.path.expanduser("~")
+BUILD_CACHE = Path(_HOME if _HOME != "~" else "/nonexistent") / ".cache" / "slm-appliance"
 
 
 @dataclass(frozen=True)

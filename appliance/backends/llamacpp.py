@@ -8,12 +8,20 @@ from pathlib import Path
 
 import httpx
 
-from appliance.backends.base import BackendUnavailable, Builder, Capabilities, Launch, LaunchSpec, injected_arguments
+from appliance.backends.base import (
+    BUILD_CACHE,
+    BackendUnavailable,
+    Builder,
+    Capabilities,
+    Launch,
+    LaunchSpec,
+    injected_arguments,
+)
 
 LLAMA_CPP_VERSION = "0.3.36"  # the llama-cpp-python release whose vendored llama.cpp we build
-DEFAULT_BIN_DIR = Path.home() / ".cache" / "slm-appliance" / f"llama.cpp-{LLAMA_CPP_VERSION}" / "bin"
+DEFAULT_BIN_DIR = BUILD_CACHE / f"llama.cpp-{LLAMA_CPP_VERSION}" / "bin"
 # The CUDA build scripts/build-llama-server.sh makes on a box with a GPU and the toolkit; preferred when present.
-CUDA_BIN_DIR = Path.home() / ".cache" / "slm-appliance" / f"llama.cpp-{LLAMA_CPP_VERSION}-cuda" / "bin"
+CUDA_BIN_DIR = BUILD_CACHE / f"llama.cpp-{LLAMA_CPP_VERSION}-cuda" / "bin"
 SYSTEM_BIN_DIR = Path("/usr/lib/slm-appliance/bin")
 
 

