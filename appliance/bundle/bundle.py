@@ -50,8 +50,9 @@ def create(out: Path, private_key: Path, packages: list[Path], models: list[Path
         manifest.models[name] = _copy(model, out / "models" / name / (model.name if model.is_file() else ""),
                                       out, progress)
     (out / MANIFEST).write_text(manifest.model_dump_json(indent=2) + "\n")
-    progress(f"hashing {len(files_on_disk(out))} files")
-    sums = render([Entry(rel, digest(out / rel)) for rel in files_on_disk(out)])
+    files = files_on_disk(out)
+    progress(f"hashing {len(files)} files")
+    sums = render([Entry(rel, digest(out / rel)) for rel in files])
     (out / SUMS).write_bytes(sums)
     (out / SIGNATURE).write_bytes(sign(key, sums))
     return manifest
