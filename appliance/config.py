@@ -72,6 +72,27 @@ class ApplianceConfig(BaseSettings):
     )
     rate_limit_per_minute: int = Field(600, ge=1, description="Requests per minute allowed per API key.")
     queue_depth: int = Field(32, ge=1, description="Requests waiting per deployment before 429.")
+    max_body_bytes_v1: int = Field(8 * 1024 * 1024, ge=1024, description="Largest request body on /v1 (413 over).")
+    max_body_bytes_control: int = Field(1024 * 1024, ge=1024,
+                                        description="Largest request body on the control API (413 over).")
+    body_timeout_s: float = Field(30.0, gt=0, description="Time a client has to send a whole request body (408).")
+    header_timeout_s: float = Field(
+        10.0, gt=0, description="Time a connection has to send a request's headers; idle or slow ones are closed."
+    )
+    max_connections: int = Field(
+        2048, ge=16, description="Open connections kept; past it the longest-idle one is closed for a new one."
+    )
+    auth_failures_per_minute: int = Field(
+        30, ge=1, description="Requests with a bad key allowed per client address per minute before 429."
+    )
+    per_key_concurrency: int = Field(
+        16, ge=1, description="Inference requests one key may have running or queued at once (429 over)."
+    )
+    max_messages: int = Field(1024, ge=1, description="Most chat messages in one request.")
+    max_json_depth: int = Field(32, ge=4, description="Deepest nesting of arrays/objects in a /v1 request body.")
+    upstream_read_timeout_s: float = Field(
+        300.0, gt=0, description="A backend silent this long mid-answer is given up on (the slot is freed)."
+    )
     backend_niceness: int = Field(
         10, ge=0, le=19,
         description="CPU niceness of backend processes: backends saturate every core, and the gateway, the API "

@@ -30,7 +30,7 @@ from typing import Any
 import httpx
 
 from appliance.backends.llamacpp import find_llama_tool
-from appliance.testing.daemon import DaemonProcess, wait_deployment
+from appliance.testing.daemon import DaemonProcess, backend_key_headers, wait_deployment
 
 MODEL = "smollm2-135m-instruct"
 TOKENS = 128
@@ -145,13 +145,6 @@ class Measured:
     backend: str
 
 
-def _backend_key(pid: int) -> dict[str, str]:
-    """vLLM's per-process key, from its command line (the API never shows it): for the direct path only."""
-    argv = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
-    key = argv[argv.index(b"--api-key") + 1].decode()
-    return {"Authorization": f"Bearer {key}"}
-
-
 def _serve_on_vllm(daemon: DaemonProcess) -> tuple[dict[str, Any], str]:
     """The starter as an HF folder (the fine-tune's conversion) deployed on vLLM."""
     from appliance.registry.starter import find_starter_gguf
@@ -178,7 +171,7 @@ def measure(args: argparse.Namespace) -> Measured:
         served = MODEL
         if args.backend == "vllm":
             deployment, served = _serve_on_vllm(daemon)
-        direct_headers = _backend_key(deployment["pid"]) if args.backend == "vllm" else {}
+        direct_headers = backend_key_headers(int(deployment["pid"]))
         direct = Way(f"http://127.0.0.1:{deployment['port']}", direct_headers, served)
         gateway = Way(daemon.url, daemon.admin_headers(), served)
         threads = int(deployment["params"]["threads"] or os.cpu_count() or 1) if args.backend == "vllm" else \

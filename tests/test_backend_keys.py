@@ -17,7 +17,7 @@ from appliance.state.store import StateStore
 from tests.conftest import recorded_machine
 
 
-def test_vllm_processes_get_distinct_keys_that_parse_and_llamacpp_none(profiles: list[Profile],
+def test_every_backend_process_gets_a_distinct_key_that_parses(profiles: list[Profile],
                                                                       tmp_path: Path) -> None:
     report = recorded_machine("linux_cpu_only_nvml_library_not_found.json", tmp_path)
     store = StateStore(tmp_path / "state.db").open()
@@ -33,9 +33,7 @@ def test_vllm_processes_get_distinct_keys_that_parse_and_llamacpp_none(profiles:
         plan = manager.planner.plan("chat", model, DeploymentParams(), backend, check=False)
         for _ in range(300 if backend == "vllm" else 3):
             spec = manager.reconciler.new_process(plan, []).process.spec
-            if backend == "llamacpp":
-                assert spec.api_key is None and spec.unix_socket is not None
-                continue
-            assert spec.api_key is not None and not spec.api_key.startswith("-") and spec.unix_socket is None
+            assert spec.api_key is not None and not spec.api_key.startswith("-")
+            assert (spec.unix_socket is None) == (backend == "vllm")  # llama-server also listens on a socket
             keys.add(spec.api_key)
-    assert len(keys) == 300
+    assert len(keys) == 303

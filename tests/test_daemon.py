@@ -89,11 +89,15 @@ def test_inference_key_cannot_reach_control_api(daemon):
     assert revoked.status_code == 401
 
 
-def test_openapi_document_and_json_404(daemon):
-    spec = httpx.get(f"{daemon.url}/openapi.json").json()
+def test_openapi_document_behind_a_key_no_docs_pages_and_json_404(daemon):
+    assert httpx.get(f"{daemon.url}/openapi.json").status_code == 401
+    spec = httpx.get(f"{daemon.url}/openapi.json", headers=daemon.admin_headers()).json()
     assert "/api/v1/plan" in spec["paths"] and "/healthz" in spec["paths"]
-    missing = httpx.get(f"{daemon.url}/no/such/route")
+    for page in ("/docs", "/redoc"):  # their pages load scripts from a CDN: useless on an air-gapped box
+        assert httpx.get(f"{daemon.url}{page}", headers=daemon.admin_headers()).status_code == 404
+    missing = httpx.get(f"{daemon.url}/no/such/route", headers=daemon.admin_headers())
     assert missing.status_code == 404 and missing.json()["error"]["type"] == "not_found_error"
+    assert httpx.get(f"{daemon.url}/no/such/route").status_code == 401  # no key: not even what exists
 
 
 def test_port_in_use_exits_non_zero_with_reason(tmp_path):

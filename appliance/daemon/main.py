@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import resource
 import signal
 import socket
 from typing import Any
@@ -18,12 +19,13 @@ from appliance.backends.vllm import VllmBackend
 from appliance.children import go_offline
 from appliance.config import ApplianceConfig
 from appliance.core import Appliance
-from appliance.daemon.app import create_app
+from appliance.daemon.app import create_app, guarded
 from appliance.daemon.bootstrap import bootstrap_starter
 from appliance.daemon.sdnotify import Notifier
 from appliance.deploy.manager import DeploymentManager
 from appliance.jobs.runner import JobRunner, ServingPause
 from appliance.jobs.store import JobStore
+from appliance.web.protocol import guarded_protocol
 
 log = logging.getLogger(__name__)
 
@@ -63,8 +65,9 @@ async def serve(appliance: Appliance, notifier: Notifier) -> int:
     jobs = JobRunner(JobStore(appliance.store), appliance.state_dir, appliance.import_roots,
                      training.max_seq_length, serving_pause=pause)
     app = create_app(appliance, deployments, jobs)
-    uv_config = uvicorn.Config(app, log_config=None, access_log=False, lifespan="off", timeout_graceful_shutdown=10,
-                               http="httptools")
+    protocol = guarded_protocol(config.header_timeout_s, 64 * 1024, config.max_connections)
+    uv_config = uvicorn.Config(guarded(app, appliance), log_config=None, access_log=False, lifespan="off",
+                               timeout_graceful_shutdown=10, http=protocol, timeout_keep_alive=5)
     uv_config.load()
     server = uvicorn.Server(uv_config)
     server.lifespan = uv_config.lifespan_class(uv_config)
@@ -105,9 +108,20 @@ async def serve(appliance: Appliance, notifier: Notifier) -> int:
     return 0
 
 
+def _raise_open_files_limit() -> None:
+    """Soft limit up to the hard one (systemd gives 1024/524288): each connection and backend log is a file, and
+    the connection cap, not the soft limit, should decide when a client is turned away."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    wanted = hard if hard != resource.RLIM_INFINITY else 65536
+    if soft < wanted:
+        with contextlib.suppress(ValueError, OSError):
+            resource.setrlimit(resource.RLIMIT_NOFILE, (min(wanted, 65536), hard))
+
+
 def run_daemon(config: ApplianceConfig, nvml_lib: Any = None) -> int:
     """`nvml_lib`: the NVML module to read GPUs through (default: the real pynvml; a recorded replay in demos)."""
     go_offline()
+    _raise_open_files_limit()
     notifier = Notifier()
     appliance = Appliance(config) if nvml_lib is None else Appliance(config, nvml_lib)
     try:

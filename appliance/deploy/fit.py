@@ -7,7 +7,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from appliance.backends.base import Backend, LaunchSpec
+from appliance.backends.base import Backend, LaunchSpec, refused_extra_args
 from appliance.deploy.errors import DeploymentError
 from appliance.deploy.models import DeploymentParams
 from appliance.hardware.models import HardwareReport
@@ -144,6 +144,12 @@ class FitPlanner:
     def plan(self, name: str, model: ModelRecord, params: DeploymentParams, backend: str, reason: str = "",
              check: bool = True) -> ServingPlan:
         """Raises DeploymentError, with the planner's numbers, when `check` and serving it would not fit."""
+        if check:
+            tunable = self.backends[backend].capabilities.tunable_flags
+            refused = refused_extra_args(params.extra_args, tunable)
+            if refused:
+                raise DeploymentError(f"extra_args not allowed for {backend}: {', '.join(refused)} (allowed: "
+                                      f"{', '.join(sorted(f for f in tunable if f.startswith('--')))})")
         settings = self._offload(model, self.settings(params, backend), params)
         estimate = self.estimate(model, settings)
         if check and not estimate.fits:

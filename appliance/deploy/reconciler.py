@@ -96,9 +96,10 @@ class Reconciler:
         self._generation += 1
         backend = self.backends[plan.backend]
         paths = tuple((a.name, self.registry.get(a.model_id).file) for a in attached)
-        # vLLM serves TCP only; llama-server also listens on a Unix socket, the gateway's cheaper hop.
-        socket_path = None if backend.capabilities.takes_api_key else \
-            self.runtime_dir / f"{plan.deployment}.{self._generation}.sock"
+        # Every backend answers only to the per-process key the gateway adds. llama-server also listens on a
+        # Unix socket (the cheaper hop); vLLM serves loopback TCP only.
+        socket_path = self.runtime_dir / f"{plan.deployment}.{self._generation}.sock" \
+            if backend.capabilities.unix_socket else None
         # Hex: a urlsafe token may start with '-', which the backend's argparse reads as an option (seen in CI).
         key = secrets.token_hex(24) if backend.capabilities.takes_api_key else None
         process = BackendProcess(backend, plan.launch_spec(_free_port(), socket_path, paths, key),

@@ -51,6 +51,8 @@ class GatewayMetrics:
                                  buckets=LATENCY_BUCKETS, registry=self.registry)
         self.ttft = Histogram("slm_time_to_first_token_seconds", "Time to first streamed byte", labels,
                               buckets=TTFT_BUCKETS, registry=self.registry)
+        self.stream_errors = Counter("slm_stream_errors", "Streams a backend failure ended with an error event "
+                                     "(no [DONE])", [*labels, "reason"], registry=self.registry)
         self.tokens = Counter("slm_tokens", "Tokens processed", [*labels, "direction"], registry=self.registry)
         self.queue_depth = Gauge("slm_queue_depth", "Requests waiting for a backend slot", labels,
                                  registry=self.registry)

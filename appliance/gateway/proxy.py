@@ -1,5 +1,9 @@
 """Relaying one OpenAI request to the deployment's backend: streamed chunks pass through as they arrive; a
-client that goes away cancels the backend request (its connection is closed, llama-server drops the slot)."""
+client that goes away cancels the backend request (its connection is closed, llama-server drops the slot).
+
+A backend that dies or goes silent mid-stream ends the stream with an error event in OpenAI's shape and no
+`data: [DONE]`, so a client can tell a cut answer from a whole one (the SDK raises on it); a non-streamed
+request gets 502 (dropped) or 504 (silent)."""
 
 from __future__ import annotations
 
@@ -16,9 +20,9 @@ from fastapi.responses import JSONResponse, Response, StreamingResponse
 from starlette.background import BackgroundTask
 
 from appliance.backends.process import BackendProcess
-from appliance.gateway.admission import Gate
+from appliance.gateway.admission import Gate, KeyClaim
 from appliance.gateway.metrics import GatewayMetrics
-from appliance.gateway.upstream import UpstreamError, UpstreamPool, UpstreamResponse
+from appliance.gateway.upstream import UpstreamError, UpstreamPool, UpstreamRefused, UpstreamResponse, UpstreamTimeout
 from appliance.web.errors import error_body
 
 _TIMINGS = re.compile(rb'"(cache_n|prompt_n|predicted_n)":(\d+)')
@@ -39,8 +43,9 @@ class Relay:
     """One request's bookkeeping: the gate slot, metrics, and releasing the backend response exactly once."""
 
     def __init__(self, deployment: str, endpoint: str, gate: Gate, metrics: GatewayMetrics,
-                 process: BackendProcess | None = None) -> None:
+                 process: BackendProcess | None = None, claim: KeyClaim | None = None) -> None:
         self.deployment = deployment
+        self.claim = claim  # the request's place in its key's concurrency count
         self.process = process  # counts this request as in flight on it, so a blue/green drain waits for it
         self.endpoint = endpoint
         self.gate = gate
@@ -57,6 +62,8 @@ class Relay:
         if self.process is not None:
             self.process.request_finished()
         self.gate.release()
+        if self.claim is not None:
+            self.claim.release()
         self.metrics.inflight.labels(self.deployment).dec()
         if self.response is not None:
             self.response.release()
@@ -85,10 +92,19 @@ async def _stream(relay: Relay, response: UpstreamResponse) -> AsyncIterator[byt
     except (asyncio.CancelledError, GeneratorExit):
         relay.status = "cancelled"  # the client went away; releasing mid-response closes the backend connection
         raise
-    except UpstreamError:
+    except UpstreamError as exc:
         relay.status = "backend_error"
+        reason = "backend_timeout" if isinstance(exc, UpstreamTimeout) else "backend_closed"
+        relay.metrics.stream_errors.labels(relay.deployment, reason).inc()
+        # A partial SSE line may have been cut: start the event on a line of its own.
+        yield b"\n\n" + stream_error_event(f"the backend failed mid-answer: {exc.message}", reason)
     finally:
         await relay.finish()
+
+
+def stream_error_event(message: str, code: str) -> bytes:
+    """An SSE event with an OpenAI error object, the way OpenAI ends a stream that failed."""
+    return b"data: " + json.dumps(error_body(message, "backend_error", code)).encode() + b"\n\n"
 
 
 async def _until_disconnect(request: Request) -> None:
@@ -158,7 +174,15 @@ async def forward(request: Request, pool: UpstreamPool, relay: Relay, target: Ta
         relay.count_tokens(content[-4096:])
         await relay.finish()
         return Response(content, media_type="application/json")
-    except UpstreamError as exc:
+    except UpstreamTimeout as exc:
+        relay.status = "backend_error"
         await relay.finish()
-        return JSONResponse(error_body(f"backend unreachable: {exc}", "service_unavailable", "backend_unreachable"),
-                            503, {"Retry-After": "2"})
+        return JSONResponse(error_body(exc.message, "backend_error", "backend_timeout"), 504)
+    except UpstreamError as exc:
+        relay.status = "backend_error"
+        await relay.finish()
+        if isinstance(exc, UpstreamRefused):  # never connected: nothing was sent, the app may retry
+            return JSONResponse(error_body(f"backend unreachable: {exc}", "service_unavailable",
+                                           "backend_unreachable"), 503, {"Retry-After": "2"})
+        return JSONResponse(error_body(f"the backend failed mid-answer: {exc}", "backend_error", "backend_closed"),
+                            502)

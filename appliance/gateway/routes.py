@@ -10,30 +10,54 @@ from fastapi.responses import Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from pydantic import BaseModel, ValidationError
 
+from appliance.backends.process import BackendProcess
 from appliance.deploy.errors import DeploymentNotFound
 from appliance.deploy.manager import DeploymentManager
 from appliance.deploy.models import Deployment
 from appliance.errors import BadRequest, NotFound, TooManyRequests, Unavailable
-from appliance.gateway.admission import Gates, QueueFull
+from appliance.gateway.admission import Gates, KeyBusy, KeyClaim, QueueFull
 from appliance.gateway.backend_metrics import scrape
 from appliance.gateway.metrics import GatewayMetrics
 from appliance.gateway.protocol import ChatCompletionRequest, CompletionRequest
 from appliance.gateway.proxy import Relay, Target, forward
+from appliance.security.keys import ApiKey
 from appliance.web.auth import require
-from appliance.web.state import deployments_of
+from appliance.web.state import appliance_of, deployments_of
 
 router = APIRouter(tags=["openai"])
+MAX_BYTES_PER_TOKEN = 16
 inference = [Depends(require("inference"))]
 
 
+def _depth(value: Any) -> int:
+    """How deeply arrays and objects nest in `value` (iterative: a deep body must not exhaust the stack)."""
+    deepest, stack = 0, [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        if isinstance(item, dict | list):
+            deepest = max(deepest, depth)
+            stack.extend((child, depth + 1) for child in (item.values() if isinstance(item, dict) else item))
+    return deepest
+
+
 async def _parse(request: Request, schema: type[BaseModel]) -> tuple[bytes, dict[str, Any]]:
+    config = appliance_of(request).config
     body = await request.body()
     try:
         data = json.loads(body)
+    except RecursionError:
+        raise BadRequest(f"request body nests deeper than {config.max_json_depth} levels",
+                         code="nesting_too_deep") from None
     except ValueError as exc:
         raise BadRequest(f"request body is not valid JSON: {exc}", code="invalid_json") from exc
     if not isinstance(data, dict):
         raise BadRequest("request body must be a JSON object", code="invalid_json")
+    if _depth(data) > config.max_json_depth:
+        raise BadRequest(f"request body nests deeper than {config.max_json_depth} levels", code="nesting_too_deep")
+    messages = data.get("messages")
+    if isinstance(messages, list) and len(messages) > config.max_messages:
+        raise BadRequest(f"messages: {len(messages)} messages, more than the limit of {config.max_messages}",
+                         param="messages", code="too_many_messages")
     try:
         schema.model_validate(data)
     except ValidationError as exc:
@@ -41,6 +65,32 @@ async def _parse(request: Request, schema: type[BaseModel]) -> tuple[bytes, dict
         param = ".".join(str(p) for p in first["loc"])
         raise BadRequest(f"{param}: {first['msg']}", param=param, code="invalid_parameter") from exc
     return body, data
+
+
+def _text_bytes(data: dict[str, Any]) -> int:
+    """Bytes of prompt text in a request: message contents (text parts too) or the prompt."""
+    total = 0
+    for message in data.get("messages") or ():
+        content = message.get("content") if isinstance(message, dict) else None
+        if isinstance(content, str):
+            total += len(content.encode())
+        elif isinstance(content, list):
+            total += sum(len(str(part.get("text", "")).encode()) for part in content if isinstance(part, dict))
+    prompt = data.get("prompt")
+    if isinstance(prompt, str):
+        total += len(prompt.encode())
+    elif isinstance(prompt, list):
+        total += sum(len(p.encode()) if isinstance(p, str) else 4 for p in prompt)
+    return total
+
+
+def _check_prompt_fits(data: dict[str, Any], context_length: int) -> None:
+    """Refuse, before it queues, a prompt no tokenizer could fit in a slot's context (more than 16 bytes a
+    token is beyond any vocabulary we serve); the exact count stays with the backend, which answers 400."""
+    size = _text_bytes(data)
+    if size > MAX_BYTES_PER_TOKEN * context_length:
+        raise BadRequest(f"the prompt is {size} bytes, more than a {context_length}-token context can hold",
+                         param="messages" if "messages" in data else "prompt", code="context_length_exceeded")
 
 
 def _not_serving(manager: DeploymentManager, name: str) -> NoReturn:
@@ -62,6 +112,26 @@ async def _proxy(request: Request, schema: type[BaseModel], path: str, endpoint:
     if route is None:
         _not_serving(manager, name)
     process = route[0]
+    _check_prompt_fits(data, process.spec.context_length)
+    gates: Gates = request.app.state.gates
+    metrics: GatewayMetrics = request.app.state.metrics
+    key: ApiKey = request.state.api_key
+    try:
+        claim = gates.claim(key.id, key.name)
+    except KeyBusy:
+        metrics.requests.labels(name, endpoint, "rejected").inc()
+        raise
+    try:
+        return await _admitted(request, name, path, endpoint, process, body, data, claim)
+    except BaseException:
+        claim.release()  # otherwise the Relay releases it when the answer (or the stream) is over
+        raise
+
+
+async def _admitted(request: Request, name: str, path: str, endpoint: str, process: BackendProcess, body: bytes,
+                    data: dict[str, Any], claim: KeyClaim) -> Response:
+    """Queue for a slot of `process`, then forward; the Relay releases the slot and `claim` when it is over."""
+    manager = deployments_of(request)
     gates: Gates = request.app.state.gates
     metrics: GatewayMetrics = request.app.state.metrics
     gate = gates.for_deployment(process.spec.deployment, process.spec.parallel_slots)
@@ -83,12 +153,17 @@ async def _proxy(request: Request, schema: type[BaseModel], path: str, endpoint:
     process, selector = route
     process.request_started()
     metrics.inflight.labels(name).inc()
-    relay = Relay(name, endpoint, gate, metrics, process)
+    relay = Relay(name, endpoint, gate, metrics, process, claim)
     if selector is not None:  # an adapter's name: its deployment, with the adapter picked per request
         body = json.dumps({**data, **selector}).encode()
     spec = process.spec
     target = Target(spec.host, spec.port, str(spec.unix_socket) if spec.unix_socket else None, spec.api_key)
-    return await forward(request, request.app.state.upstream, relay, target, path, body, bool(data.get("stream")))
+    try:
+        return await forward(request, request.app.state.upstream, relay, target, path, body,
+                             bool(data.get("stream")))
+    except BaseException:
+        await relay.finish()
+        raise
 
 
 @router.post("/v1/chat/completions", dependencies=inference)

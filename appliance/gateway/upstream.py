@@ -31,6 +31,17 @@ class UpstreamError(ApplianceError):
     status, code = 503, "backend_unreachable"
 
 
+class UpstreamRefused(UpstreamError):
+    """No connection to the backend at all: the request was never sent, so trying again is safe."""
+
+
+class UpstreamTimeout(UpstreamError):
+    """The backend sent nothing for the read timeout (wedged or stopped): the connection is closed, which frees
+    the slot on the backend side too."""
+
+    status, code = 504, "backend_timeout"
+
+
 class _Connection(asyncio.Protocol):
     def __init__(self) -> None:
         self.transport: asyncio.Transport | None = None
@@ -108,6 +119,7 @@ class _Connection(asyncio.Protocol):
 class UpstreamResponse:
     def __init__(self, pool: UpstreamPool, key: tuple[str, int | str], conn: _Connection) -> None:
         self._pool, self._key, self._conn = pool, key, conn
+        self.read_timeout_s = pool.read_timeout_s
         self.status = conn.status
         self.headers = conn.headers
         self._released = False
@@ -119,7 +131,11 @@ class UpstreamResponse:
                 if conn.error is not None:
                     raise conn.error
                 conn.wakeup.clear()
-                await conn.wakeup.wait()
+                try:
+                    await asyncio.wait_for(conn.wakeup.wait(), self.read_timeout_s)
+                except TimeoutError:
+                    conn.close()
+                    raise UpstreamTimeout(f"backend sent nothing for {self.read_timeout_s:g} s") from None
             chunk = conn.chunks.popleft()
             if conn.paused and len(conn.chunks) < LOW_WATER and conn.transport is not None:
                 conn.paused = False
@@ -145,7 +161,8 @@ class UpstreamResponse:
 
 
 class UpstreamPool:
-    def __init__(self) -> None:
+    def __init__(self, read_timeout_s: float = 300.0) -> None:
+        self.read_timeout_s = read_timeout_s  # the longest silence of a backend, headers included
         self._idle: dict[tuple[str, int | str], list[_Connection]] = {}
 
     def give_back(self, key: tuple[str, int | str], conn: _Connection) -> None:
@@ -195,7 +212,7 @@ class UpstreamPool:
                     else:
                         _, conn = await loop.create_unix_connection(_Connection, unix_socket)
                 except OSError as exc:
-                    raise UpstreamError(f"cannot connect to backend {unix_socket or f'{host}:{port}'}: "
+                    raise UpstreamRefused(f"cannot connect to backend {unix_socket or f'{host}:{port}'}: "
                                         f"{exc.strerror}") from exc
                 fresh = True
             else:
@@ -203,7 +220,10 @@ class UpstreamPool:
             assert conn.transport is not None
             conn.transport.write(request)
             try:
-                await conn.headers_done
+                await asyncio.wait_for(conn.headers_done, self.read_timeout_s)
+            except TimeoutError:
+                conn.close()
+                raise UpstreamTimeout(f"backend did not answer within {self.read_timeout_s:g} s") from None
             except UpstreamError:
                 if fresh or attempt == 2:
                     raise

@@ -110,3 +110,18 @@ def wait_deployment(daemon: DaemonProcess, name: str, state: str = "ready", time
                 return last
         time.sleep(0.3)
     raise TimeoutError(f"{name} not {state} after {timeout}s: {last}\n{daemon.log()[-3000:]}")
+
+
+def backend_key_headers(pid: int) -> dict[str, str]:
+    """The key of a backend process, as the gateway sends it, read from the process's environment: only its own
+    user (a test or bench run as the daemon's user) and root can read it, the same reach as the daemon's memory."""
+    for entry in Path(f"/proc/{pid}/environ").read_bytes().split(b"\0"):
+        name, _, value = entry.partition(b"=")
+        if name in (b"LLAMA_API_KEY", b"VLLM_API_KEY"):
+            return {"Authorization": f"Bearer {value.decode()}"}
+    raise LookupError(f"no backend key in the environment of process {pid}")
+
+
+def backend_headers(daemon: DaemonProcess, deployment: str) -> dict[str, str]:
+    """The key of `deployment`'s live backend process."""
+    return backend_key_headers(int(daemon.get(f"/api/v1/deployments/{deployment}").json()["pid"]))

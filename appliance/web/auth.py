@@ -49,12 +49,14 @@ def require(scope: Scope) -> Callable[[Request], Awaitable[ApiKey]]:
     async def dependency(request: Request) -> ApiKey:
         appliance: Appliance = request.app.state.appliance
         limiter: RateLimiter = request.app.state.rate_limiter
-        token = _token_from(request)
-        if token is None:
-            raise Unauthorized("missing API key: send 'Authorization: Bearer <key>'", code="missing_api_key")
-        key = verify_token(appliance.store, token)
+        key: ApiKey | None = getattr(request.state, "api_key", None)  # verified by the RequestGuard
         if key is None:
-            raise Unauthorized("invalid or revoked API key")
+            token = _token_from(request)
+            if token is None:
+                raise Unauthorized("missing API key: send 'Authorization: Bearer <key>'", code="missing_api_key")
+            key = verify_token(appliance.store, token)
+            if key is None:
+                raise Unauthorized("invalid or revoked API key")
         if scope == "admin" and key.scope != "admin":
             raise Forbidden(f"key {key.name!r} has scope {key.scope!r}; this route needs 'admin'")
         wait = limiter.check(key.id)

@@ -1,0 +1,183 @@
+"""The outermost ASGI layer: every request is bounded and authenticated before any route sees it.
+
+In order, before a byte of the body is read: a declared body over the path's limit gets 413; a route other
+than health needs a valid key (401), and a client that keeps sending bad keys is slowed down (429). Then the
+body is read here, counted while it arrives (a chunked body over the limit gets 413 as soon as it crosses it)
+and under a deadline (408), and handed to the app whole. FastAPI reads a body before it runs a route's
+dependencies, so checking the key in a dependency alone would parse 64 MiB from anyone.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import math
+import threading
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from appliance.core import Appliance
+from appliance.security.keys import verify_token
+from appliance.web.errors import error_body
+
+PUBLIC_PATHS = frozenset({"/healthz", "/readyz"})
+
+
+@dataclass(frozen=True)
+class Limits:
+    v1_body_bytes: int = 8 * 1024 * 1024
+    control_body_bytes: int = 1024 * 1024
+    body_timeout_s: float = 30.0
+    auth_failures_per_minute: int = 30
+
+    def body_limit(self, path: str) -> int:
+        return self.v1_body_bytes if path.startswith("/v1/") else self.control_body_bytes
+
+
+class FailedAuthLimiter:
+    """Bad keys per client address: a token bucket that only failures drain. Over it, the address gets 429
+    without its key being looked up, until the bucket refills."""
+
+    def __init__(self, per_minute: int) -> None:
+        self.per_minute = per_minute
+        self._buckets: dict[str, tuple[float, float]] = {}
+        self._lock = threading.Lock()
+
+    def _level(self, client: str, now: float) -> float:
+        tokens, last = self._buckets.get(client, (float(self.per_minute), now))
+        return min(float(self.per_minute), tokens + (now - last) * self.per_minute / 60.0)
+
+    def blocked_for(self, client: str) -> float:
+        """Seconds until `client` may try a key again (0: now)."""
+        with self._lock:
+            tokens = self._level(client, time.monotonic())
+            return 0.0 if tokens >= 1.0 else (1.0 - tokens) * 60.0 / self.per_minute
+
+    def failed(self, client: str) -> None:
+        now = time.monotonic()
+        with self._lock:
+            self._buckets[client] = (max(0.0, self._level(client, now) - 1.0), now)
+            if len(self._buckets) > 10_000:  # many addresses: forget the ones that have refilled
+                full = [c for c, (t, _) in self._buckets.items() if t >= self.per_minute - 1]
+                for c in full:
+                    del self._buckets[c]
+
+
+class _TooLarge(Exception):
+    pass
+
+
+def _header(scope: Scope, name: bytes) -> bytes | None:
+    for key, value in scope["headers"]:
+        if key == name:
+            return bytes(value)
+    return None
+
+
+def _token(scope: Scope) -> str | None:
+    auth = (_header(scope, b"authorization") or b"").decode("latin-1")
+    if auth.lower().startswith("bearer "):
+        return auth[7:].strip() or None
+    return (_header(scope, b"x-api-key") or b"").decode("latin-1") or None
+
+
+async def _reply(send: Send, status: int, message: str, type_: str, code: str,
+                 headers: dict[str, str] | None = None) -> None:
+    body = json.dumps(error_body(message, type_, code)).encode()
+    # Connection: close: a refused body may still be on its way; the server must not read it as a next request.
+    raw = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()),
+           (b"connection", b"close"), *((k.lower().encode(), v.encode()) for k, v in (headers or {}).items())]
+    await send({"type": "http.response.start", "status": status, "headers": raw})
+    await send({"type": "http.response.body", "body": body})
+
+
+class RequestGuard:
+    def __init__(self, app: ASGIApp, appliance: Appliance, limits: Limits) -> None:
+        self.app = app
+        self.appliance = appliance
+        self.limits = limits
+        self.failures = FailedAuthLimiter(limits.auth_failures_per_minute)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        path: str = scope["path"]
+        limit = self.limits.body_limit(path)
+        declared = _header(scope, b"content-length")
+        if declared is not None and (not declared.isdigit() or int(declared) > limit):
+            await _reply(send, 413, f"request body over the {limit} byte limit of {path}",
+                         "invalid_request_error", "request_too_large")
+            return
+        if path not in PUBLIC_PATHS and not await self._authenticated(scope, send):
+            return
+        if declared is None and _header(scope, b"transfer-encoding") is None:
+            await self.app(scope, receive, send)  # no body (GET, DELETE): nothing to read
+            return
+        try:
+            body = await asyncio.wait_for(self._read(receive, limit), self.limits.body_timeout_s)
+        except _TooLarge:
+            await _reply(send, 413, f"request body over the {limit} byte limit of {path}", "invalid_request_error",
+                         "request_too_large")
+            return
+        except TimeoutError:
+            await _reply(send, 408, f"request body not received within {self.limits.body_timeout_s:g} s",
+                         "invalid_request_error", "request_timeout")
+            return
+        if body is None:
+            return  # the client went away
+        await self.app(scope, _replay(body, receive), send)
+
+    async def _authenticated(self, scope: Scope, send: Send) -> bool:
+        client = scope["client"][0] if scope.get("client") else "unknown"
+        wait = self.failures.blocked_for(client)
+        if wait > 0:
+            await _reply(send, 429, "too many requests with an invalid API key from this address",
+                         "rate_limit_error", "auth_rate_limited", {"Retry-After": str(max(1, math.ceil(wait)))})
+            return False
+        token = _token(scope)
+        if token is None:
+            await _reply(send, 401, "missing API key: send 'Authorization: Bearer <key>'", "authentication_error",
+                         "missing_api_key")
+            return False
+        key = verify_token(self.appliance.store, token)
+        if key is None:
+            self.failures.failed(client)
+            await _reply(send, 401, "invalid or revoked API key", "authentication_error", "invalid_api_key")
+            return False
+        scope.setdefault("state", {})["api_key"] = key  # the route's `require` checks its scope
+        return True
+
+    @staticmethod
+    async def _read(receive: Receive, limit: int) -> bytes | None:
+        parts: list[bytes] = []
+        size = 0
+        while True:
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                return None
+            chunk = message.get("body", b"")
+            size += len(chunk)
+            if size > limit:
+                raise _TooLarge
+            parts.append(chunk)
+            if not message.get("more_body", False):
+                return b"".join(parts)
+
+
+def _replay(body: bytes, receive: Receive) -> Receive:
+    """The body once, whole; then the connection's own messages (a disconnect, for streams to notice)."""
+    sent = False
+
+    async def replay() -> Message:
+        nonlocal sent
+        if not sent:
+            sent = True
+            message: dict[str, Any] = {"type": "http.request", "body": body, "more_body": False}
+            return message
+        return await receive()
+
+    return replay
