@@ -1,14 +1,13 @@
 """The appliance's shared state for one daemon run: config, store, hardware, profile selection.
 
-Constructing it does no I/O; `start()` opens the store, detects the hardware and selects the profile.
+Constructing it does no I/O; `start()` opens (and checks) the store, sweeps what a crash left half-written,
+detects the hardware and selects the profile.
 """
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import os
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -25,7 +24,9 @@ from appliance.profiles.schema import Profile
 from appliance.profiles.select import Selection, select_profile
 from appliance.registry.registry import Registry
 from appliance.security.keys import ensure_local_admin_key
+from appliance.security.private_dir import ensure_private_dir, runtime_dir_for
 from appliance.state.store import StateStore
+from appliance.state.sweep import lock_state_dir, sweep
 
 log = logging.getLogger(__name__)
 
@@ -44,6 +45,7 @@ class Appliance:
         self._profiles: list[Profile] | None = None
         self._hardware: HardwareReport | None = None
         self._selection: Selection | None = None
+        self._lock_fd: int | None = None
 
     @property
     def imports_dir(self) -> Path:
@@ -52,13 +54,9 @@ class Appliance:
 
     @property
     def runtime_dir(self) -> Path:
-        """Sockets of the backends: systemd's RuntimeDirectory, else a short per-state-dir temp path
-        (Unix socket paths are limited to 108 bytes)."""
-        systemd_dir = os.environ.get("RUNTIME_DIRECTORY")
-        if systemd_dir:
-            return Path(systemd_dir.split(":")[0])
-        digest = hashlib.sha1(str(self.state_dir.resolve()).encode()).hexdigest()[:10]
-        return Path(tempfile.gettempdir()) / f"slm-appliance-{os.getuid()}-{digest}"
+        """Sockets of the backends: $RUNTIME_DIRECTORY, else under $XDG_RUNTIME_DIR, else a temp path (0700,
+        checked at start: see appliance.security.private_dir)."""
+        return runtime_dir_for(self.state_dir, os.environ)
 
     @property
     def logs_dir(self) -> Path:
@@ -84,11 +82,19 @@ class Appliance:
         return self._selection
 
     def start(self) -> None:
-        """Open the store, detect hardware, select the profile. Raises on invalid profiles or config."""
+        """Open the store, sweep, detect hardware, select the profile. Raises (with the reason, naming the file)
+        on a damaged store, an unsafe runtime directory, an admin key path that is a symlink, invalid profiles
+        or config."""
         self.state_dir.mkdir(parents=True, exist_ok=True, mode=0o750)
         self.store.open()
         self.imports_dir.mkdir(exist_ok=True)
-        self.runtime_dir.mkdir(mode=0o700, exist_ok=True)
+        ensure_private_dir(self.runtime_dir)
+        self._lock_fd = lock_state_dir(self.state_dir)
+        if self._lock_fd is None:
+            log.warning("another process holds the state directory; startup sweep skipped",
+                        extra={"state_dir": str(self.state_dir)})
+        else:
+            sweep(self.store, self.state_dir, self.runtime_dir)
         ensure_local_admin_key(self.store, self.admin_key_file)
         self._profiles = load_profiles(self.config.resolved_profiles_dir())
         self.refresh_hardware()
@@ -104,3 +110,6 @@ class Appliance:
 
     def stop(self) -> None:
         self.store.close()
+        if self._lock_fd is not None:
+            os.close(self._lock_fd)
+            self._lock_fd = None

@@ -4,11 +4,13 @@ to JSON in one place; the domain modules subclass these and never import the web
 
 from __future__ import annotations
 
+import errno
+
 # The OpenAI error `type` that goes with each status (clients switch on it).
 ERROR_TYPES = {
     400: "invalid_request_error", 401: "authentication_error", 403: "permission_error", 404: "not_found_error",
     409: "conflict_error", 413: "invalid_request_error", 422: "insufficient_resources", 429: "rate_limit_error",
-    500: "internal_error", 502: "backend_error", 503: "service_unavailable",
+    500: "internal_error", 502: "backend_error", 503: "service_unavailable", 507: "insufficient_resources",
 }
 
 
@@ -56,6 +58,21 @@ class DoesNotFit(ApplianceError):
     """Well-formed, but this box cannot run it (memory, disk): the message has the numbers."""
 
     status, code = 422, "does_not_fit"
+
+
+class StorageFull(ApplianceError):
+    """The disk (or quota) of the state directory is full: nothing was changed; free space and try again."""
+
+    status, code = 507, "insufficient_storage"
+
+
+def is_disk_full(exc: BaseException) -> bool:
+    """ENOSPC or EDQUOT from the file system, SQLite's "database or disk is full", or a library's wrapping of
+    ENOSPC (safetensors raises its own error with "No space left on device" in it)."""
+    if isinstance(exc, OSError) and exc.errno is not None:
+        return exc.errno in (errno.ENOSPC, errno.EDQUOT)
+    text = str(exc)
+    return "disk is full" in text or "No space left on device" in text or "Disk quota exceeded" in text
 
 
 class TooManyRequests(ApplianceError):

@@ -1,5 +1,9 @@
 """One supervised backend process: start in its own process group, wait healthy, watch, restart with
-exponential backoff, stop with terminate → wait → kill. State changes go to a callback (the store)."""
+exponential backoff, stop with terminate → wait → kill. State changes go to a callback (the store).
+
+A backend that fails to start MAX_FAILED_STARTS times in a row is given up on (state 'failed', with the last
+reason and the log to read). A callback that fails (the store's disk is full) is logged and retried on the next
+health check: supervision itself goes on."""
 
 from __future__ import annotations
 
@@ -16,6 +20,7 @@ import httpx
 
 from appliance.backends.base import Backend, BackendUnavailable, LaunchSpec, http_healthy
 from appliance.children import child_env, child_setup
+from appliance.logfiles import rotate_if_large
 
 log = logging.getLogger(__name__)
 STARTUP_TIMEOUT_S = 180.0
@@ -23,6 +28,8 @@ HEALTH_INTERVAL_S = 2.0
 HEALTH_FAILURES_BEFORE_RESTART = 3
 BACKOFF_START_S, BACKOFF_MAX_S = 1.0, 30.0
 STABLE_AFTER_S = 60.0
+MAX_FAILED_STARTS = 5  # in a row, none of them healthy: a circuit breaker, not a restart loop forever
+LOG_CHECK_EVERY = 15  # health intervals between log size checks
 StateCallback = Callable[[str, str, str, dict[str, int | None]], Awaitable[None]]
 
 
@@ -38,6 +45,8 @@ class BackendProcess:
         self.state = "pending"
         self.state_message = ""
         self.restarts = 0
+        self.failed_starts = 0  # consecutive starts that never became healthy
+        self._unreported = False  # the last state did not reach the store (its write failed)
         self.proc: asyncio.subprocess.Process | None = None
         self.injected: dict[str, str] = {}
         self._stopping = False
@@ -53,6 +62,11 @@ class BackendProcess:
     @property
     def ready(self) -> bool:
         return self.state == "ready"
+
+    @property
+    def gave_up(self) -> bool:
+        """Supervision ended on its own (the backend cannot start here), not by `stop()`."""
+        return self._task is not None and self._task.done() and not self._stopping
 
     @property
     def endpoint(self) -> str:
@@ -106,9 +120,19 @@ class BackendProcess:
                                             "port": self.spec.port, "reported": not self.quiet})
         if self.quiet:
             return
+        await self._report()
+
+    async def _report(self) -> None:
         pid = self.proc.pid if self.proc and self.proc.returncode is None else None
-        await self.on_state(self.spec.deployment, state, message,
-                            {"pid": pid, "port": self.spec.port, "restarts": self.restarts})
+        try:
+            await self.on_state(self.spec.deployment, self.state, self.state_message,
+                                {"pid": pid, "port": self.spec.port, "restarts": self.restarts})
+        except Exception as exc:  # supervision outlives its bookkeeping; the next health check reports again
+            self._unreported = True
+            log.error("deployment state not recorded", extra={"deployment": self.spec.deployment,
+                                                              "state": self.state, "error": str(exc)})
+        else:
+            self._unreported = False
 
     async def _spawn(self) -> asyncio.subprocess.Process:
         launch = self.backend.build_launch(self.spec)
@@ -116,10 +140,13 @@ class BackendProcess:
             self.spec.unix_socket.unlink(missing_ok=True)  # left behind by a backend that was killed
         self.injected = launch.injected
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
+        rotate_if_large(self.log_path)
         env = child_env(launch.env)
-        with self.log_path.open("ab") as log_file:
-            log_file.write(f"\n=== {time.strftime('%Y-%m-%d %H:%M:%S')} start: {' '.join(launch.argv)}\n".encode())
-            log_file.flush()
+        # Unbuffered: on a full disk the header line is lost at once, not raised again when the file closes.
+        with self.log_path.open("ab", buffering=0) as log_file:
+            with contextlib.suppress(OSError):
+                log_file.write(f"\n=== {time.strftime('%Y-%m-%d %H:%M:%S')} start: {' '.join(launch.argv)}\n"
+                               .encode())
             return await asyncio.create_subprocess_exec(
                 *launch.argv, stdin=asyncio.subprocess.DEVNULL, stdout=log_file, stderr=log_file, env=env,
                 start_new_session=True, preexec_fn=child_setup(self.niceness),
@@ -137,7 +164,7 @@ class BackendProcess:
 
     async def _watch(self, proc: asyncio.subprocess.Process) -> str:
         """Until the process exits or stops answering; returns why."""
-        failures = 0
+        failures, ticks = 0, 0
         url = self.backend.health_url(self.spec)
         while not self._stopping:
             with contextlib.suppress(TimeoutError):
@@ -145,6 +172,11 @@ class BackendProcess:
             if proc.returncode is not None:
                 return f"backend exited with code {proc.returncode}"
             failures = 0 if await http_healthy(self.client, url) else failures + 1
+            ticks += 1
+            if self._unreported and not self.quiet:
+                await self._report()
+            if ticks % LOG_CHECK_EVERY == 0:
+                rotate_if_large(self.log_path)
             if failures >= HEALTH_FAILURES_BEFORE_RESTART:
                 await self._terminate(proc)
                 return f"backend failed {failures} health checks"
@@ -160,6 +192,7 @@ class BackendProcess:
                 await self._set("failed", str(exc))
                 return
             if await self._wait_healthy(proc):
+                self.failed_starts = 0
                 started = time.monotonic()
                 await self._set("ready", f"serving on {self.endpoint}")
                 reason = await self._watch(proc)
@@ -169,8 +202,13 @@ class BackendProcess:
                 reason = (f"backend exited with code {proc.returncode} during startup" if proc.returncode is not None
                           else "backend did not become healthy in time")
                 await self._terminate(proc)
+                self.failed_starts += 1
             if self._stopping:
                 break
+            if self.failed_starts >= MAX_FAILED_STARTS:
+                await self._set("failed", f"{reason}; gave up after {self.failed_starts} failed starts in a row "
+                                          f"(log: {self.log_path}); start the deployment again to retry")
+                return
             self.restarts += 1
             await self._set("restarting", f"{reason}; restart #{self.restarts} in {backoff:g}s (log: {self.log_path})")
             await asyncio.sleep(backoff)

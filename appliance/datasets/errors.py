@@ -9,6 +9,12 @@ class DatasetError(ApplianceError):
     """An import was refused or a dataset cannot be found; the message is for the operator."""
 
 
+class DatasetStorageFull(DatasetError):
+    """No space left in the datasets folder or the store: nothing was imported."""
+
+    status, code = 507, "insufficient_storage"
+
+
 class DatasetNotFound(DatasetError):
     status, code = 404, "dataset_not_found"
 

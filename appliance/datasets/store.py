@@ -2,7 +2,8 @@
 
 A version's id is the sha256 of its canonical train/eval JSONL (split.content_id); its files live in
 `<datasets_dir>/<id>/` (train.jsonl, eval.jsonl, report.json), written to a temp dir, fsynced and renamed in
-while the row is inserted, so a crash leaves either both or neither. The same content under two names shares
+while the row is inserted, so a crash leaves either both or neither (a `.tmp-*` or an unreferenced `<id>`
+folder at worst, which the startup sweep removes). The same content under two names shares
 one directory; its report.json is the first import's, and each row keeps its own report.
 """
 
@@ -13,6 +14,7 @@ import json
 import os
 import re
 import shutil
+import sqlite3
 import stat
 import time
 import uuid
@@ -21,13 +23,15 @@ from typing import Any, Literal
 
 from pydantic import BaseModel
 
-from appliance.datasets.errors import DatasetError, DatasetInvalid, DatasetNotFound
+from appliance.datasets.errors import DatasetError, DatasetInvalid, DatasetNotFound, DatasetStorageFull
 from appliance.datasets.formats import detect_format
 from appliance.datasets.paths import checked_source
 from appliance.datasets.pipeline import Options, prepare
 from appliance.datasets.report import ImportReport
 from appliance.datasets.split import Conversation, canonical_jsonl, content_id
 from appliance.datasets.validate import ChatTokenizer
+from appliance.errors import is_disk_full
+from appliance.state.durable import durable_rename, fsync_dir
 from appliance.state.store import StateStore
 
 NAME = re.compile(r"^[a-z0-9][a-z0-9._-]{0,63}$")  # the model registry's rule
@@ -128,14 +132,16 @@ class DatasetStore:
 
     def _save(self, version_id: str, name: str, source: Path, source_sha: str, fmt: str, train: bytes,
               evaluation: bytes, report: ImportReport) -> DatasetRecord:
-        self.datasets_dir.mkdir(parents=True, exist_ok=True)
         target = self.datasets_dir / version_id
         staging = self.datasets_dir / f".tmp-{uuid.uuid4().hex[:12]}"
-        staging.mkdir()
+        installed = False
         try:
+            self.datasets_dir.mkdir(parents=True, exist_ok=True)
+            staging.mkdir()
             _write_file(staging / "train.jsonl", train)
             _write_file(staging / "eval.jsonl", evaluation)
             _write_file(staging / "report.json", report.model_dump_json(indent=2).encode())
+            fsync_dir(staging)
             with self.store.transaction() as conn:
                 existing = conn.execute("SELECT * FROM datasets WHERE name = ? AND id = ?",
                                         (name, version_id)).fetchone()
@@ -160,21 +166,30 @@ class DatasetStore:
                      report.model_dump_json(), record.created_at),
                 )
                 # Rename inside the transaction: if it fails the row is rolled back with it.
-                self._install(staging, target, version_id)
+                installed = self._install(staging, target, version_id)
+        except (OSError, sqlite3.Error) as exc:
+            if installed:  # the COMMIT failed after the rename: the folder goes with the row
+                shutil.rmtree(target, ignore_errors=True)
+            if is_disk_full(exc):
+                raise DatasetStorageFull(f"{source}: not imported, no space left in {self.datasets_dir}; free "
+                                         "space and import again") from exc
+            raise DatasetError(f"{source}: not imported: {getattr(exc, 'strerror', None) or exc}") from exc
         finally:
             if staging.exists():
                 shutil.rmtree(staging, ignore_errors=True)
         return record
 
-    def _install(self, staging: Path, target: Path, version_id: str) -> None:
+    def _install(self, staging: Path, target: Path, version_id: str) -> bool:
+        """Put `staging` in place as `target`; False when the same content was already there (shared)."""
         if target.exists():
             if self._content_id(target) == version_id:
-                return  # the same content is already stored (under another name): share it
+                return False  # the same content is already stored (under another name): share it
             # Damaged (changed by hand): move it aside and put the good copy in its place.
             trash = target.with_name(f".trash-{uuid.uuid4().hex[:12]}")
             os.rename(target, trash)
             shutil.rmtree(trash, ignore_errors=True)
-        os.rename(staging, target)
+        durable_rename(staging, target)
+        return True
 
     # -- queries ------------------------------------------------------------------------------------
     def _from_row(self, row: Any) -> DatasetRecord:

@@ -21,6 +21,7 @@ from appliance.deploy.routing import RoutingTable
 from appliance.deploy.store import DeploymentStore
 from appliance.errors import ApplianceError
 from appliance.registry.registry import Registry
+from appliance.state.retry import write_retrying
 
 log = logging.getLogger(__name__)
 
@@ -79,7 +80,7 @@ class Reconciler:
                 else:
                     self.rows.record_state(name, "stopped", "stopped by operator", {"restarts": row.restarts})
                 return
-            if served is not None:
+            if served is not None and not served.process.gave_up:
                 return
             model = self.registry.get(row.model_id)
             # No fit check here: what the store says should run comes back (it fitted when it was created).
@@ -216,7 +217,9 @@ class Reconciler:
         self.routing.set_process(name, None if served is None else served.process)
 
     async def _record_state(self, name: str, state: str, message: str, info: dict[str, int | None]) -> None:
-        self.rows.record_state(name, state, message, info)
+        # Retried a few times (a locked or full database); if it still fails the process logs it and reports
+        # again on its next health check, so supervision never stops over a store write.
+        await write_retrying(f"deployment {name} {state}", lambda: self.rows.record_state(name, state, message, info))
         served = self._served.get(name)
         if state == "ready" and served is not None and served.process.backend.capabilities.runtime_lora:
             await self._restore_adapters(name)

@@ -8,6 +8,7 @@ and adapter → <prefix>-lora-gguf ("adapter-gguf"), served over <hf-base>-f16 (
 from __future__ import annotations
 
 import gc
+import shutil
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -223,5 +224,8 @@ def export_adapter(registry: Registry, plan: ExportPlan, items: list[GoldenItem]
                                 job_id, {"role": BASE_F16_ROLE})
     artifacts.append(_register(registry, lora, names["lora"], "adapter-gguf", plan.adapter, job_id,
                                {**source, **gate, "serve_over": base_record.name}))
+    # Every artifact is a copy in the registry now (the parity report is in their metadata): the work folder,
+    # several times the model's size, goes. A failed gate keeps it, parity.json included, to look at.
+    shutil.rmtree(work, ignore_errors=True)
     timer.done()
     return ExportResult(artifacts=artifacts, lora_base=base_record, report=report, timings=timer.timings)

@@ -43,6 +43,7 @@ class Job(BaseModel):
     result: dict[str, Any]
     error: str
     attempts: int
+    interruptions: int = 0  # daemon crashes while it ran (MAX_INTERRUPTIONS of them fail it)
     cancel_requested: bool
     pid: int | None
     created_at: float

@@ -1,5 +1,6 @@
 """Runs queued jobs one at a time, each in a worker subprocess; relays its progress to the store and to
-live subscribers (the SSE endpoint); puts jobs a crash interrupted back in the queue at start."""
+live subscribers (the SSE endpoint); puts jobs a crash interrupted back in the queue at start (up to a cap).
+A store write that fails (disk full, database locked) is retried and logged; it never stops the queue."""
 
 from __future__ import annotations
 
@@ -10,14 +11,18 @@ import logging
 import os
 import signal
 import sys
+import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any
 
 from appliance.children import child_env, child_setup
 from appliance.jobs.models import Job, JobState, Progress
 from appliance.jobs.store import JobStore
+from appliance.logfiles import rotate_if_large
+from appliance.state.retry import WriteFailed, write_retrying
 
 log = logging.getLogger(__name__)
 TRAINING_JOBS = ("finetune",)
@@ -33,6 +38,9 @@ class ServingPause:
 
 EXIT_STATES: dict[int, JobState] = {0: "succeeded", 3: "cancelled"}
 STOP_GRACE_S = 30.0
+# After a job whose end could not be written, the queue waits before the next one (doubling, up to the max).
+STORE_BACKOFF_S, STORE_BACKOFF_MAX_S = 5.0, 60.0
+LOG_CHECK_EVERY_S = 30.0
 
 
 class JobRunner:
@@ -59,9 +67,11 @@ class JobRunner:
 
     # -- public ---------------------------------------------------------------------------------------
     def start(self) -> None:
-        resumed = self.jobs.requeue_interrupted()
+        resumed, given_up = self.jobs.requeue_interrupted()
         if resumed:
             log.info("resuming interrupted jobs", extra={"jobs": resumed})
+        if given_up:
+            log.error("interrupted jobs not resumed again (crash cap reached)", extra={"jobs": given_up})
         self._task = asyncio.create_task(self._loop(), name="job-runner")
 
     def submit(self, job_type: str, params: dict[str, Any]) -> Job:
@@ -110,17 +120,41 @@ class JobRunner:
                 queue.put_nowait(event)
 
     async def _loop(self) -> None:
+        backoff = STORE_BACKOFF_S
         while not self._stopping:
-            job = self.jobs.next_queued()
+            try:
+                job = await write_retrying("next queued job", self.jobs.next_queued)
+            except WriteFailed:
+                await self._pause(backoff)
+                backoff = min(backoff * 2, STORE_BACKOFF_MAX_S)
+                continue
             if job is None:
                 self._wake.clear()
                 await self._wake.wait()
                 continue
             try:
-                await self._run(job)
-            except Exception as exc:  # a broken job must not stop the queue
-                log.exception("job runner error", extra={"job": job.id})
-                self.jobs.finish(job.id, "failed", error=f"runner error: {exc}")
+                try:
+                    await self._run(job)
+                except WriteFailed:
+                    raise
+                except Exception as exc:  # a broken job must not stop the queue
+                    log.exception("job runner error", extra={"job": job.id})
+                    await write_retrying(f"job {job.id} failed", partial(
+                        self.jobs.finish, job.id, "failed", error=f"runner error: {exc}"))
+                backoff = STORE_BACKOFF_S
+            except WriteFailed:
+                # Its end is not in the store: a 'running' row resumes at the next start, a 'queued' one runs
+                # again, after a pause that doubles while the store keeps failing (never a hot loop).
+                await self._pause(backoff)
+                backoff = min(backoff * 2, STORE_BACKOFF_MAX_S)
+
+    async def _pause(self, seconds: float) -> None:
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._wait_stopping(), seconds)
+
+    async def _wait_stopping(self) -> None:
+        while not self._stopping:
+            await asyncio.sleep(0.1)
 
     async def _spawn(self, job: Job) -> asyncio.subprocess.Process:
         job_dir = self.jobs_dir / job.id
@@ -130,6 +164,7 @@ class JobRunner:
                 "profile_max_seq_length": self.profile_max_seq_length, "attempt": job.attempts + 1}
         (job_dir / "spec.json").write_text(json.dumps(spec))
         self.log_path(job.id).parent.mkdir(parents=True, exist_ok=True)
+        rotate_if_large(self.log_path(job.id))
         env = child_env()
         with self.log_path(job.id).open("ab") as log_file:
             return await asyncio.create_subprocess_exec(
@@ -152,9 +187,11 @@ class JobRunner:
     async def _run_worker(self, job: Job) -> None:
         proc = await self._spawn(job)
         self._current = (job.id, proc)
-        self.jobs.mark_running(job.id, proc.pid)
+        with contextlib.suppress(WriteFailed):  # the worker runs anyway; its end is written with retries
+            await write_retrying(f"job {job.id} running", lambda: self.jobs.mark_running(job.id, proc.pid))
         self._publish(job.id, {"event": "state", "state": "running"})
         progress, result = job.progress, {}
+        log_checked = time.monotonic()
         assert proc.stdout is not None
         async for raw in proc.stdout:
             try:
@@ -164,8 +201,14 @@ class JobRunner:
             kind = event.pop("event", "")
             if kind == "progress":
                 progress = Progress(**{**progress.model_dump(), **event})
-                self.jobs.save_progress(job.id, progress)
+                # One attempt: the next event brings newer progress, and a retry pause would stall the pipe.
+                with contextlib.suppress(WriteFailed):
+                    await write_retrying(f"job {job.id} progress", partial(self.jobs.save_progress, job.id,
+                                                                           progress), attempts=1)
                 self._publish(job.id, {"event": "progress", **progress.model_dump()})
+                if time.monotonic() - log_checked > LOG_CHECK_EVERY_S:
+                    log_checked = time.monotonic()
+                    rotate_if_large(self.log_path(job.id))
             elif kind == "result":
                 result = event
             elif kind == "log":
@@ -182,8 +225,9 @@ class JobRunner:
         if state == "failed":
             error = str(result.pop("error", "") or f"worker exited with code {code}; see {self.log_path(job_id)}")
         if interrupted:
-            self.jobs.mark_interrupted(job_id)
+            await write_retrying(f"job {job_id} interrupted", lambda: self.jobs.mark_interrupted(job_id))
         else:
-            self.jobs.finish(job_id, state, result=result, error=error, progress=progress)
+            await write_retrying(f"job {job_id} {state}", lambda: self.jobs.finish(
+                job_id, state, result=result, error=error, progress=progress))
         self._publish(job_id, {"event": "state", "state": state, "error": error, "result": result})
         log.info("job finished", extra={"job": job_id, "state": state, "detail": error})

@@ -11,6 +11,9 @@ from appliance.errors import ApplianceError
 from appliance.jobs.models import Job, JobState, Progress
 from appliance.state.store import StateStore
 
+# A job a daemon crash interrupted this many times is failed instead of resumed again.
+MAX_INTERRUPTIONS = 3
+
 
 class JobNotFound(ApplianceError):
     status, code = 404, "job_not_found"
@@ -93,15 +96,39 @@ class JobStore:
             conn.execute("UPDATE jobs SET state = 'interrupted', pid = NULL, updated_at = ? WHERE id = ?",
                          (time.time(), job_id))
 
-    def requeue_interrupted(self) -> list[str]:
-        """At daemon start: jobs left 'running' by a crash or reboot go back to the queue to resume."""
+    def requeue_interrupted(self, max_interruptions: int = MAX_INTERRUPTIONS) -> tuple[list[str], list[str]]:
+        """At daemon start: jobs a daemon stop left 'interrupted' go back to the queue to resume, and so do jobs a
+        crash or reboot left 'running', until a crash has interrupted one `max_interruptions` times: that one is
+        failed with the reason (a job that takes the daemon down with it must not loop forever).
+
+        Returns:
+            (the ids requeued, the ids given up on).
+        """
+        now = time.time()
+        requeued: list[str] = []
+        given_up: list[str] = []
         with self.store.transaction() as conn:
-            rows = conn.execute("SELECT id FROM jobs WHERE state IN ('running', 'interrupted')").fetchall()
+            rows = conn.execute("SELECT id, state, interruptions, progress FROM jobs "
+                                "WHERE state IN ('running', 'interrupted')").fetchall()
             for row in rows:
+                crashes = int(row["interruptions"]) + (1 if row["state"] == "running" else 0)
+                if crashes >= max_interruptions:
+                    phase = json.loads(row["progress"]).get("phase") or "unknown"
+                    conn.execute(
+                        "UPDATE jobs SET state = 'failed', pid = NULL, interruptions = ?, error = ?, "
+                        "finished_at = ?, updated_at = ? WHERE id = ?",
+                        (crashes, f"interrupted {crashes} times by a daemon crash or reboot (last in phase "
+                                  f"{phase!r}); not resumed again: see its log, then submit it again", now, now,
+                         row["id"]),
+                    )
+                    given_up.append(str(row["id"]))
+                    continue
+                message = (f"interrupted ({crashes} of {max_interruptions} crashes allowed); resuming from the last "
+                           "checkpoint" if crashes else "interrupted; resuming from the last checkpoint")
                 conn.execute(
-                    "UPDATE jobs SET state = 'queued', pid = NULL, progress = json_set(progress, '$.phase', "
-                    "'interrupted', '$.message', 'interrupted; resuming from the last checkpoint'), "
-                    "updated_at = ? WHERE id = ?",
-                    (time.time(), row["id"]),
+                    "UPDATE jobs SET state = 'queued', pid = NULL, interruptions = ?, progress = json_set(progress, "
+                    "'$.phase', 'interrupted', '$.message', ?), updated_at = ? WHERE id = ?",
+                    (crashes, message, now, row["id"]),
                 )
-        return [str(r["id"]) for r in rows]
+                requeued.append(str(row["id"]))
+        return requeued, given_up

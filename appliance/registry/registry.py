@@ -1,5 +1,7 @@
 """The model registry: import a GGUF file or an HF folder from an allowed place into the state directory,
-atomically (temp dir + rename + one transaction), recording checksums, facts and lineage."""
+atomically (temp dir `.tmp-<id>`, fsynced, renamed to `<id>` inside the transaction that inserts the row),
+recording checksums, facts and lineage. A crash leaves at worst a `.tmp-*` or an `<id>` folder without a row:
+the startup sweep (appliance.state.sweep) removes both."""
 
 from __future__ import annotations
 
@@ -8,6 +10,7 @@ import json
 import os
 import re
 import shutil
+import sqlite3
 import stat
 import time
 import uuid
@@ -16,8 +19,9 @@ from typing import Any
 
 from pydantic import BaseModel
 
-from appliance.errors import ApplianceError
+from appliance.errors import ApplianceError, StorageFull, is_disk_full
 from appliance.registry.inspect import InvalidModel, ModelFacts, inspect_path
+from appliance.state.durable import durable_rename, fsync_dir
 from appliance.state.store import StateStore
 
 NAME = re.compile(r"^[a-z0-9][a-z0-9._-]{0,63}$")
@@ -73,6 +77,23 @@ def _copy_hashing(src: Path, dst: Path, digest: Any) -> int:
         fout.flush()
         os.fsync(fout.fileno())
     return size
+
+
+def _insert(conn: sqlite3.Connection, record: ModelRecord) -> None:
+    conn.execute(
+        "INSERT INTO models(id, name, kind, format, path, sha256, size_bytes, architecture, params, "
+        "context_length, quantization, parent_id, source, metadata, created_at) "
+        "VALUES(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        (record.id, record.name, record.kind, record.format, record.path, record.sha256, record.size_bytes,
+         record.architecture, record.params, record.context_length, record.quantization, record.parent_id,
+         record.source, json.dumps(record.metadata), record.created_at),
+    )
+
+
+def size_hint(path: Path) -> str:
+    """The size of a file or folder, in MiB, for an operator's message."""
+    files = [path] if path.is_file() else [p for p in path.iterdir() if p.is_file()]
+    return f"{sum(p.stat().st_size for p in files) / 2**20:.0f} MiB"
 
 
 class Registry:
@@ -131,38 +152,38 @@ class Registry:
         except OSError as exc:
             raise RegistryError(f"{source}: cannot read: {exc.strerror}") from exc
         model_id = uuid.uuid4().hex[:12]
-        self.models_dir.mkdir(parents=True, exist_ok=True)
-        staging = self.models_dir / f".tmp-{model_id}"
-        staging.mkdir()
+        staging, target = self.models_dir / f".tmp-{model_id}", self.models_dir / model_id
+        renamed = False
         try:
+            self.models_dir.mkdir(parents=True, exist_ok=True)
+            staging.mkdir()
             digest = hashlib.sha256()
             if real.is_dir():
                 size = 0
                 for entry in sorted(p for p in real.iterdir() if p.is_file()):
                     digest.update(entry.name.encode())
                     size += _copy_hashing(entry, staging / entry.name, digest)
-                target = self.models_dir / model_id
                 loaded = target
             else:
                 size = _copy_hashing(real, staging / real.name, digest)
-                target = self.models_dir / model_id
                 loaded = target / real.name
+            fsync_dir(staging)
             record = self._record(model_id, name, kind, facts, loaded, digest.hexdigest(), size, parent_id,
                                   str(source), extra or {})
             with self.store.transaction() as conn:
                 if conn.execute("SELECT 1 FROM models WHERE name = ?", (name,)).fetchone():
                     raise NameConflict(f"a model named {name!r} already exists")
-                conn.execute(
-                    "INSERT INTO models(id, name, kind, format, path, sha256, size_bytes, architecture, params, "
-                    "context_length, quantization, parent_id, source, metadata, created_at) "
-                    "VALUES(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                    (record.id, record.name, record.kind, record.format, record.path, record.sha256,
-                     record.size_bytes, record.architecture, record.params, record.context_length,
-                     record.quantization, record.parent_id, record.source, json.dumps(record.metadata),
-                     record.created_at),
-                )
+                _insert(conn, record)
                 # Rename inside the transaction: if it fails the row is rolled back with it.
-                os.rename(staging, target)
+                durable_rename(staging, target)
+                renamed = True
+        except (OSError, sqlite3.Error) as exc:
+            if renamed:  # the COMMIT failed after the rename: the folder goes with the row
+                shutil.rmtree(target, ignore_errors=True)
+            if is_disk_full(exc):
+                raise StorageFull(f"{source}: not imported, no space left in {self.models_dir} ({size_hint(real)} "
+                                  "needed); free space and import again") from exc
+            raise RegistryError(f"{source}: not imported: {getattr(exc, 'strerror', None) or exc}") from exc
         finally:
             if staging.exists():
                 shutil.rmtree(staging, ignore_errors=True)

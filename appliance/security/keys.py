@@ -7,6 +7,7 @@ import hashlib
 import hmac
 import os
 import secrets
+import stat
 import time
 from pathlib import Path
 from typing import Literal
@@ -14,6 +15,7 @@ from typing import Literal
 from pydantic import BaseModel
 
 from appliance.errors import ApplianceError
+from appliance.state.durable import write_atomic
 from appliance.state.store import StateStore
 
 Scope = Literal["inference", "admin"]
@@ -27,6 +29,10 @@ class ApiKeyError(ApplianceError):
 
 class KeyConflict(ApiKeyError):
     status, code = 409, "key_exists"
+
+
+class KeyFileRefused(ApiKeyError):
+    status, code = 500, "key_file_refused"
 
 
 class KeyNotFound(ApiKeyError):
@@ -103,15 +109,34 @@ def verify_token(store: StateStore, token: str) -> ApiKey | None:
     return ApiKey(**data)
 
 
+def _read_key_file(path: Path) -> str | None:
+    """The token in `path`, None when there is no file. A symlink or anything but a regular file is refused:
+    following one could hand the admin key to whoever controls where it points."""
+    try:
+        info = os.lstat(path)
+    except FileNotFoundError:
+        return None
+    if stat.S_ISLNK(info.st_mode) or not stat.S_ISREG(info.st_mode):
+        kind = "a symlink" if stat.S_ISLNK(info.st_mode) else "not a regular file"
+        raise KeyFileRefused(f"{path}: {kind}; refusing to read or write the admin key through it (remove it)")
+    fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
+    with os.fdopen(fd) as fh:
+        return fh.read().strip()
+
+
 def ensure_local_admin_key(store: StateStore, path: Path) -> None:
-    """On first start, create an admin key for local clients (CLI, TUI) in a 0600 file beside the state."""
-    if path.exists() and verify_token(store, path.read_text().strip()) is not None:
+    """On first start, create an admin key for local clients (CLI, TUI) in a 0600 file beside the state.
+
+    The file is written to a new temp file (O_CREAT | O_EXCL | O_NOFOLLOW, mode 0600), fsynced and renamed over
+    the path (a rename replaces a name, it never writes through a symlink).
+
+    Raises:
+        KeyFileRefused: the path is a symlink or not a regular file.
+    """
+    token = _read_key_file(path)
+    if token is not None and verify_token(store, token) is not None:
         return
     with store.transaction() as conn:
         conn.execute("DELETE FROM api_keys WHERE name = ?", (LOCAL_ADMIN_KEY_NAME,))
     created = create_key(store, LOCAL_ADMIN_KEY_NAME, "admin")
-    tmp = path.with_suffix(".tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w") as fh:
-        fh.write(created.token + "\n")
-    os.replace(tmp, path)
+    write_atomic(path, (created.token + "\n").encode(), mode=0o600)

@@ -163,4 +163,11 @@ MIGRATIONS: tuple[tuple[int, str, str], ...] = (
         ALTER TABLE deployments ADD COLUMN backend_reason TEXT NOT NULL DEFAULT '';
         """,
     ),
+    (
+        9,
+        "how many times a daemon crash interrupted each job (a retry cap)",
+        """
+        ALTER TABLE jobs ADD COLUMN interruptions INTEGER NOT NULL DEFAULT 0;
+        """,
+    ),
 )

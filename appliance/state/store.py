@@ -2,10 +2,13 @@
 
 The store holds intent (what the operator asked for) and state (what the supervisors observed); a daemon
 restart replays it. Writes go through `transaction()` so a crash never leaves half a change behind.
+WAL with synchronous=NORMAL: a power cut may lose the last commits, never corrupt the file (SQLite's
+documented guarantee); `open()` runs `PRAGMA quick_check` so a damaged file is refused by name at start.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import sqlite3
 import threading
@@ -17,6 +20,8 @@ from typing import Any
 
 from appliance.errors import ApplianceError
 from appliance.state.migrations import MIGRATIONS
+
+RESTORE_HINT = "stop the daemon, move the file aside (with its -wal and -shm files) and restore a backup"
 
 
 class StoreError(ApplianceError):
@@ -33,10 +38,29 @@ class StateStore:
         self._local = threading.local()
         self._lock = threading.RLock()
 
-    def open(self) -> StateStore:
+    def open(self, check: bool = True) -> StateStore:
+        """Create or open the file, check it (`check`) and apply migrations.
+
+        Raises:
+            StoreError: the file is not a database, is damaged, or is newer than this code; the message names it.
+        """
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._migrate()
+        try:
+            if check:
+                self._quick_check()
+            self._migrate()
+        except sqlite3.DatabaseError as exc:
+            self.close()
+            raise StoreError(f"{self.path}: the state database cannot be used ({exc}); "
+                             f"{RESTORE_HINT}") from exc
         return self
+
+    def _quick_check(self) -> None:
+        rows = [str(r[0]) for r in self._connect().execute("PRAGMA quick_check").fetchall()]
+        if rows != ["ok"]:
+            self.close()
+            found = " ".join(" ".join(rows[:3]).split())  # one line for the log
+            raise StoreError(f"{self.path}: the state database is damaged (quick_check: {found}); {RESTORE_HINT}")
 
     def _connect(self) -> sqlite3.Connection:
         conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
@@ -44,6 +68,7 @@ class StateStore:
             conn = sqlite3.connect(self.path, timeout=30.0, isolation_level=None, check_same_thread=False)
             conn.row_factory = sqlite3.Row
             conn.execute("PRAGMA journal_mode=WAL")
+            conn.execute("PRAGMA synchronous=NORMAL")  # WAL: a power cut may undo the last commits, never corrupt
             conn.execute("PRAGMA foreign_keys=ON")
             conn.execute("PRAGMA busy_timeout=30000")
             self._local.conn = conn
@@ -58,9 +83,21 @@ class StateStore:
             try:
                 yield conn
             except BaseException:
-                conn.execute("ROLLBACK")
+                self._rollback(conn)
                 raise
-            conn.execute("COMMIT")
+            try:
+                conn.execute("COMMIT")
+            except sqlite3.Error:
+                # A COMMIT that failed (disk full, locked) can leave the transaction open: end it, or every later
+                # BEGIN on this connection fails with "cannot start a transaction within a transaction".
+                self._rollback(conn)
+                raise
+
+    @staticmethod
+    def _rollback(conn: sqlite3.Connection) -> None:
+        if conn.in_transaction:
+            with contextlib.suppress(sqlite3.Error):
+                conn.execute("ROLLBACK")
 
     def query(self, sql: str, params: tuple[Any, ...] | dict[str, Any] = ()) -> list[sqlite3.Row]:
         return list(self._connect().execute(sql, params).fetchall())

@@ -16,6 +16,7 @@ from typing import Any
 
 import torch
 
+from appliance.state.durable import durable_rename, fsync_file
 from appliance.training.build import Trainable, build_trainable
 from appliance.training.encode import Example, collate, encode, pad_id
 from appliance.training.settings import ResolvedTraining
@@ -124,7 +125,8 @@ class _Run:
                  "rng_python": random.getstate(), "losses": self.losses, "eval_loss_before": self.eval_before}
         tmp = checkpoint.with_suffix(".tmp")
         torch.save(state, tmp)
-        tmp.replace(checkpoint)  # atomic: a crash leaves the previous checkpoint intact
+        fsync_file(tmp)
+        durable_rename(tmp, checkpoint)  # atomic and durable: a crash leaves the previous checkpoint intact
 
 
 def _setup(base_dir: Path, train_convs: Conversations, eval_convs: Conversations,

@@ -6,6 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from appliance.errors import is_disk_full
 from appliance.evaluation.golden import GoldenError
 from appliance.export.layout import ExportError
 from appliance.export.pipeline import export_adapter, plan_export
@@ -34,6 +35,12 @@ def run_export(spec: dict[str, Any], emitter: Emitter) -> dict[str, Any]:
                                 emitter.check_cancelled, params.max_new_tokens)
     except (RegistryError, ExportError, GoldenError) as exc:
         raise JobFailed(str(exc)) from exc
+    except Exception as exc:  # OSError, or a library's own error wrapping ENOSPC (safetensors)
+        if not is_disk_full(exc):
+            raise
+        where = getattr(exc, "filename", None) or job_dir
+        raise JobFailed(f"export stopped: no space left on device writing {where} (an export needs several "
+                        f"times the model's size in {job_dir}); free space and submit it again") from exc
     finally:
         store.close()
     emitter.progress(phase="done", message=", ".join(a.name for a in result.artifacts), force=True)
