@@ -2,7 +2,7 @@
 
 Both paths hit the same backend process (the daemon's own deployment), in interleaved rounds so load drift on
 a small box cancels out. With --backend vllm the starter is converted to an HF folder and served by vLLM's CPU
-build (the direct path then needs the backend's own key, read from its command line: run as the daemon's user).
+build (the direct path needs the backend's own key, read from its environment: run as the daemon's user).
 Prints ratios against baselines measured in this same run:
   - tokens/s through the gateway ÷ direct, at 1 and 8 concurrent streams (target ≥ 0.97)
   - added p50 time to first token (target ≤ 2 ms)
