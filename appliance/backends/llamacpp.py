@@ -73,6 +73,14 @@ def _service(spec: LaunchSpec) -> list[str]:
     return ["--metrics", "--no-webui", "--slots", "--threads-http", str(2 * spec.parallel_slots + 8)]
 
 
+def _embeddings(spec: LaunchSpec) -> list[str]:
+    # Mean pooling works for any decoder model; each input is embedded in one micro-batch, so it may be as
+    # long as a slot's context.
+    if not spec.embeddings:
+        return []
+    return ["--embeddings", "--pooling", "mean", "--ubatch-size", str(spec.context_length)]
+
+
 def _adapters(spec: LaunchSpec) -> list[str]:
     if not spec.adapters:
         return []
@@ -84,7 +92,7 @@ def _adapters(spec: LaunchSpec) -> list[str]:
 
 BUILDERS: tuple[Builder, ...] = (
     ("model", _model), ("network", _network), ("batching", _batching), ("compute", _compute),
-    ("service", _service), ("adapters", _adapters),
+    ("service", _service), ("adapters", _adapters), ("embeddings", _embeddings),
 )
 KEY_VARIABLE = "LLAMA_API_KEY"  # llama-server reads --api-key from it
 

@@ -15,6 +15,7 @@ from appliance.gateway.admission import Gates
 from appliance.gateway.metrics import GatewayMetrics
 from appliance.gateway.upstream import UpstreamPool
 from appliance.jobs.runner import JobRunner
+from appliance.security.usage import UsageMeter
 from appliance.web.auth import RateLimiter
 from appliance.web.errors import install_error_handlers
 from appliance.web.guard import Limits, RequestGuard
@@ -35,11 +36,13 @@ def create_app(appliance: Appliance, deployments: DeploymentManager, jobs: JobRu
     app.state.jobs = jobs
     app.state.rate_limiter = RateLimiter(appliance.config.rate_limit_per_minute)
     app.state.gates = Gates(appliance.config.queue_depth, appliance.config.per_key_concurrency)
+    app.state.tool_support = {}  # per backend process: does its chat template render tools itself
     app.state.upstream = UpstreamPool(appliance.config.upstream_read_timeout_s)
     app.state.metrics = GatewayMetrics(deployments.routing.restarts, appliance.nvml_lib)
+    app.state.usage = UsageMeter(appliance.store, app.state.metrics.registry)
     install_error_handlers(app)
-    for router in (routes_system.router, routes_keys.router, routes_models.router, routes_deploy.router,
-                   routes_jobs.router, gateway_routes.router):
+    for router in (routes_system.router, routes_keys.router, routes_keys.usage_router, routes_models.router,
+                   routes_deploy.router, routes_jobs.router, gateway_routes.router):
         app.include_router(router)
     return app
 

@@ -56,7 +56,7 @@ class ServingPlan:
             gpu_memory_utilization=s.gpu_memory_utilization, max_model_len=s.max_model_len, max_loras=s.max_loras,
             tensor_parallel_size=self.tensor_parallel_size, quantization=s.quantization, adapters=adapters,
             extra_args=self.extra_args, unix_socket=unix_socket, api_key=api_key, dtype=s.dtype,
-            max_lora_rank=s.max_lora_rank, on_gpu=self.on_gpu,
+            max_lora_rank=s.max_lora_rank, on_gpu=self.on_gpu, embeddings=s.embeddings,
         )
 
     @property
@@ -144,6 +144,8 @@ class FitPlanner:
     def plan(self, name: str, model: ModelRecord, params: DeploymentParams, backend: str, reason: str = "",
              check: bool = True) -> ServingPlan:
         """Raises DeploymentError, with the planner's numbers, when `check` and serving it would not fit."""
+        if params.embeddings and backend != "llamacpp":
+            raise DeploymentError(f"embeddings deployments run on llama.cpp (a GGUF model); {backend} was chosen")
         if check:
             tunable = self.backends[backend].capabilities.tunable_flags
             refused = refused_extra_args(params.extra_args, tunable)

@@ -19,6 +19,7 @@ class DeploymentParams(BaseModel):
     gpu_memory_utilization: float | None = Field(None, gt=0.0, le=1.0)
     max_model_len: int | None = Field(None, ge=128)
     max_loras: int | None = Field(None, ge=0)
+    embeddings: bool | None = Field(None, description="Serve /v1/embeddings with this model (llama.cpp)")
     extra_args: list[str] = Field(default_factory=list, description="Appended last to the backend command line")
 
 

@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-import re
 import time
 from collections.abc import AsyncIterator
 from typing import NamedTuple
@@ -23,9 +22,10 @@ from appliance.backends.process import BackendProcess
 from appliance.gateway.admission import Gate, KeyClaim
 from appliance.gateway.metrics import GatewayMetrics
 from appliance.gateway.upstream import UpstreamError, UpstreamPool, UpstreamRefused, UpstreamResponse, UpstreamTimeout
+from appliance.security.keys import ApiKey
+from appliance.security.usage import UsageMeter, tokens_in
 from appliance.web.errors import error_body
 
-_TIMINGS = re.compile(rb'"(cache_n|prompt_n|predicted_n)":(\d+)')
 SSE_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
 
 
@@ -43,8 +43,10 @@ class Relay:
     """One request's bookkeeping: the gate slot, metrics, and releasing the backend response exactly once."""
 
     def __init__(self, deployment: str, endpoint: str, gate: Gate, metrics: GatewayMetrics,
-                 process: BackendProcess | None = None, claim: KeyClaim | None = None) -> None:
+                 process: BackendProcess | None = None, claim: KeyClaim | None = None,
+                 usage: tuple[UsageMeter, ApiKey] | None = None) -> None:
         self.deployment = deployment
+        self.usage = usage  # where this request's tokens are accounted, and to which key
         self.claim = claim  # the request's place in its key's concurrency count
         self.process = process  # counts this request as in flight on it, so a blue/green drain waits for it
         self.endpoint = endpoint
@@ -71,10 +73,13 @@ class Relay:
         self.metrics.latency.labels(self.deployment).observe(time.perf_counter() - self.started)
 
     def count_tokens(self, tail: bytes) -> None:
-        found = {k.decode(): int(v) for k, v in _TIMINGS.findall(tail)}
-        if found:
-            self.metrics.tokens.labels(self.deployment, "in").inc(found.get("cache_n", 0) + found.get("prompt_n", 0))
-            self.metrics.tokens.labels(self.deployment, "out").inc(found.get("predicted_n", 0))
+        """Account a finished answer's tokens (found in its last bytes) to the deployment and the key."""
+        tokens = tokens_in(tail)
+        self.metrics.tokens.labels(self.deployment, "in").inc(tokens.prompt)
+        self.metrics.tokens.labels(self.deployment, "out").inc(tokens.completion)
+        if self.usage is not None:
+            meter, key = self.usage
+            meter.record(key, self.deployment, tokens)
 
 
 async def _stream(relay: Relay, response: UpstreamResponse) -> AsyncIterator[bytes]:

@@ -5,8 +5,9 @@ from __future__ import annotations
 import json
 from typing import Any, NoReturn
 
+import httpx
 from fastapi import APIRouter, Depends, Request
-from fastapi.responses import Response
+from fastapi.responses import JSONResponse, Response, StreamingResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from pydantic import BaseModel, ValidationError
 
@@ -18,8 +19,9 @@ from appliance.errors import BadRequest, NotFound, TooManyRequests, Unavailable
 from appliance.gateway.admission import Gates, KeyBusy, KeyClaim, QueueFull
 from appliance.gateway.backend_metrics import scrape
 from appliance.gateway.metrics import GatewayMetrics
-from appliance.gateway.protocol import ChatCompletionRequest, CompletionRequest
-from appliance.gateway.proxy import Relay, Target, forward
+from appliance.gateway.protocol import ChatCompletionRequest, CompletionRequest, EmbeddingRequest
+from appliance.gateway.proxy import SSE_HEADERS, Relay, Target, forward
+from appliance.gateway.tools import ToolPlan, as_stream, plan_tools, read_answer
 from appliance.security.keys import ApiKey
 from appliance.web.auth import require
 from appliance.web.state import appliance_of, deployments_of
@@ -112,24 +114,33 @@ async def _proxy(request: Request, schema: type[BaseModel], path: str, endpoint:
     if route is None:
         _not_serving(manager, name)
     process = route[0]
-    _check_prompt_fits(data, process.spec.context_length)
+    if endpoint != "embeddings":
+        _check_prompt_fits(data, process.spec.context_length)
+    choices = int(data.get("n") or 1)
+    if choices > process.spec.parallel_slots:
+        raise BadRequest(f"n: {choices} choices need {choices} slots; model '{name}' has "
+                         f"{process.spec.parallel_slots}", param="n", code="invalid_parameter")
+    tools = None
+    if endpoint == "chat" and data.get("tools") and not await _native_tools(request, process):
+        tools = plan_tools(data)  # the template cannot render tools: the gateway does (appliance.gateway.tools)
     gates: Gates = request.app.state.gates
     metrics: GatewayMetrics = request.app.state.metrics
     key: ApiKey = request.state.api_key
+    request.app.state.usage.check_quota(key)
     try:
         claim = gates.claim(key.id, key.name)
     except KeyBusy:
         metrics.requests.labels(name, endpoint, "rejected").inc()
         raise
     try:
-        return await _admitted(request, name, path, endpoint, process, body, data, claim)
+        return await _admitted(request, name, path, endpoint, process, body, data, claim, tools)
     except BaseException:
         claim.release()  # otherwise the Relay releases it when the answer (or the stream) is over
         raise
 
 
 async def _admitted(request: Request, name: str, path: str, endpoint: str, process: BackendProcess, body: bytes,
-                    data: dict[str, Any], claim: KeyClaim) -> Response:
+                    data: dict[str, Any], claim: KeyClaim, tools: ToolPlan | None = None) -> Response:
     """Queue for a slot of `process`, then forward; the Relay releases the slot and `claim` when it is over."""
     manager = deployments_of(request)
     gates: Gates = request.app.state.gates
@@ -153,17 +164,44 @@ async def _admitted(request: Request, name: str, path: str, endpoint: str, proce
     process, selector = route
     process.request_started()
     metrics.inflight.labels(name).inc()
-    relay = Relay(name, endpoint, gate, metrics, process, claim)
-    if selector is not None:  # an adapter's name: its deployment, with the adapter picked per request
-        body = json.dumps({**data, **selector}).encode()
+    relay = Relay(name, endpoint, gate, metrics, process, claim, (request.app.state.usage, request.state.api_key))
+    upstream = data if tools is None else tools.upstream
+    if selector is not None or tools is not None:  # an adapter's name: the adapter is picked per request
+        body = json.dumps({**upstream, **(selector or {})}).encode()
     spec = process.spec
     target = Target(spec.host, spec.port, str(spec.unix_socket) if spec.unix_socket else None, spec.api_key)
     try:
-        return await forward(request, request.app.state.upstream, relay, target, path, body,
-                             bool(data.get("stream")))
+        response = await forward(request, request.app.state.upstream, relay, target, path, body,
+                                 bool(upstream.get("stream")))
     except BaseException:
         await relay.finish()
         raise
+    if tools is None or response.status_code != 200:
+        return response
+    answer = read_answer(tools, json.loads(bytes(response.body)))
+    if data.get("stream"):
+        include_usage = bool((data.get("stream_options") or {}).get("include_usage"))
+        return StreamingResponse(as_stream(answer, include_usage), media_type="text/event-stream",
+                                 headers=SSE_HEADERS)
+    return JSONResponse(answer)
+
+
+async def _native_tools(request: Request, process: BackendProcess) -> bool:
+    """Whether the backend renders `tools` itself: vLLM does (with its tool parser), llama-server when the
+    model's chat template describes tools (its /props says so; asked once per process)."""
+    if process.backend.name != "llamacpp":
+        return True
+    cache: dict[tuple[str, int], bool] = request.app.state.tool_support
+    key = (process.spec.deployment, process.spec.port)
+    if key not in cache:
+        client = deployments_of(request).reconciler.client
+        try:
+            props = await client.get(f"{process.endpoint}/props", headers=process.spec.auth_headers(), timeout=10)
+            caps = props.json().get("chat_template_caps") or {}
+            cache[key] = bool(caps.get("supports_tools")) and bool(caps.get("supports_tool_calls"))
+        except (httpx.HTTPError, ValueError):
+            return False  # unknown: the gateway's way works with any template
+    return cache[key]
 
 
 @router.post("/v1/chat/completions", dependencies=inference)
@@ -176,6 +214,12 @@ async def chat_completions(request: Request) -> Response:
 async def completions(request: Request) -> Response:
     """OpenAI text completions."""
     return await _proxy(request, CompletionRequest, "/v1/completions", "completions")
+
+
+@router.post("/v1/embeddings", dependencies=inference)
+async def embeddings(request: Request) -> Response:
+    """OpenAI embeddings from a deployment created with `embeddings: true` (float or base64)."""
+    return await _proxy(request, EmbeddingRequest, "/v1/embeddings", "embeddings")
 
 
 def _served_models(d: Deployment) -> list[dict[str, Any]]:

@@ -111,6 +111,7 @@ class ServingSettings(_Strict):
         "auto", description="vLLM --dtype; on a box without a GPU vLLM runs float32 (greedy output then matches "
         "transformers)")
     max_lora_rank: int = Field(16, description="vLLM --max-lora-rank: the largest adapter rank it can load")
+    embeddings: bool = Field(False, description="Serve /v1/embeddings (llama.cpp --embeddings, mean pooling)")
 
     @model_validator(mode="after")
     def _vllm_needs_gpu_settings(self) -> ServingSettings:

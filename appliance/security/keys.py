@@ -46,6 +46,7 @@ class ApiKey(BaseModel):
     created_at: float
     revoked_at: float | None = None
     last_used_at: float | None = None
+    daily_token_quota: int | None = None  # prompt + completion tokens per UTC day; None: unlimited
 
 
 class CreatedKey(BaseModel):
@@ -57,7 +58,10 @@ def _hash(secret: str) -> str:
     return hashlib.sha256(secret.encode()).hexdigest()
 
 
-def create_key(store: StateStore, name: str, scope: Scope) -> CreatedKey:
+_COLUMNS = "id, name, scope, created_at, revoked_at, last_used_at, daily_token_quota"
+
+
+def create_key(store: StateStore, name: str, scope: Scope, daily_token_quota: int | None = None) -> CreatedKey:
     """Create a key; the returned token is the only copy of the secret."""
     if not name or len(name) > 64 or not all(c.isalnum() or c in "-_." for c in name):
         raise ApiKeyError("key name must be 1-64 characters of letters, digits, '-', '_' or '.'")
@@ -69,14 +73,25 @@ def create_key(store: StateStore, name: str, scope: Scope) -> CreatedKey:
         if conn.execute("SELECT 1 FROM api_keys WHERE name = ?", (name,)).fetchone():
             raise KeyConflict(f"a key named {name!r} already exists", param="name")
         conn.execute(
-            "INSERT INTO api_keys(id, name, scope, token_hash, created_at) VALUES(?, ?, ?, ?, ?)",
-            (key_id, name, scope, _hash(secret), now),
+            "INSERT INTO api_keys(id, name, scope, token_hash, created_at, daily_token_quota) VALUES(?, ?, ?, ?, ?, ?)",
+            (key_id, name, scope, _hash(secret), now, daily_token_quota),
         )
-    return CreatedKey(key=ApiKey(id=key_id, name=name, scope=scope, created_at=now), token=token)
+    return CreatedKey(key=ApiKey(id=key_id, name=name, scope=scope, created_at=now,
+                                 daily_token_quota=daily_token_quota), token=token)
+
+
+def set_quota(store: StateStore, name: str, daily_token_quota: int | None) -> ApiKey:
+    """Set (or, with None, lift) the daily token quota of the active key `name`."""
+    with store.transaction() as conn:
+        row = conn.execute("SELECT id FROM api_keys WHERE name = ? AND revoked_at IS NULL", (name,)).fetchone()
+        if row is None:
+            raise KeyNotFound(f"no active key named {name!r}")
+        conn.execute("UPDATE api_keys SET daily_token_quota = ? WHERE id = ?", (daily_token_quota, row["id"]))
+    return next(k for k in list_keys(store) if k.id == row["id"])
 
 
 def list_keys(store: StateStore) -> list[ApiKey]:
-    rows = store.query("SELECT id, name, scope, created_at, revoked_at, last_used_at FROM api_keys ORDER BY name")
+    rows = store.query(f"SELECT {_COLUMNS} FROM api_keys ORDER BY name")
     return [ApiKey(**dict(r)) for r in rows]
 
 
@@ -97,7 +112,7 @@ def verify_token(store: StateStore, token: str) -> ApiKey | None:
     if len(parts) != 3 or parts[0] != TOKEN_PREFIX:
         return None
     row = store.query_one(
-        "SELECT id, name, scope, created_at, revoked_at, last_used_at, token_hash FROM api_keys WHERE id = ?",
+        f"SELECT {_COLUMNS}, token_hash FROM api_keys WHERE id = ?",
         (parts[1],),
     )
     if row is None or row["revoked_at"] is not None:

@@ -170,4 +170,21 @@ MIGRATIONS: tuple[tuple[int, str, str], ...] = (
         ALTER TABLE jobs ADD COLUMN interruptions INTEGER NOT NULL DEFAULT 0;
         """,
     ),
+    (
+        10,
+        "tokens and requests per API key, model and hour; an optional daily token quota per key",
+        """
+        CREATE TABLE usage (
+            hour INTEGER NOT NULL,
+            key_id TEXT NOT NULL,
+            key_name TEXT NOT NULL,
+            model TEXT NOT NULL,
+            requests INTEGER NOT NULL DEFAULT 0,
+            prompt_tokens INTEGER NOT NULL DEFAULT 0,
+            completion_tokens INTEGER NOT NULL DEFAULT 0,
+            PRIMARY KEY (hour, key_id, model)
+        );
+        ALTER TABLE api_keys ADD COLUMN daily_token_quota INTEGER;
+        """,
+    ),
 )

@@ -11,12 +11,18 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from appliance.errors import ApplianceError
+from appliance.logs import REQUEST_ID
 
 log = logging.getLogger(__name__)
 
 
 def error_body(message: str, type_: str, code: str, param: str | None = None) -> dict[str, object]:
-    return {"error": {"message": message, "type": type_, "code": code, "param": param}}
+    """OpenAI's error object, with the request's id (X-Request-Id) to quote in a report."""
+    error: dict[str, object] = {"message": message, "type": type_, "code": code, "param": param}
+    request_id = REQUEST_ID.get()
+    if request_id:
+        error["request_id"] = request_id
+    return {"error": error}
 
 
 def error_response(exc: ApplianceError) -> JSONResponse:

@@ -5,13 +5,20 @@ than health needs a valid key (401), and a client that keeps sending bad keys is
 body is read here, counted while it arrives (a chunked body over the limit gets 413 as soon as it crosses it)
 and under a deadline (408), and handed to the app whole. FastAPI reads a body before it runs a route's
 dependencies, so checking the key in a dependency alone would parse 64 MiB from anyone.
+
+Every request also gets an id (the client's `X-Request-Id` when it is plain and short, else a new one): it is
+sent back on the response, put in error bodies and on every log line of the request, and the request ends with
+one access-log line (method, path, status, duration, key name; never the query string).
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import math
+import re
+import secrets
 import threading
 import time
 from dataclasses import dataclass
@@ -20,10 +27,15 @@ from typing import Any
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from appliance.core import Appliance
+from appliance.logs import REQUEST_ID
 from appliance.security.keys import verify_token
 from appliance.web.errors import error_body
 
 PUBLIC_PATHS = frozenset({"/healthz", "/readyz"})
+QUIET_PATHS = PUBLIC_PATHS | {"/metrics"}
+log = logging.getLogger("appliance.access")
+# An id a client sends is kept when it is short and plain (it ends up in logs and headers); else one is made.
+_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:/+=-]{1,128}$")
 
 
 @dataclass(frozen=True)
@@ -105,6 +117,19 @@ class RequestGuard:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
+        sent = (_header(scope, b"x-request-id") or b"").decode("latin-1")
+        request_id = sent if _REQUEST_ID.match(sent) else f"req_{secrets.token_hex(12)}"
+        scope.setdefault("state", {})["request_id"] = request_id
+        token = REQUEST_ID.set(request_id)
+        status: list[int] = []
+        started = time.perf_counter()
+        try:
+            await self._guarded(scope, receive, _with_request_id(send, request_id, status))
+        finally:
+            _access_log(scope, status[0] if status else 0, time.perf_counter() - started)
+            REQUEST_ID.reset(token)
+
+    async def _guarded(self, scope: Scope, receive: Receive, send: Send) -> None:
         path: str = scope["path"]
         limit = self.limits.body_limit(path)
         declared = _header(scope, b"content-length")
@@ -166,6 +191,26 @@ class RequestGuard:
             parts.append(chunk)
             if not message.get("more_body", False):
                 return b"".join(parts)
+
+
+def _with_request_id(send: Send, request_id: str, status: list[int]) -> Send:
+    """Every response carries the request's id back (X-Request-Id), errors and streams included."""
+    async def sending(message: Message) -> None:
+        if message["type"] == "http.response.start":
+            status.append(int(message["status"]))
+            message["headers"] = [*message.get("headers", []), (b"x-request-id", request_id.encode())]
+        await send(message)
+
+    return sending
+
+
+def _access_log(scope: Scope, status: int, seconds: float) -> None:
+    """One line per request, with its id (added by the formatter) and key name; never the query string or a
+    header. Health checks and scrapes only at debug level."""
+    key = scope.get("state", {}).get("api_key")
+    level = logging.DEBUG if scope["path"] in QUIET_PATHS and status < 400 else logging.INFO
+    log.log(level, "request", extra={"method": scope.get("method"), "path": scope["path"], "status": status,
+                                     "duration_ms": round(seconds * 1000, 1), "key": key.name if key else None})
 
 
 def _replay(body: bytes, receive: Receive) -> Receive:
