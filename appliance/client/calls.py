@@ -196,3 +196,11 @@ class Calls(ABC, Generic[R, S]):
 
     def revoke_key(self, name: str) -> R:
         return self._call("DELETE", f"/api/v1/keys/{_q(name)}")
+
+    def usage(self, since: str | None = None, key: str | None = None, model: str | None = None) -> R:
+        """Requests and tokens per key and model since `since` (default: today, UTC), and today's use per key."""
+        params = {k: v for k, v in (("since", since), ("key", key), ("model", model)) if v is not None}
+        return self._call("GET", "/api/v1/usage", params=params)
+
+    def set_quota(self, name: str, daily_token_quota: int | None) -> R:
+        return self._call("PUT", f"/api/v1/keys/{_q(name)}/quota", json={"daily_token_quota": daily_token_quota})

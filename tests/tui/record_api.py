@@ -107,7 +107,7 @@ def record(url: str, state_dir: Path) -> dict[str, Any]:
         "POST /v1/chat/completions": {"sse": chat},
     }
     gets = ["/api/v1/models", "/api/v1/datasets", "/api/v1/jobs", "/api/v1/deployments", "/api/v1/keys",
-            "/api/v1/audit", "/openapi.json"]
+            "/api/v1/audit", "/openapi.json", "/api/v1/usage"]
     for path in gets:
         responses[f"GET {path}"] = {"json": http.get(path).json()}
     for model in responses["GET /api/v1/models"]["json"]:

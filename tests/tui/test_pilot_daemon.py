@@ -195,6 +195,13 @@ def test_create_then_revoke_key(daemon: DaemonProcess) -> None:
             await pilot.click("#done")
             await wait_until(pilot, lambda: "tui-app" in rows(app, "#keys"), 10, "key listed")
             table = app.screen.query_one("#keys", DataTable)
+            # Its tokens today, from the daemon's usage accounting, once it has chatted.
+            chat = httpx.post(f"{daemon.url}/v1/chat/completions", headers={"Authorization": f"Bearer {token}"},
+                              json={"model": STARTER, "messages": [{"role": "user", "content": "Hi"}],
+                                    "max_tokens": 4}, timeout=60)
+            used = chat.json()["usage"]["total_tokens"]
+            await app.screen.load()
+            await wait_until(pilot, lambda: str(table.get_row("tui-app")[4]) == f"{used:,}", 10, "tokens shown")
             table.move_cursor(row=table.get_row_index("tui-app"))
             await pilot.press("d", "y")
             await wait_until(pilot, lambda: "revoked" in str(table.get_row("tui-app")[-1]), 30, "shown revoked")

@@ -1,4 +1,5 @@
-"""Keys: API keys with their scope and use; create (the token is shown once) and revoke."""
+"""Keys: API keys with their scope, use and tokens today against their quota; create (the token is shown
+once) and revoke."""
 
 from __future__ import annotations
 
@@ -10,12 +11,23 @@ from textual.binding import Binding, BindingType
 from textual.message import Message
 from textual.widgets import DataTable, Static
 
+from appliance.client.errors import ApiError
 from tui import format as fmt
 from tui.screens.base import ApplianceScreen
 from tui.widgets.modals import ConfirmModal, FormField, FormModal, SecretModal
 from tui.widgets.tables import selected_key, sync_rows
 
 Json = dict[str, Any]
+
+
+def _tokens(today: Json | None) -> str:
+    """Tokens used today, against the quota when there is one (red once it is spent)."""
+    if today is None:
+        return "—"
+    used, quota = int(today.get("tokens") or 0), today.get("quota")
+    if quota is None:
+        return f"{used:,}"
+    return f"[red]{used:,} / {quota:,}[/]" if used >= quota else f"{used:,} / {quota:,}"
 
 
 class KeysScreen(ApplianceScreen):
@@ -28,9 +40,10 @@ class KeysScreen(ApplianceScreen):
     ]
 
     class Listed(Message):
-        def __init__(self, keys: list[Json]) -> None:
+        def __init__(self, keys: list[Json], today: dict[str, Json]) -> None:
             super().__init__()
             self.keys = keys
+            self.today = today  # key name -> {"tokens": used today (UTC), "quota": daily quota or None}
 
     class Created(Message):
         """The daemon created a key; `token` exists nowhere else."""
@@ -46,10 +59,16 @@ class KeysScreen(ApplianceScreen):
 
     def on_mount(self) -> None:
         super().on_mount()
-        self.query_one("#keys", DataTable).add_columns("name", "scope", "created", "last used", "state")
+        self.query_one("#keys", DataTable).add_columns("name", "scope", "created", "last used", "tokens today",
+                                                       "state")
 
     async def load(self) -> None:
-        self.post_message(self.Listed(await self.api.keys()))
+        keys = await self.api.keys()
+        try:
+            today = (await self.api.usage()).get("today", {})
+        except ApiError:  # a daemon without usage accounting (older): the keys still list
+            today = {}
+        self.post_message(self.Listed(keys, today))
 
     @on(Listed)
     def show_keys(self, event: Listed) -> None:
@@ -58,7 +77,8 @@ class KeysScreen(ApplianceScreen):
         for k in event.keys:
             state = f"[red]revoked {fmt.ago(k['revoked_at'], now)}[/]" if k.get("revoked_at") else "[green]active[/]"
             rows.append((k["name"], [k["name"], k["scope"], fmt.ago(k.get("created_at"), now),
-                                     fmt.ago(k.get("last_used_at"), now), state]))
+                                     fmt.ago(k.get("last_used_at"), now), _tokens(event.today.get(k["name"])),
+                                     state]))
         sync_rows(self.query_one("#keys", DataTable), rows)
 
     def selected(self) -> str | None:
