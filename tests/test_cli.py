@@ -63,6 +63,10 @@ def test_keys_lifecycle(tmp_path):
     assert _cli(tmp_path, "keys", "revoke", "app1").returncode == 0
     db = (tmp_path / "s" / "state.db").read_bytes()
     assert created["token"].encode() not in db  # only the hash is stored
+    quota = json.loads(_cli(tmp_path, "keys", "create", "--name", "kiosk", "--daily-token-quota", "500",
+                            "--json").stdout)
+    assert quota["key"]["daily_token_quota"] == 500
+    assert json.loads(_cli(tmp_path, "keys", "usage", "--json").stdout) == []  # nothing served yet
 
 
 def test_help_lists_commands(tmp_path):

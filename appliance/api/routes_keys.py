@@ -10,7 +10,7 @@ from pydantic import BaseModel, Field
 
 from appliance.errors import BadRequest
 from appliance.security.keys import ApiKey, CreatedKey, Scope, create_key, list_keys, revoke_key, set_quota
-from appliance.security.usage import DAY_S, UsageMeter
+from appliance.security.usage import DAY_S, UsageMeter, usage_summary
 from appliance.web.auth import require
 from appliance.web.state import appliance_of
 
@@ -95,8 +95,8 @@ async def usage(request: Request, since: str | None = Query(None, description="U
     start = _since(since)
     today = {k.name: {"tokens": meter.used_today(k.id), "quota": k.daily_token_quota}
              for k in list_keys(appliance_of(request).store) if k.revoked_at is None}
-    return UsageReport(since=start, rows=[UsageRow.model_validate(r) for r in meter.summary(start, key, model)],
-                       today=today)
+    rows = [UsageRow.model_validate(r) for r in usage_summary(meter.store, start, key, model)]
+    return UsageReport(since=start, rows=rows, today=today)
 
 
 @router.delete("/{name}", response_model=ApiKey)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import time
 from typing import Any
 
 from appliance.cli.output import print_json, render_hardware, render_plan, render_selection
@@ -14,6 +15,7 @@ from appliance.plan.shapes import parse_params, shape_for
 from appliance.profiles.loader import ProfileError, load_profiles
 from appliance.profiles.select import Selection, SelectionError, select_profile
 from appliance.security.keys import ApiKeyError, create_key, list_keys, revoke_key
+from appliance.security.usage import DAY_S, usage_summary
 from appliance.state.store import StateStore, StoreError
 
 
@@ -74,7 +76,7 @@ def keys(args: argparse.Namespace, config: ApplianceConfig, nvml: Any) -> int:
         raise CommandError(f"cannot open the state store: {exc}") from exc
     try:
         if args.keys_command == "create":
-            created = create_key(store, args.name, args.scope)
+            created = create_key(store, args.name, args.scope, args.daily_token_quota)
             store.audit("cli", "key.create", args.name, {"scope": args.scope})
             if args.json:
                 print_json(created)
@@ -88,6 +90,13 @@ def keys(args: argparse.Namespace, config: ApplianceConfig, nvml: Any) -> int:
             for k in [] if args.json else items:
                 state = "revoked" if k.revoked_at else "active"
                 print(f"{k.name:<24} {k.id:<10} {k.scope:<10} {state}")
+        elif args.keys_command == "usage":
+            since = args.since if args.since is not None else float(int(time.time()) // DAY_S * DAY_S)
+            rows = usage_summary(store, since)
+            if args.json:
+                print_json(rows)
+            for r in [] if args.json else rows:
+                print(f"{r['key']:<24} {r['model']:<32} {r['requests']:>8} requests {r['total_tokens']:>10} tokens")
         else:
             revoked = revoke_key(store, args.name)
             store.audit("cli", "key.revoke", revoked.name)

@@ -90,16 +90,18 @@ class UsageMeter:
         except sqlite3.Error as exc:
             log.warning("usage not recorded", extra={"key": key.name, "deployment": deployment, "error": str(exc)})
 
-    def summary(self, since: float, key: str | None = None, model: str | None = None) -> list[dict[str, object]]:
-        """Totals per key and model from the hour holding `since` on."""
-        sql = ("SELECT key_name AS key, model, SUM(requests) AS requests, SUM(prompt_tokens) AS prompt_tokens, "
-               "SUM(completion_tokens) AS completion_tokens FROM usage WHERE hour >= ?")
-        params: list[object] = [int(since) // 3600]
-        if key:
-            sql += " AND key_name = ?"
-            params.append(key)
-        if model:
-            sql += " AND model = ?"
-            params.append(model)
-        rows = self.store.query(sql + " GROUP BY key_name, model ORDER BY key_name, model", tuple(params))
-        return [{**dict(r), "total_tokens": r["prompt_tokens"] + r["completion_tokens"]} for r in rows]
+
+def usage_summary(store: StateStore, since: float, key: str | None = None,
+                  model: str | None = None) -> list[dict[str, object]]:
+    """Totals per key name and model from the hour holding `since` on."""
+    sql = ("SELECT key_name AS key, model, SUM(requests) AS requests, SUM(prompt_tokens) AS prompt_tokens, "
+           "SUM(completion_tokens) AS completion_tokens FROM usage WHERE hour >= ?")
+    params: list[object] = [int(since) // 3600]
+    if key:
+        sql += " AND key_name = ?"
+        params.append(key)
+    if model:
+        sql += " AND model = ?"
+        params.append(model)
+    rows = store.query(sql + " GROUP BY key_name, model ORDER BY key_name, model", tuple(params))
+    return [{**dict(r), "total_tokens": r["prompt_tokens"] + r["completion_tokens"]} for r in rows]
