@@ -26,7 +26,7 @@ from appliance.registry.registry import Registry
 from appliance.security.keys import ensure_local_admin_key
 from appliance.security.private_dir import ensure_private_dir, runtime_dir_for
 from appliance.state.store import StateStore
-from appliance.state.sweep import lock_state_dir, sweep
+from appliance.state.sweep import LOCK_FILE, StateDirBusy, lock_state_dir, sweep
 
 log = logging.getLogger(__name__)
 
@@ -82,19 +82,19 @@ class Appliance:
         return self._selection
 
     def start(self) -> None:
-        """Open the store, sweep, detect hardware, select the profile. Raises (with the reason, naming the file)
-        on a damaged store, an unsafe runtime directory, an admin key path that is a symlink, invalid profiles
-        or config."""
+        """Lock the state directory, open the store, sweep, detect hardware, select the profile. Raises (with the
+        reason, naming the file) on a state directory another daemon holds, a damaged store, an unsafe runtime
+        directory, an admin key path that is a symlink, invalid profiles or config."""
         self.state_dir.mkdir(parents=True, exist_ok=True, mode=0o750)
+        # The lock first: two daemons on one state directory would migrate, sweep and supervise the same rows.
+        self._lock_fd = lock_state_dir(self.state_dir)
+        if self._lock_fd is None:
+            raise StateDirBusy(f"another daemon is running on {self.state_dir} (it holds {LOCK_FILE}): stop it "
+                               "first, or give this one its own --state-dir")
         self.store.open()
         self.imports_dir.mkdir(exist_ok=True)
         ensure_private_dir(self.runtime_dir)
-        self._lock_fd = lock_state_dir(self.state_dir)
-        if self._lock_fd is None:
-            log.warning("another process holds the state directory; startup sweep skipped",
-                        extra={"state_dir": str(self.state_dir)})
-        else:
-            sweep(self.store, self.state_dir, self.runtime_dir)
+        sweep(self.store, self.state_dir, self.runtime_dir)
         ensure_local_admin_key(self.store, self.admin_key_file)
         self._profiles = load_profiles(self.config.resolved_profiles_dir())
         self.refresh_hardware()

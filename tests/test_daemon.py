@@ -124,3 +124,18 @@ def test_invalid_profile_stops_startup_with_the_file_named(tmp_path):
     )
     assert result.returncode == 1
     assert "startup failed" in result.stdout and "cpu.toml" in result.stdout and "Traceback" not in result.stdout
+
+
+def test_second_daemon_on_the_same_state_dir_is_refused(tmp_path):
+    first = DaemonProcess(tmp_path / "state").start()
+    try:
+        result = subprocess.run(
+            [sys.executable, "-m", "appliance", "--state-dir", str(tmp_path / "state"), "daemon",
+             "--port", str(free_port())],
+            capture_output=True, text=True, timeout=60,
+        )
+        assert result.returncode == 1
+        assert "another daemon is running on" in result.stdout and "Traceback" not in result.stdout
+        assert first.get("/api/v1/hardware").status_code == 200  # the first one is untouched
+    finally:
+        assert first.stop() == 0

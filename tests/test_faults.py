@@ -105,31 +105,48 @@ def test_kill_during_dataset_import(lab: Lab) -> None:
 
 
 def test_kill_during_fine_tune_resumes(lab: Lab) -> None:
+    # As small as a resumable run gets: rank 4, one sequence a step, 3 steps, a checkpoint after each; the built-in
+    # golden set only (the golden file is the switch's, below). The kill lands once step 1's checkpoint is on disk.
     job_id = submit(lab.daemon, "/api/v1/jobs", {"type": "finetune", "params": {
-        "base_model": STARTER, "dataset": "shop", "golden": str(lab.imports / "golden.jsonl"),
-        "adapter_name": "shop-lora", "overrides": {"max_steps": 4, "checkpoint_every": 1}}})
-    seen = lab.kill_when(job_id, lambda j: (j["progress"]["step"] or 0) >= 2, 900)
+        "base_model": STARTER, "dataset": "shop", "adapter_name": "shop-lora",
+        "overrides": {"max_steps": 3, "checkpoint_every": 1, "batch_size": 1, "lora_r": 4}}})
+    checkpoint = lab.daemon.state_dir / "jobs" / job_id / "checkpoint.pt"
+    seen = lab.kill_when(job_id, lambda j: (j["progress"]["step"] or 0) >= 1 and checkpoint.is_file(), 900)
     assert seen["state"] == "running", seen
     requeued = lab.job(job_id)
     assert requeued["interruptions"] == 1 and "resuming from the last checkpoint" in requeued["progress"]["message"]
     job = poll_job(lab.daemon, job_id, timeout=900)
     assert job["state"] == "succeeded" and job["attempts"] == 2, job
-    assert job["result"]["resumed_from_step"] >= 1
+    assert job["result"]["resumed_from_step"] >= 1 and job["result"]["steps"] == 3, job["result"]
     assert_consistent(lab.daemon.state_dir)
 
 
 def test_kill_during_export_registration_completes_the_set_once(lab: Lab) -> None:
+    # The rerun redoes every step before the registration, so the gate is kept short (4 tokens a prompt). The
+    # kill lands once the first artifact is committed, so the rerun has to find it and not register it again.
     job_id = submit(lab.daemon, "/api/v1/jobs", {"type": "export", "params": {
-        "adapter": "shop-lora", "variants": ["Q8_0"], "name_prefix": "shop", "max_new_tokens": 8}})
-    seen = lab.kill_when(job_id, lambda j: j["progress"]["phase"] == "registering", 900)
+        "adapter": "shop-lora", "variants": ["Q8_0"], "name_prefix": "shop", "max_new_tokens": 4}})
+    first: dict[str, str] = {}
+
+    def registered_one(job: dict[str, Any]) -> bool:
+        if job["progress"]["phase"] != "registering":
+            return False
+        first.update({m["name"]: m["id"] for m in lab.daemon.get("/api/v1/models").json()
+                      if m["name"] == "shop-merged"})
+        return bool(first)
+
+    seen = lab.kill_when(job_id, registered_one, 900)
     job = poll_job(lab.daemon, job_id, timeout=900)
     assert job["state"] == "succeeded", job
     if seen["state"] == "running":
         assert job["interruptions"] == 1 and job["attempts"] == 2, job
-    names = [m["name"] for m in lab.daemon.get("/api/v1/models").json()]
+    models = lab.daemon.get("/api/v1/models").json()
+    names = [m["name"] for m in models]
     wanted = ["shop-merged", "shop-f16", "shop-q8_0", "shop-lora-gguf"]
     assert [n for n in names if n in wanted] == [n for n in names if n.startswith("shop-") and n != "shop-lora"]
     assert sorted(n for n in names if n in wanted) == sorted(wanted)  # each once, none half-registered
+    if first:  # what the killed attempt committed is the row the set kept, not a second import
+        assert {m["name"]: m["id"] for m in models if m["name"] == "shop-merged"} == first
     assert not (lab.daemon.state_dir / "jobs" / job_id / "export").exists()  # the work folder went
     assert_consistent(lab.daemon.state_dir)
 

@@ -29,6 +29,10 @@ DATASET_ID = re.compile(r"^[0-9a-f]{64}$")
 LOCK_FILE = "daemon.lock"
 
 
+class StateDirBusy(RuntimeError):
+    """Another process (a second daemon) holds the state directory's lock."""
+
+
 def lock_state_dir(state_dir: Path) -> int | None:
     """An exclusive lock on the state directory (held until the fd is closed or the process dies, kill -9
     included); None when another process holds it."""
