@@ -15,6 +15,7 @@ from typing import Any
 from pydantic import Field, ValidationError
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
+from appliance.validation import all_problems
 from appliance.errors import ApplianceError
 
 DEFAULT_CONFIG_FILE = Path("/etc/slm-appliance/config.toml")
@@ -167,9 +168,7 @@ def load_config(path: Path | None = None, **overrides: Any) -> ApplianceConfig:
         raise ConfigError(f"{path}: invalid TOML: {exc}") from exc
     except ValidationError as exc:
         where = str(path) if path else "environment/flags"
-        problems = "; ".join(
-            f"{'.'.join(str(p) for p in err['loc']) or '(root)'}: {err['msg']}" for err in exc.errors()
-        )
+        problems = all_problems(exc)
         raise ConfigError(f"{where}: {problems}") from exc
     finally:
         _config_file.reset(token)

@@ -1,4 +1,5 @@
-"""Size-based rotation of the logs children write (backends, job workers): `name.log` → `name.log.1` → `.2`.
+"""The logs children write (backends, job workers): their tails as the API shows them, and size-based rotation
+(`name.log` → `name.log.1` → `.2`).
 
 Children write straight to the file (no pipe through the daemon), so rotation is copy-then-truncate, as
 logrotate's `copytruncate`: the child's O_APPEND descriptor keeps writing at the new end. Lines written between
@@ -16,6 +17,33 @@ from pathlib import Path
 log = logging.getLogger(__name__)
 MAX_BYTES = 10 * 1024 * 1024
 KEEP = 2
+
+
+TAIL_BYTES = 256 * 1024
+
+
+def tail(path: Path, lines: int, max_bytes: int = TAIL_BYTES) -> str:
+    """The last `lines` lines of a log, reading at most its last `max_bytes` (a log can be gigabytes); "" when
+    there is no log yet."""
+    try:
+        with path.open("rb") as fh:
+            fh.seek(0, os.SEEK_END)
+            fh.seek(max(0, fh.tell() - max_bytes))
+            text = fh.read().decode(errors="replace")
+    except FileNotFoundError:
+        return ""
+    return "\n".join(text.splitlines()[-lines:])
+
+
+def read_from(path: Path, offset: int) -> str:
+    """What a log gained after `offset` (a candidate's own lines in a shared log), at most TAIL_BYTES of it."""
+    try:
+        with path.open("rb") as fh:
+            fh.seek(0, os.SEEK_END)
+            fh.seek(max(offset, fh.tell() - TAIL_BYTES))
+            return fh.read().decode(errors="replace")
+    except FileNotFoundError:
+        return ""
 
 
 def rotated(path: Path, index: int) -> Path:

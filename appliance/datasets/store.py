@@ -12,7 +12,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import re
 import shutil
 import sqlite3
 import stat
@@ -23,6 +22,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel
 
+from appliance.names import NAME
 from appliance.datasets.errors import DatasetError, DatasetInvalid, DatasetNotFound, DatasetStorageFull
 from appliance.datasets.formats import detect_format
 from appliance.datasets.paths import checked_source
@@ -34,7 +34,6 @@ from appliance.errors import is_disk_full
 from appliance.state.durable import durable_rename, fsync_dir
 from appliance.state.store import StateStore
 
-NAME = re.compile(r"^[a-z0-9][a-z0-9._-]{0,63}$")  # the model registry's rule
 SPLITS = ("train", "eval")
 Split = Literal["train", "eval"]
 

@@ -3,12 +3,12 @@ intent through here; the reconciler turns it into processes; the routing table i
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
+from appliance.names import NAME
 from appliance.backends.base import Backend
 from appliance.deploy.errors import DeploymentConflict, DeploymentError
 from appliance.deploy.fit import BackendChoice, FitPlanner, ServingPlan
@@ -22,7 +22,6 @@ from appliance.profiles.select import Selection
 from appliance.registry.registry import ModelRecord, Registry
 from appliance.state.store import StateStore
 
-NAME = re.compile(r"^[a-z0-9][a-z0-9._-]{0,63}$")
 
 
 @dataclass(frozen=True)

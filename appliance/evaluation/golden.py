@@ -17,6 +17,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from appliance.validation import first_problem
 from appliance.datasets.paths import checked_source
 from appliance.errors import ApplianceError
 
@@ -101,9 +102,7 @@ def parse_golden(text: str, source: str) -> list[GoldenItem]:
 
 def _reason(exc: ValueError) -> str:
     if isinstance(exc, ValidationError):
-        first = exc.errors()[0]
-        where = ".".join(str(p) for p in first["loc"]) or "item"
-        return f"{where}: {first['msg']}"
+        return first_problem(exc, "item")
     return f"invalid JSON: {exc}"
 
 

@@ -11,6 +11,7 @@ from fastapi.responses import JSONResponse, Response, StreamingResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from pydantic import BaseModel, ValidationError
 
+from appliance.validation import where_and_why
 from appliance.backends.process import BackendProcess
 from appliance.deploy.errors import DeploymentNotFound
 from appliance.deploy.manager import DeploymentManager
@@ -63,9 +64,8 @@ async def _parse(request: Request, schema: type[BaseModel]) -> tuple[bytes, dict
     try:
         schema.model_validate(data)
     except ValidationError as exc:
-        first = exc.errors()[0]
-        param = ".".join(str(p) for p in first["loc"])
-        raise BadRequest(f"{param}: {first['msg']}", param=param, code="invalid_parameter") from exc
+        param, why = where_and_why(exc)
+        raise BadRequest(f"{param}: {why}", param=param, code="invalid_parameter") from exc
     return body, data
 
 

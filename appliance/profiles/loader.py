@@ -7,6 +7,7 @@ from pathlib import Path
 
 from pydantic import ValidationError
 
+from appliance.validation import all_problems
 from appliance.errors import ApplianceError
 from appliance.profiles.schema import Profile
 
@@ -26,9 +27,7 @@ def load_profile(path: Path) -> Profile:
     try:
         profile = Profile.model_validate(data)
     except ValidationError as exc:
-        problems = "; ".join(
-            f"{'.'.join(str(p) for p in err['loc']) or '(file)'}: {err['msg']}" for err in exc.errors()
-        )
+        problems = all_problems(exc, "(file)")
         raise ProfileError(f"{path}: {problems}") from exc
     if profile.name != path.stem:
         raise ProfileError(f"{path}: name: {profile.name!r} must equal the file name {path.stem!r}")

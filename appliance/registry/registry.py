@@ -8,7 +8,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import re
 import shutil
 import sqlite3
 import stat
@@ -19,12 +18,12 @@ from typing import Any
 
 from pydantic import BaseModel
 
+from appliance.names import NAME
 from appliance.errors import ApplianceError, StorageFull, is_disk_full
 from appliance.registry.inspect import InvalidModel, ModelFacts, inspect_path
 from appliance.state.durable import durable_rename, fsync_dir
 from appliance.state.store import StateStore
 
-NAME = re.compile(r"^[a-z0-9][a-z0-9._-]{0,63}$")
 CHUNK = 4 * 1024 * 1024
 
 

@@ -13,6 +13,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from appliance.validation import where_and_why
+
 TrainingMethod = Literal["lora-cpu", "qlora-4bit", "lora-bf16", "full"]
 DEFAULT_TARGET_MODULES = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
 
@@ -111,6 +113,5 @@ def resolve(recipe: TrainingRecipe, overrides: Mapping[str, Any], threads: int,
     try:
         return ResolvedTraining.model_validate({**fields, **overrides, "threads": threads})
     except ValidationError as exc:
-        first = exc.errors()[0]
-        key = str(first["loc"][0]) if first["loc"] else None
-        raise OverrideRefused(key, first["msg"]) from exc
+        where, why = where_and_why(exc)
+        raise OverrideRefused(where.split(".")[0] or None, why) from exc
