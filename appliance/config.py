@@ -15,8 +15,8 @@ from typing import Any
 from pydantic import Field, ValidationError
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
-from appliance.validation import all_problems
 from appliance.errors import ApplianceError
+from appliance.validation import all_problems
 
 DEFAULT_CONFIG_FILE = Path("/etc/slm-appliance/config.toml")
 SERVICE_STATE_DIR = Path("/var/lib/slm-appliance")

@@ -14,6 +14,7 @@ from typing import Any
 
 import pynvml
 
+from appliance.backends.registry import backend_rules
 from appliance.client.credentials import ADMIN_KEY_FILE
 from appliance.config import ApplianceConfig
 from appliance.datasets.store import DatasetStore
@@ -96,7 +97,7 @@ class Appliance:
         ensure_private_dir(self.runtime_dir)
         sweep(self.store, self.state_dir, self.runtime_dir)
         ensure_local_admin_key(self.store, self.admin_key_file)
-        self._profiles = load_profiles(self.config.resolved_profiles_dir())
+        self._profiles = load_profiles(self.config.resolved_profiles_dir(), backend_rules())
         self.refresh_hardware()
         log.info(
             "profile selected",

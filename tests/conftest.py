@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 
+from appliance.backends.registry import backend_rules
 from appliance.hardware import HardwareReport, RecordedNvml, detect_hardware
 from appliance.profiles import Profile, load_profiles
 from appliance.testing.daemon import DaemonProcess, wait_deployment
@@ -17,7 +18,7 @@ os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 
 @pytest.fixture(scope="session")
 def profiles() -> list[Profile]:
-    return load_profiles(REPO / "profiles")
+    return load_profiles(REPO / "profiles", backend_rules())
 
 
 def recorded_machine(name: str, state_dir: Path = Path("/tmp")) -> HardwareReport:

@@ -10,10 +10,12 @@ from pathlib import Path
 import pytest
 
 from appliance.backends.llamacpp import LlamaCppBackend
+from appliance.backends.registry import serving_memory
 from appliance.deploy.errors import DeploymentError
 from appliance.deploy.fit import FitPlanner, ServingPlan
 from appliance.deploy.models import DeploymentParams
-from appliance.plan.memory import MIB, gpu_claim, plan_beside_live, plan_serving
+from appliance.plan.memory import MIB
+from appliance.plan.serving import plan_beside_live
 from appliance.plan.shapes import shape_for
 from appliance.profiles import select_profile
 from appliance.profiles.schema import Profile
@@ -28,10 +30,12 @@ def test_vllm_claims_its_utilization_share_and_llamacpp_what_it_loads(profiles: 
     report = recorded_machine(H100)
     profile = select_profile(profiles, report).profile
     assert profile.serving.backend == "vllm" and profile.serving.gpu_memory_utilization == 0.9
-    estimate = plan_serving(shape_for(8e9), profile.serving, report, "fp8")
+    estimate = serving_memory("vllm").estimate(shape_for(8e9), profile.serving, report, "fp8")
     capacity = 81559 * MIB
-    assert gpu_claim(estimate, "vllm") == int(capacity * 0.9)  # reserved at start, whatever the model needs
-    assert gpu_claim(estimate, "llamacpp") == estimate.total_bytes
+    # vLLM reserves its share at start, whatever the model needs; llama.cpp claims what it loads.
+    assert serving_memory("vllm").gpu_claim(estimate, profile.serving) == int(capacity * 0.9)
+    on_gpu = profile.serving.model_copy(update={"gpu_layers": -1})
+    assert serving_memory("llamacpp").gpu_claim(estimate, on_gpu) == estimate.total_bytes
     both = plan_beside_live(int(capacity * 0.9), "vllm", int(capacity * 0.9), "vllm", report)
     assert not both.fits and "does NOT fit" in both.message
     halves = plan_beside_live(int(capacity * 0.45), "vllm", int(capacity * 0.45), "vllm", report)

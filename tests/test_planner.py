@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from appliance.plan import lora_parameters, make_plan, parse_params, plan_serving, plan_training, shape_for
+from appliance.backends.registry import serving_memory
+from appliance.plan import ModelPlan, lora_parameters, make_plan, parse_params, plan_training, shape_for
 from appliance.plan.shapes import REFERENCE_SHAPES
 from appliance.profiles import select_profile
 from appliance.profiles.select import SelectionError
@@ -19,6 +20,11 @@ def _profile(profiles, name, **training):
     if training:
         profile = profile.model_copy(update={"training": profile.training.model_copy(update=training)})
     return profile
+
+
+def _plan(shape, selection, report) -> ModelPlan:
+    """The plan `slm-appliance plan` makes: memory of the profile's own serving backend."""
+    return make_plan(shape, selection, report, serving_memory(selection.profile.serving.backend))
 
 
 @pytest.mark.parametrize(("text", "value"), [("135M", 135e6), ("7B", 7e9), ("1.5b", 1.5e9), ("8000", 8000.0)])
@@ -62,7 +68,7 @@ def test_llamacpp_serving_of_7b_q4_k_m(profiles):
     # compute buffers 0.25 GiB = 268,435,456
     shape = shape_for(7e9)
     assert shape.name == "Mistral-7B"
-    estimate = plan_serving(shape, _profile(profiles, "cpu").serving, recorded_machine(
+    estimate = serving_memory("llamacpp").estimate(shape, _profile(profiles, "cpu").serving, recorded_machine(
         "linux_cpu_only_nvml_library_not_found.json"), "Q4_K_M")
     assert [line.bytes for line in estimate.lines] == [4_243_750_000, 2_147_483_648, 268_435_456]
     assert estimate.total_bytes == 6_659_669_104
@@ -73,7 +79,8 @@ def test_vllm_fp8_on_two_h100s(profiles):
     # runtime 1 GiB; capacity 81559 MiB × 0.9 = 76,965,614,387 bytes (int)
     report = recorded_machine("linux_nvidia_2_h100_80gb_hbm3_81559mib.json")
     selection = select_profile(profiles, report)
-    estimate = plan_serving(shape_for(8e9), selection.profile.serving, report, "fp8", selection.tensor_parallel_size)
+    estimate = serving_memory("vllm").estimate(shape_for(8e9), selection.profile.serving, report, "fp8",
+                                               selection.tensor_parallel_size)
     assert [line.bytes for line in estimate.lines] == [4_000_000_000, 536_870_912, GIB]
     assert estimate.available_bytes == int(81559 * 1024 * 1024 * 0.9)
     assert estimate.fits
@@ -89,7 +96,7 @@ def test_full_fine_tune_is_sixteen_bytes_per_param(profiles):
 def test_plan_refuses_with_numbers(profiles):
     # QLoRA of an 8B fits 12 GiB (11.26 GiB with fused attention); a 14B does not.
     report = recorded_machine("linux_nvidia_1_rtx_3060_12288mib.json")
-    plan = make_plan(shape_for(14e9), select_profile(profiles, report), report)
+    plan = _plan(shape_for(14e9), select_profile(profiles, report), report)
     assert not plan.can_train
     assert "does NOT fit" in plan.training.message and "VRAM per GPU (12288 MiB) 12.00 GiB" in plan.training.message
     assert plan.can_serve
@@ -98,13 +105,13 @@ def test_plan_refuses_with_numbers(profiles):
 def test_small_models_stay_at_eight_bits(profiles):
     report = recorded_machine("linux_cpu_only_nvml_library_not_found.json")
     selection = select_profile(profiles, report)
-    assert make_plan(shape_for(135e6), selection, report).quantization == "Q8_0"
-    assert make_plan(shape_for(3e9), selection, report).quantization == "Q4_K_M"
+    assert _plan(shape_for(135e6), selection, report).quantization == "Q8_0"
+    assert _plan(shape_for(3e9), selection, report).quantization == "Q4_K_M"
 
 
 def test_profile_size_limit_blocks_training(profiles):
     report = recorded_machine("linux_cpu_only_nvml_library_not_found.json")
-    plan = make_plan(shape_for(3e9), select_profile(profiles, report), report)
+    plan = _plan(shape_for(3e9), select_profile(profiles, report), report)
     assert not plan.can_train
     assert any("trains base models up to 1.5B" in note for note in plan.notes)
 
@@ -118,7 +125,7 @@ def test_unknown_vram_cannot_be_confirmed(profiles):
 
 def test_h100_ladder_takes_lora_bf16_when_full_does_not_fit(profiles):
     report = recorded_machine("linux_nvidia_1_h100_80gb_hbm3_81559mib.json")
-    plan = make_plan(shape_for(7e9), select_profile(profiles, report), report)
+    plan = _plan(shape_for(7e9), select_profile(profiles, report), report)
     assert plan.can_train and plan.training_method == "lora-bf16"
     assert plan.method_reasons[0].startswith("full: training needs ") and "does NOT fit" in plan.method_reasons[0]
     assert plan.method_reasons[1].endswith("fits (chosen)") and len(plan.method_reasons) == 2

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from appliance.backends.registry import backend_rules
 from appliance.profiles import ProfileError, SelectionError, load_profile, load_profiles, select_profile
 from tests.conftest import recorded_machine
 from tests.helpers import REPO
@@ -42,7 +43,7 @@ def test_invalid_profile_names_file_and_field(tmp_path, what, change, message):
     assert old in CPU_TOML, what
     path = _write(tmp_path, "cpu", CPU_TOML.replace(old, new, 1))
     with pytest.raises(ProfileError) as info:
-        load_profile(path)
+        load_profile(path, backend_rules())
     assert str(path) in str(info.value)
     assert message in str(info.value)
 
@@ -50,19 +51,19 @@ def test_invalid_profile_names_file_and_field(tmp_path, what, change, message):
 def test_name_must_match_file(tmp_path):
     path = _write(tmp_path, "other", CPU_TOML)
     with pytest.raises(ProfileError, match="must equal the file name 'other'"):
-        load_profile(path)
+        load_profile(path, backend_rules())
 
 
 def test_one_fallback_required(tmp_path):
     _write(tmp_path, "cpu", CPU_TOML)
     _write(tmp_path, "cpu2", CPU_TOML.replace('name = "cpu"', 'name = "cpu2"'))
     with pytest.raises(ProfileError, match="exactly one profile must set match.fallback"):
-        load_profiles(tmp_path)
+        load_profiles(tmp_path, backend_rules())
 
 
 def test_missing_folder(tmp_path):
     with pytest.raises(ProfileError, match="profiles folder not found"):
-        load_profiles(tmp_path / "nope")
+        load_profiles(tmp_path / "nope", backend_rules())
 
 
 def test_shipped_profiles_cover_the_required_set(profiles):
@@ -93,7 +94,7 @@ def test_selection_is_deterministic_on_ties(tmp_path, profiles):
         shutil.copy(path, tmp_path)
     text = (tmp_path / "consumer-gpu.toml").read_text().replace('name = "consumer-gpu"', 'name = "aaa-gpu"')
     _write(tmp_path, "aaa-gpu", text)
-    loaded = load_profiles(tmp_path)
+    loaded = load_profiles(tmp_path, backend_rules())
     report = recorded_machine("linux_nvidia_1_rtx_4090_24564mib.json")
     picks = {select_profile(list(reversed(loaded)) if i % 2 else loaded, report).name for i in range(4)}
     assert picks == {"aaa-gpu"}

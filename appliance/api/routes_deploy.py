@@ -1,15 +1,21 @@
 """Changing what a deployment serves (admin scope): switch to a new version behind the eval gate, roll back,
-history, and live LoRA adapters. The rules and the audit trail live in `deploy.changes`."""
+history, and live LoRA adapters. The rules and the audit trail live in the deployment service."""
 
 from __future__ import annotations
 
 from fastapi import APIRouter, Depends, Query, Request
 
-from appliance.deploy.history import AttachAdapter, AttachedAdapter, HistoryEntry
-from appliance.deploy.models import RollbackRequest, SwitchRequest, SwitchResult
+from appliance.deploy.models import (
+    AttachAdapter,
+    AttachedAdapter,
+    HistoryEntry,
+    RollbackRequest,
+    SwitchRequest,
+    SwitchResult,
+)
 from appliance.security.keys import ApiKey
 from appliance.web.auth import require
-from appliance.web.state import changes_of, deployments_of
+from appliance.web.state import deployments_of
 
 router = APIRouter(prefix="/api/v1/deployments", tags=["deployments"])
 
@@ -19,30 +25,26 @@ async def switch(name: str, body: SwitchRequest, request: Request,
                  who: ApiKey = Depends(require("admin"))) -> SwitchResult:
     """Serve another model version under this name, blue/green, if it passes health, a smoke prompt and the
     eval gate against the version serving now. `force` overrides a regression and is audited."""
-    return await changes_of(request).switch(name, body, who.name)
+    return await deployments_of(request).switch(name, body, who.name)
 
 
 @router.post("/{name}/rollback", response_model=SwitchResult)
 async def rollback(name: str, request: Request, body: RollbackRequest | None = None,
                    who: ApiKey = Depends(require("admin"))) -> SwitchResult:
     """Back to the version that served before (or `to`), blue/green; no eval gate: this is the way out."""
-    return await changes_of(request).rollback(name, body or RollbackRequest(), who.name)
+    return await deployments_of(request).rollback(name, body or RollbackRequest(), who.name)
 
 
 @router.get("/{name}/history", response_model=list[HistoryEntry])
 async def history(name: str, request: Request, limit: int = Query(50, ge=1, le=1000),
                   _: ApiKey = Depends(require("admin"))) -> list[HistoryEntry]:
     """What this deployment served, newest first."""
-    manager = deployments_of(request)
-    manager.get(name)
-    return manager.history.entries(name, limit)
+    return deployments_of(request).history_of(name, limit)
 
 
 @router.get("/{name}/adapters", response_model=list[AttachedAdapter])
 async def list_adapters(name: str, request: Request, _: ApiKey = Depends(require("admin"))) -> list[AttachedAdapter]:
-    manager = deployments_of(request)
-    manager.get(name)
-    return manager.adapters.of(name)
+    return deployments_of(request).adapters_of(name)
 
 
 @router.post("/{name}/adapters", response_model=SwitchResult)
@@ -50,10 +52,10 @@ async def attach_adapter(name: str, body: AttachAdapter, request: Request,
                          who: ApiKey = Depends(require("admin"))) -> SwitchResult:
     """Serve a GGUF LoRA adapter over this deployment under its own model name. The backend restarts
     blue/green with the new set; if the adapter does not load, the previous set keeps serving."""
-    return await changes_of(request).attach(name, body, who.name)
+    return await deployments_of(request).attach(name, body, who.name)
 
 
 @router.delete("/{name}/adapters/{served}", response_model=SwitchResult)
 async def detach_adapter(name: str, served: str, request: Request,
                          who: ApiKey = Depends(require("admin"))) -> SwitchResult:
-    return await changes_of(request).detach(name, served, who.name)
+    return await deployments_of(request).detach(name, served, who.name)

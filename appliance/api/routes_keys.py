@@ -10,9 +10,9 @@ from pydantic import BaseModel, Field
 
 from appliance.errors import BadRequest
 from appliance.security.keys import ApiKey, CreatedKey, Scope, create_key, list_keys, revoke_key, set_quota
-from appliance.security.usage import DAY_S, UsageMeter, usage_summary
+from appliance.security.usage import DAY_S, usage_summary
 from appliance.web.auth import require
-from appliance.web.state import appliance_of
+from appliance.web.state import appliance_of, usage_of
 
 router = APIRouter(prefix="/api/v1/keys", tags=["keys"])
 usage_router = APIRouter(prefix="/api/v1")
@@ -58,11 +58,6 @@ def _since(value: str | None) -> float:
                          code="invalid_parameter") from None
 
 
-def _meter(request: Request) -> UsageMeter:
-    meter: UsageMeter = request.app.state.usage
-    return meter
-
-
 @router.get("", response_model=list[ApiKey])
 async def keys(request: Request, _: ApiKey = Depends(require("admin"))) -> list[ApiKey]:
     return list_keys(appliance_of(request).store)
@@ -91,7 +86,7 @@ async def usage(request: Request, since: str | None = Query(None, description="U
                 key: str | None = None, model: str | None = None,
                 _: ApiKey = Depends(require("admin"))) -> UsageReport:
     """Requests and tokens per key and model since `since` (hourly resolution), and today's use per key."""
-    meter = _meter(request)
+    meter = usage_of(request)
     start = _since(since)
     today = {k.name: {"tokens": meter.used_today(k.id), "quota": k.daily_token_quota}
              for k in list_keys(appliance_of(request).store) if k.revoked_at is None}

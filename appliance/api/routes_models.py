@@ -1,4 +1,5 @@
-"""Model registry and deployments (admin scope). Every change is written to the audit log."""
+"""Model registry and deployments (admin scope). Every change is written to the audit log (deployments' by the
+deployment service itself)."""
 
 from __future__ import annotations
 
@@ -68,9 +69,7 @@ async def list_deployments(request: Request, _: ApiKey = Depends(require("admin"
 async def create_deployment(body: CreateDeployment, request: Request,
                             who: ApiKey = Depends(require("admin"))) -> Deployment:
     """Create a deployment; backend and parameters default from the hardware profile."""
-    deployment = await deployments_of(request).create(body, who.name)
-    appliance_of(request).store.audit(who.name, "deployment.create", deployment.name, body.model_dump(mode="json"))
-    return deployment
+    return await deployments_of(request).create(body, who.name)
 
 
 @router.get("/deployments/{name}", response_model=Deployment, tags=["deployments"])
@@ -78,33 +77,25 @@ async def get_deployment(name: str, request: Request, _: ApiKey = Depends(requir
     return deployments_of(request).get(name)
 
 
-async def _set_state(request: Request, name: str, desired: str, who: ApiKey) -> Deployment:
-    deployment = await deployments_of(request).set_desired(name, desired)
-    appliance_of(request).store.audit(who.name, f"deployment.{'start' if desired == 'running' else 'stop'}", name)
-    return deployment
-
-
 @router.post("/deployments/{name}/stop", response_model=Deployment, tags=["deployments"])
 async def stop_deployment(name: str, request: Request, who: ApiKey = Depends(require("admin"))) -> Deployment:
-    return await _set_state(request, name, "stopped", who)
+    return await deployments_of(request).stop(name, who.name)
 
 
 @router.post("/deployments/{name}/start", response_model=Deployment, tags=["deployments"])
 async def start_deployment(name: str, request: Request, who: ApiKey = Depends(require("admin"))) -> Deployment:
-    return await _set_state(request, name, "running", who)
+    return await deployments_of(request).start(name, who.name)
 
 
 @router.delete("/deployments/{name}", response_model=Deployment, tags=["deployments"])
 async def delete_deployment(name: str, request: Request, who: ApiKey = Depends(require("admin"))) -> Deployment:
-    deployment = await deployments_of(request).delete(name)
-    appliance_of(request).store.audit(who.name, "deployment.delete", name)
-    return deployment
+    return await deployments_of(request).delete(name, who.name)
 
 
 @router.get("/deployments/{name}/logs", response_class=PlainTextResponse, tags=["deployments"])
 async def deployment_logs(name: str, request: Request, lines: int = Query(200, ge=1, le=10000),
                           _: ApiKey = Depends(require("admin"))) -> str:
-    return deployments_of(request).log_tail(name, lines)
+    return deployments_of(request).logs(name, lines)
 
 
 @router.get("/audit", tags=["system"])

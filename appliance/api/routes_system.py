@@ -10,6 +10,7 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel
 
 from appliance import __version__
+from appliance.backends.registry import serving_memory
 from appliance.errors import BadRequest
 from appliance.hardware.models import GpuSample, HardwareReport
 from appliance.hardware.nvml import sample_gpus
@@ -114,4 +115,5 @@ async def plan(
         except ValueError as exc:
             raise BadRequest(str(exc)) from exc
     appliance = appliance_of(request)
-    return make_plan(shape, appliance.selection, appliance.hardware)
+    return make_plan(shape, appliance.selection, appliance.hardware,
+                     serving_memory(appliance.selection.profile.serving.backend))

@@ -4,14 +4,19 @@ from __future__ import annotations
 
 import os
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 import httpx
 
 from appliance.errors import ApplianceError
+from appliance.plan.serving import ServingMemory
+from appliance.profiles.schema import ServingSettings
+
+if TYPE_CHECKING:
+    from appliance.config import ApplianceConfig
 
 # Where `make llama` / `make vllm` cache their builds. A service user may have no home at all (systemd's
 # DynamicUser): then there is no cache, and the packaged locations are used.
@@ -53,13 +58,21 @@ class LaunchSpec:
 
 @dataclass(frozen=True)
 class Capabilities:
+    """What a backend is and can do, declared once in its module; the planner, the deployment service, the
+    gateway and the profile loader read these instead of testing the backend's name."""
+
+    # Model formats it serves: a registry model's (gguf, hf) and a profile's quantization format (awq, fp8).
     formats: tuple[str, ...]
+    memory: ServingMemory  # how it uses memory (appliance.plan.serving)
     continuous_batching: bool
     lora_adapters: bool
     gpu_required: bool
     adapter_kind: str = "adapter-gguf"  # the registry kind of the LoRA adapters it loads
     # Loads and unloads adapters while it serves (vLLM); otherwise a new set means a new process (blue/green).
     runtime_lora: bool = False
+    adapter_needs_parent: bool = False  # an adapter must have been trained on the very model it serves over
+    adapter_scale_fixed: bool = False  # applies adapters at scale 1.0 only (no per-adapter scale)
+    embeddings: bool = False  # can serve /v1/embeddings (a deployment created with embeddings: true)
     takes_api_key: bool = False  # serves its API only to callers with the per-process key we give it
     unix_socket: bool = False  # also listens on a Unix socket (the gateway's cheaper hop)
     # Operator flags a deployment's `extra_args` may add; anything else (--host, --model, --api-key, log or
@@ -134,6 +147,31 @@ class LaunchRefused(BackendUnavailable):
 class Backend(Protocol):
     name: str
     capabilities: Capabilities
+
+    @classmethod
+    def from_config(cls, config: ApplianceConfig, state_dir: Path) -> Backend:
+        """The backend as the daemon runs it (programs and caches from the config)."""
+        ...
+
+    @classmethod
+    def profile_problems(cls, serving: ServingSettings) -> list[str]:
+        """What is wrong with a profile's serving settings for this backend (an empty list: nothing)."""
+        ...
+
+    def serving_defaults(self, profile: ServingSettings, overrides: Mapping[str, object],
+                         on_gpu: bool) -> dict[str, object]:
+        """Settings this backend needs that the profile and the deployment's `overrides` leave unset."""
+        ...
+
+    async def renders_tools(self, client: httpx.AsyncClient, spec: LaunchSpec) -> bool | None:
+        """Whether the running process renders a request's `tools` itself (else the gateway does); None when
+        it could not tell (asked again next time)."""
+        ...
+
+    def adapter_selector(self, spec: LaunchSpec, adapter: int | None, scale: float) -> dict[str, Any] | None:
+        """Fields merged into a request body to serve adapter number `adapter` at `scale` (None: the base
+        model); None when the body goes as sent."""
+        ...
 
     def build_launch(self, spec: LaunchSpec) -> Launch:
         """The argv (and environment) that serves `spec`. Raises BackendUnavailable."""

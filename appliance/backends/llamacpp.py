@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import os
 import shutil
+from collections.abc import Mapping
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import httpx
 
@@ -19,6 +21,11 @@ from appliance.backends.base import (
     injected_arguments,
     shown_key,
 )
+from appliance.plan.serving import SlotKvMemory
+from appliance.profiles.schema import ServingSettings
+
+if TYPE_CHECKING:
+    from appliance.config import ApplianceConfig
 
 LLAMA_CPP_VERSION = "0.3.36"  # the llama-cpp-python release whose vendored llama.cpp we build
 DEFAULT_BIN_DIR = BUILD_CACHE / f"llama.cpp-{LLAMA_CPP_VERSION}" / "bin"
@@ -113,12 +120,42 @@ TUNABLE_FLAGS = frozenset({
 
 class LlamaCppBackend:
     name = "llamacpp"
-    capabilities = Capabilities(formats=("gguf",), continuous_batching=True, lora_adapters=True,
-                                gpu_required=False, takes_api_key=True, unix_socket=True,
-                                tunable_flags=TUNABLE_FLAGS)
+    capabilities = Capabilities(formats=("gguf",), memory=SlotKvMemory(), continuous_batching=True,
+                                lora_adapters=True, gpu_required=False, embeddings=True, takes_api_key=True,
+                                unix_socket=True, tunable_flags=TUNABLE_FLAGS)
 
     def __init__(self, bin_dir: Path | None = None) -> None:
         self.bin_dir = bin_dir
+
+    @classmethod
+    def from_config(cls, config: ApplianceConfig, state_dir: Path) -> LlamaCppBackend:
+        return cls(config.llama_bin_dir)
+
+    @classmethod
+    def profile_problems(cls, serving: ServingSettings) -> list[str]:
+        return []
+
+    def serving_defaults(self, profile: ServingSettings, overrides: Mapping[str, object],
+                         on_gpu: bool) -> dict[str, object]:
+        return {}
+
+    async def renders_tools(self, client: httpx.AsyncClient, spec: LaunchSpec) -> bool | None:
+        """When the model's chat template describes tools (its /props says so)."""
+        try:
+            props = await client.get(f"{self.endpoint(spec)}/props", headers=spec.auth_headers(), timeout=10)
+            caps = props.json().get("chat_template_caps") or {}
+        except (httpx.HTTPError, ValueError):
+            return None
+        return bool(caps.get("supports_tools")) and bool(caps.get("supports_tool_calls"))
+
+    def adapter_selector(self, spec: LaunchSpec, adapter: int | None, scale: float) -> dict[str, Any] | None:
+        """Fields that pick adapter number `adapter` (None: the base model) for one request. Every adapter's
+        scale is sent: llama-server applies loaded adapters to a request that names none (seen with
+        --lora-init-without-apply too), and the base name must stay the base model."""
+        if not spec.adapters:
+            return None
+        scales = [{"id": i, "scale": scale if i == adapter else 0.0} for i in range(len(spec.adapters))]
+        return {"lora": scales} if adapter is None else {"model": spec.deployment, "lora": scales}
 
     def build_launch(self, spec: LaunchSpec) -> Launch:
         args, injected = injected_arguments(BUILDERS, spec, self.capabilities.tunable_flags)

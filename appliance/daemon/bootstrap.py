@@ -6,8 +6,8 @@ import logging
 
 from appliance.core import Appliance
 from appliance.deploy.errors import DeploymentError
-from appliance.deploy.manager import DeploymentManager
 from appliance.deploy.models import CreateDeployment
+from appliance.deploy.service import Deployments
 from appliance.registry.registry import ModelNotFound, RegistryError
 from appliance.registry.starter import STARTER_NAME, find_starter_gguf
 
@@ -15,7 +15,7 @@ log = logging.getLogger(__name__)
 STARTER_SETTING = "starter_model_bootstrapped"
 
 
-async def bootstrap_starter(appliance: Appliance, deployments: DeploymentManager) -> None:
+async def bootstrap_starter(appliance: Appliance, deployments: Deployments) -> None:
     """Once per state directory; an operator who deletes the starter later does not get it back."""
     if not appliance.config.starter_model or appliance.store.get_setting(STARTER_SETTING):
         return
@@ -29,8 +29,7 @@ async def bootstrap_starter(appliance: Appliance, deployments: DeploymentManager
         except ModelNotFound:
             appliance.registry.import_model(source, STARTER_NAME, trusted=True, extra={"starter": True})
             appliance.store.audit("daemon", "model.import", STARTER_NAME, {"source": str(source)})
-        await deployments.create(CreateDeployment(model=STARTER_NAME))
-        appliance.store.audit("daemon", "deployment.create", STARTER_NAME)
+        await deployments.create(CreateDeployment(model=STARTER_NAME), "daemon")
     except (RegistryError, DeploymentError) as exc:
         log.error("starter model not deployed", extra={"error": str(exc)})
         return

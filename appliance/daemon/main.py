@@ -13,16 +13,14 @@ from typing import Any
 import uvicorn
 import uvloop
 
-from appliance.backends.base import Backend
-from appliance.backends.llamacpp import LlamaCppBackend
-from appliance.backends.vllm import VllmBackend
+from appliance.backends.registry import create_backends
 from appliance.children import go_offline
 from appliance.config import ApplianceConfig
 from appliance.core import Appliance
 from appliance.daemon.app import create_app, guarded
 from appliance.daemon.bootstrap import bootstrap_starter
 from appliance.daemon.sdnotify import Notifier
-from appliance.deploy.manager import DeploymentManager
+from appliance.deploy.service import Deployments
 from appliance.jobs.runner import JobRunner, ServingPause
 from appliance.jobs.store import JobStore
 from appliance.web.protocol import guarded_protocol
@@ -40,14 +38,11 @@ def _bind(host: str, port: int) -> socket.socket:
     return sock
 
 
-def _deployments(appliance: Appliance) -> DeploymentManager:
+def _deployments(appliance: Appliance) -> Deployments:
     config = appliance.config
-    backends: dict[str, Backend] = {
-        "llamacpp": LlamaCppBackend(config.llama_bin_dir),
-        "vllm": VllmBackend(appliance.state_dir / "cache" / "vllm", config.vllm_python, config.vllm_cpu_kv_cache_gib),
-    }
-    return DeploymentManager(appliance.store, appliance.registry, appliance.selection, appliance.hardware, backends,
-                             appliance.logs_dir, appliance.runtime_dir, config.backend_niceness)
+    backends = create_backends(config, appliance.state_dir)
+    return Deployments(appliance.store, appliance.registry, appliance.selection, appliance.hardware, backends,
+                       appliance.logs_dir, appliance.runtime_dir, appliance.import_roots, config.backend_niceness)
 
 
 async def serve(appliance: Appliance, notifier: Notifier) -> int:
@@ -60,8 +55,7 @@ async def serve(appliance: Appliance, notifier: Notifier) -> int:
         return 1
     deployments = _deployments(appliance)
     training = appliance.selection.profile.training
-    reconciler = deployments.reconciler
-    pause = None if training.serving_during_training else ServingPause(reconciler.pause_all, reconciler.resume)
+    pause = None if training.serving_during_training else ServingPause(deployments.pause_all, deployments.resume)
     jobs = JobRunner(JobStore(appliance.store), appliance.state_dir, appliance.import_roots,
                      training.max_seq_length, serving_pause=pause)
     app = create_app(appliance, deployments, jobs)
@@ -80,7 +74,7 @@ async def serve(appliance: Appliance, notifier: Notifier) -> int:
         loop.add_signal_handler(sig, stop.set)
 
     # Deployments the store says should run come back; on a fresh box the starter model is deployed.
-    await deployments.reconciler.reconcile()
+    await deployments.reconcile()
     jobs.start()  # jobs a crash interrupted go back to the queue and resume
     await bootstrap_starter(appliance, deployments)
     bound = sock.getsockname()
@@ -102,7 +96,7 @@ async def serve(appliance: Appliance, notifier: Notifier) -> int:
     await ticker
     await server.shutdown(sockets=[sock])
     await jobs.shutdown()
-    await deployments.reconciler.shutdown()
+    await deployments.shutdown()
     sock.close()
     log.info("stopped")
     return 0

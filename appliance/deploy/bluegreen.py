@@ -18,11 +18,11 @@ from appliance.backends.process import STARTUP_TIMEOUT_S
 from appliance.deploy.errors import DeploymentError
 from appliance.deploy.fit import ServingPlan
 from appliance.deploy.gate import EvalGate, GateFailed, eval_gate, smoke_test
-from appliance.deploy.history import AttachedAdapter
-from appliance.deploy.manager import DeploymentManager, PlannedChange
-from appliance.deploy.models import SwitchResult
+from appliance.deploy.models import AttachedAdapter, SwitchResult
+from appliance.deploy.parts import DeploymentParts, PlannedChange
 from appliance.deploy.reconciler import Served
 from appliance.evaluation.golden import GoldenItem
+from appliance.logfiles import read_from
 
 log = logging.getLogger(__name__)
 
@@ -44,7 +44,6 @@ class Change:
     name: str
     model_name: str
     action: str  # switch, rollback or adapters
-    actor: str
     attached: list[AttachedAdapter] | None = None  # the adapter set after the change (None: keep the current)
     items: list[GoldenItem] | None = None  # the eval gate's golden set (None: no gate)
     golden_label: str = ""
@@ -63,47 +62,51 @@ class Trial:
     timings: dict[str, float] = field(default_factory=dict)
 
 
-def _log_excerpt(manager: DeploymentManager, name: str, since: int) -> str:
+@dataclass
+class Outcome:
+    """A change that went through: the API's result, and what the deployment's history records of it."""
+
+    result: SwitchResult
+    model_id: str
+    detail: dict[str, Any]
+
+
+def _log_excerpt(parts: DeploymentParts, name: str, since: int) -> str:
     """The candidate's own lines of the deployment log: llama-server's reason for refusing to start."""
-    path = manager.reconciler.log_path(name)
-    if not path.exists():
-        return ""
-    with path.open("rb") as fh:
-        fh.seek(since)
-        lines = fh.read().decode(errors="replace").splitlines()
+    lines = read_from(parts.reconciler.log_path(name), since).splitlines()
     wanted = [line for line in lines if any(w in line.lower() for w in ("error", "failed", "invalid", "exit"))]
     return " | ".join((wanted or lines)[-4:])[:800]
 
 
 class Switcher:
-    def __init__(self, manager: DeploymentManager) -> None:
-        self.manager = manager
+    def __init__(self, parts: DeploymentParts) -> None:
+        self.parts = parts
 
-    async def change(self, change: Change) -> SwitchResult:
+    async def change(self, change: Change) -> Outcome:
         """Serve `change.model_name` (and its adapter set) under `change.name`, blue/green.
 
         Raises:
             DeploymentConflict: another change of the name is under way. EvalRegression: the gate blocked it.
             DeploymentError: the candidate did not start or answer (nothing changed).
         """
-        with self.manager.changing(change.name):
-            result = await self._change(change)
-        result.deployment = self.manager.get(change.name)
-        return result
+        with self.parts.changing(change.name):
+            outcome = await self._change(change)
+        outcome.result.deployment = self.parts.get(change.name)
+        return outcome
 
-    async def _change(self, change: Change) -> SwitchResult:
-        manager, started = self.manager, time.monotonic()
-        planned = manager.plan_change(change.name, change.model_name)
-        attached = manager.adapters.of(change.name) if change.attached is None else change.attached
+    async def _change(self, change: Change) -> Outcome:
+        parts, started = self.parts, time.monotonic()
+        planned = parts.plan_change(change.name, change.model_name)
+        attached = parts.adapters.of(change.name) if change.attached is None else change.attached
         detail: dict[str, Any] = {"from": planned.previous.name, "to": planned.model.name, "reason": change.reason,
                                   "adapters": [a.name for a in attached]}
-        live = manager.reconciler.live(change.name)
+        live = parts.reconciler.live(change.name)
         if live is None or not live.process.ready or not planned.row.wants_running:
             return await self._restart(change, planned, attached, detail)
-        manager.planner.check_beside_live(live.plan, planned.plan)
+        parts.planner.check_beside_live(live.plan, planned.plan)
         trial = await self._trial(change, planned, live, attached, started)
         forced = bool(change.force and trial.gate is not None and trial.gate.regressed)
-        await manager.reconciler.commit(change.name, planned.plan, attached, trial.candidate)
+        await parts.reconciler.commit(change.name, planned.plan, attached, trial.candidate)
         trial.timings["switched"] = round(time.monotonic() - started, 2)
         log.info("deployment switched", extra={"deployment": change.name, "from": planned.previous.name,
                                                 "to": planned.model.name, "action": change.action, "forced": forced})
@@ -111,30 +114,28 @@ class Switcher:
         await live.process.stop(f"replaced by {planned.model.name}")
         trial.timings["drained"] = round(time.monotonic() - started, 2)
         figures = trial.gate.figures() if trial.gate else None
-        manager.history.record(change.name, planned.model.id, planned.model.name, change.action, change.actor,
-                               {**detail, "blue_green": True, "gate": figures, "forced": forced,
-                                "timings_s": trial.timings})
-        return SwitchResult(deployment=manager.get(change.name), action=change.action,
-                            previous_model=planned.previous.name, model=planned.model.name, blue_green=True,
-                            smoke_answer=trial.smoke, gate=figures, forced=forced, still_running_at_stop=left,
-                            timings_s=trial.timings)
+        result = SwitchResult(deployment=parts.get(change.name), action=change.action,
+                              previous_model=planned.previous.name, model=planned.model.name, blue_green=True,
+                              smoke_answer=trial.smoke, gate=figures, forced=forced, still_running_at_stop=left,
+                              timings_s=trial.timings)
+        return Outcome(result, planned.model.id, {**detail, "blue_green": True, "gate": figures, "forced": forced,
+                                                  "timings_s": trial.timings})
 
     async def _restart(self, change: Change, planned: PlannedChange, attached: list[AttachedAdapter],
-                       detail: dict[str, Any]) -> SwitchResult:
+                       detail: dict[str, Any]) -> Outcome:
         """Nothing serving to keep up: no blue/green, the deployment simply comes back with the new version."""
-        manager = self.manager
-        await manager.reconciler.commit(change.name, planned.plan, attached, None)
+        parts = self.parts
+        await parts.reconciler.commit(change.name, planned.plan, attached, None)
         if planned.row.wants_running:
-            await manager.reconciler.restart(change.name, "replaced")
-        manager.history.record(change.name, planned.model.id, planned.model.name, change.action, change.actor,
-                               {**detail, "blue_green": False})
-        return SwitchResult(deployment=manager.get(change.name), action=change.action,
-                            previous_model=planned.previous.name, model=planned.model.name, blue_green=False)
+            await parts.reconciler.restart(change.name, "replaced")
+        result = SwitchResult(deployment=parts.get(change.name), action=change.action,
+                              previous_model=planned.previous.name, model=planned.model.name, blue_green=False)
+        return Outcome(result, planned.model.id, {**detail, "blue_green": False})
 
     async def _trial(self, change: Change, planned: PlannedChange, live: Served, attached: list[AttachedAdapter],
                      started: float) -> Trial:
         """Start the candidate and judge it; stops it and raises if it fails."""
-        client = self.manager.reconciler.client
+        client = self.parts.reconciler.client
         # On CPU the trial runs single-threaded: two multi-threaded llama.cpp processes busy on the same cores
         # stall each other at every thread barrier (4 short answers took 35 s beside a busy live backend on 2
         # cores). The version that takes over is then started with the deployment's threads and smoke-tested.
@@ -165,15 +166,15 @@ class Switcher:
         return trial
 
     async def _start_candidate(self, plan: ServingPlan, attached: list[AttachedAdapter]) -> Served:
-        manager = self.manager
-        log_path = manager.reconciler.log_path(plan.deployment)
+        parts = self.parts
+        log_path = parts.reconciler.log_path(plan.deployment)
         offset = log_path.stat().st_size if log_path.exists() else 0
-        candidate = manager.reconciler.new_process(plan, attached, quiet=True)
+        candidate = parts.reconciler.new_process(plan, attached, quiet=True)
         candidate.process.start()
         if not await candidate.process.wait_settled(STARTUP_TIMEOUT_S):
             message = candidate.process.state_message
             await candidate.process.stop("candidate refused")
             raise DeploymentError(f"candidate {plan.model.name} did not start ({message.split(';')[0]}); the live "
                                   f"deployment keeps serving. Backend log: "
-                                  f"{_log_excerpt(manager, plan.deployment, offset)}")
+                                  f"{_log_excerpt(parts, plan.deployment, offset)}")
         return candidate

@@ -11,20 +11,12 @@ from appliance.backends.base import Backend, LaunchSpec, refused_extra_args
 from appliance.deploy.errors import DeploymentError
 from appliance.deploy.models import DeploymentParams
 from appliance.hardware.models import HardwareReport
-from appliance.plan.memory import (
-    SERVE_WEIGHT_BYTES,
-    MemoryEstimate,
-    gpu_claim,
-    offload_layers,
-    plan_beside_live,
-    plan_serving,
-)
-from appliance.profiles.schema import SERVED_BY, ServingSettings
+from appliance.plan.memory import MemoryEstimate
+from appliance.plan.serving import SERVE_WEIGHT_BYTES, ServingMemory, plan_beside_live
+from appliance.profiles.schema import ServingSettings
 from appliance.profiles.select import Selection
 from appliance.registry.registry import ModelRecord
 from appliance.registry.shapes import shape_of
-
-DEFAULT_VLLM_MAX_LORAS = 4
 
 
 @dataclass(frozen=True)
@@ -45,6 +37,7 @@ class ServingPlan:
     tensor_parallel_size: int
     extra_args: tuple[str, ...]
     estimate: MemoryEstimate
+    memory: ServingMemory  # how its backend uses memory
     on_gpu: bool = False
 
     def launch_spec(self, port: int, unix_socket: Path | None = None, adapters: tuple[tuple[str, Path], ...] = (),
@@ -61,10 +54,8 @@ class ServingPlan:
 
     @property
     def gpu_claim(self) -> int:
-        """Bytes it holds on each GPU while it runs (0 for llama.cpp kept on the CPU)."""
-        if self.backend != "vllm" and self.settings.gpu_layers == 0:
-            return 0
-        return gpu_claim(self.estimate, self.backend)
+        """Bytes it holds on each GPU while it runs (0 for a backend that keeps everything on the CPU)."""
+        return self.memory.gpu_claim(self.estimate, self.settings)
 
     def with_threads(self, threads: int) -> ServingPlan:
         return replace(self, settings=self.settings.model_copy(update={"threads": threads}))
@@ -88,7 +79,7 @@ class FitPlanner:
             raise DeploymentError(f"{model.name!r} is a LoRA adapter: attach it to a deployment of its base "
                                   f"({model.metadata.get('serve_over', 'its base model')}) instead")
         profile = self.selection.profile
-        needed = SERVED_BY.get(model.format)
+        needed = next((n for n, b in self.backends.items() if model.format in b.capabilities.formats), None)
         if needed is None:
             raise DeploymentError(f"model {model.name!r} ({model.format}) cannot be served directly; export it first")
         if requested is not None:
@@ -116,36 +107,35 @@ class FitPlanner:
         overrides = params.model_dump(exclude_none=True, exclude={"extra_args"})
         threads = params.threads if params.threads is not None else (serving.threads
                                                                       or self.hardware.cpu.physical_cores)
-        update: dict[str, object] = {**overrides, "backend": backend, "threads": threads,
+        defaults = self.backends[backend].serving_defaults(serving, overrides, bool(self.hardware.compute_units()))
+        update: dict[str, object] = {**defaults, **overrides, "backend": backend, "threads": threads,
                                      "tensor_parallel_size": self.selection.tensor_parallel_size}
-        if backend == "vllm":
-            # A profile made for llama.cpp has no vLLM limits: one sequence is the slot's context.
-            update.setdefault("max_model_len", serving.max_model_len or params.context_length
-                              or serving.context_length)
-            if serving.max_loras is None and params.max_loras is None:
-                update["max_loras"] = DEFAULT_VLLM_MAX_LORAS  # adapters can be attached at runtime
-            if not self.hardware.compute_units():
-                update["dtype"] = "float32" if serving.dtype == "auto" else serving.dtype
         return serving.model_copy(update=update)
 
+    def memory(self, backend: str) -> ServingMemory:
+        return self.backends[backend].capabilities.memory
+
     def estimate(self, model: ModelRecord, settings: ServingSettings) -> MemoryEstimate:
-        return plan_serving(shape_of(model), settings, self.hardware, _variant(model),
-                            self.selection.tensor_parallel_size)
+        return self.memory(settings.backend).estimate(shape_of(model), settings, self.hardware, _variant(model),
+                                                      self.selection.tensor_parallel_size)
 
     def _offload(self, model: ModelRecord, settings: ServingSettings, params: DeploymentParams) -> ServingSettings:
-        """llama.cpp on a GPU too small for the whole model: as many layers as fit (from the planner), the rest
-        on the CPU, unless the deployment set gpu_layers itself."""
-        if settings.backend != "llamacpp" or params.gpu_layers is not None or settings.gpu_layers != -1 \
+        """A backend that splits layers (llama.cpp) on a GPU too small for the whole model: as many layers as fit
+        (from the planner), the rest on the CPU, unless the deployment set gpu_layers itself."""
+        memory = self.memory(settings.backend)
+        if not memory.offloads_layers or params.gpu_layers is not None or settings.gpu_layers != -1 \
                 or not self.hardware.compute_units():
             return settings
-        layers = offload_layers(shape_of(model), settings, self.hardware, _variant(model))
+        layers = memory.offload_layers(shape_of(model), settings, self.hardware, _variant(model))
         return settings if layers == -1 else settings.model_copy(update={"gpu_layers": layers})
 
     def plan(self, name: str, model: ModelRecord, params: DeploymentParams, backend: str, reason: str = "",
              check: bool = True) -> ServingPlan:
         """Raises DeploymentError, with the planner's numbers, when `check` and serving it would not fit."""
-        if params.embeddings and backend != "llamacpp":
-            raise DeploymentError(f"embeddings deployments run on llama.cpp (a GGUF model); {backend} was chosen")
+        if params.embeddings and not self.backends[backend].capabilities.embeddings:
+            serving = [name for name, b in self.backends.items() if b.capabilities.embeddings]
+            raise DeploymentError(f"embeddings deployments run on {' or '.join(serving) or 'no backend here'}; "
+                                  f"{backend} was chosen")
         if check:
             tunable = self.backends[backend].capabilities.tunable_flags
             refused = refused_extra_args(params.extra_args, tunable)
@@ -158,7 +148,7 @@ class FitPlanner:
             raise DeploymentError(f"refused: {estimate.message}")
         return ServingPlan(deployment=name, model=model, backend=backend, reason=reason, settings=settings,
                            tensor_parallel_size=self.selection.tensor_parallel_size,
-                           extra_args=tuple(params.extra_args), estimate=estimate,
+                           extra_args=tuple(params.extra_args), estimate=estimate, memory=self.memory(backend),
                            on_gpu=bool(self.hardware.compute_units()))
 
     def check_beside_live(self, live: ServingPlan, candidate: ServingPlan) -> None:

@@ -1,5 +1,5 @@
 """What each deployment served and when (for rollback), and the LoRA adapters attached to it (restored on
-restart). Both live in the state store; the manager and the blue/green switch read and write them here."""
+restart). Both live in the state store; only the deployment service writes history (`deploy.service`)."""
 
 from __future__ import annotations
 
@@ -7,38 +7,8 @@ import json
 import time
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field
-
+from appliance.deploy.models import AttachedAdapter, HistoryEntry
 from appliance.state.store import StateStore
-
-
-class HistoryEntry(BaseModel):
-    id: int
-    deployment: str
-    model_id: str
-    model_name: str
-    action: str = Field(..., description="create, switch, rollback or adapters")
-    actor: str
-    detail: dict[str, Any]
-    at: float
-
-
-class AttachAdapter(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-    adapter: str = Field(..., description="Registry model of kind adapter-gguf (an exported GGUF LoRA)")
-    name: str | None = Field(None, description="Served model name (default: the adapter's registry name)")
-    scale: float = Field(1.0, gt=0.0, le=4.0)
-
-
-class AttachedAdapter(BaseModel):
-    name: str = Field(..., description="The model name apps send to use this adapter")
-    deployment: str
-    model_id: str
-    model: str
-    scale: float
-    position: int = Field(..., description="The adapter's id in the backend (its order on the command line)")
-    attached_at: float
 
 
 class History:

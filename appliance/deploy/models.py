@@ -93,3 +93,32 @@ class SwitchResult(BaseModel):
     forced: bool = False
     still_running_at_stop: int = Field(0, description="Requests the old backend had left at the drain timeout")
     timings_s: dict[str, float] = Field(default_factory=dict)
+
+
+class HistoryEntry(BaseModel):
+    id: int
+    deployment: str
+    model_id: str
+    model_name: str
+    action: str = Field(..., description="create, switch, rollback or adapters")
+    actor: str
+    detail: dict[str, Any]
+    at: float
+
+
+class AttachAdapter(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    adapter: str = Field(..., description="Registry model of kind adapter-gguf (an exported GGUF LoRA)")
+    name: str | None = Field(None, description="Served model name (default: the adapter's registry name)")
+    scale: float = Field(1.0, gt=0.0, le=4.0)
+
+
+class AttachedAdapter(BaseModel):
+    name: str = Field(..., description="The model name apps send to use this adapter")
+    deployment: str
+    model_id: str
+    model: str
+    scale: float
+    position: int = Field(..., description="The adapter's id in the backend (its order on the command line)")
+    attached_at: float

@@ -16,7 +16,8 @@ from appliance.backends.base import Backend
 from appliance.backends.process import BackendProcess
 from appliance.deploy.errors import DeploymentError
 from appliance.deploy.fit import FitPlanner, ServingPlan
-from appliance.deploy.history import AdapterTable, AttachedAdapter
+from appliance.deploy.history import AdapterTable
+from appliance.deploy.models import AttachedAdapter
 from appliance.deploy.routing import RoutingTable
 from appliance.deploy.store import DeploymentStore
 from appliance.errors import ApplianceError

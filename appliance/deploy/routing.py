@@ -9,7 +9,7 @@ from __future__ import annotations
 from typing import Any, NamedTuple
 
 from appliance.backends.process import BackendProcess
-from appliance.deploy.history import AttachedAdapter
+from appliance.deploy.models import AttachedAdapter
 
 
 class AdapterRoute(NamedTuple):
@@ -44,27 +44,18 @@ class RoutingTable:
 
     # -- read by the gateway --------------------------------------------------------------------------
     def route(self, served_name: str) -> Route | None:
-        """The ready process behind a served name, and for an adapter's name the fields that select it."""
+        """The ready process behind a served name, and for an adapter's name the fields that select it (each
+        backend says how a request picks an adapter: `adapter_selector`)."""
         process = self._ready(served_name)
-        if process is not None and process.backend.capabilities.runtime_lora:
-            return Route(process, None)  # vLLM knows its adapters by name: the body goes as sent
         if process is not None:
-            # Every adapter's scale is sent explicitly: llama-server applies loaded adapters to a request that
-            # names none (seen with --lora-init-without-apply too), and the base name must stay the base model.
-            if not process.spec.adapters:
-                return Route(process, None)
-            return Route(process, {"lora": [{"id": i, "scale": 0.0} for i in range(len(process.spec.adapters))]})
+            return Route(process, process.backend.adapter_selector(process.spec, None, 0.0))
         target = self._adapters.get(served_name)
         if target is None:
             return None
         process = self._ready(target.deployment)
         if process is None:
             return None
-        if process.backend.capabilities.runtime_lora:
-            return Route(process, None)
-        scales = [{"id": i, "scale": target.scale if i == target.position else 0.0}
-                  for i in range(len(process.spec.adapters))]
-        return Route(process, {"model": target.deployment, "lora": scales})
+        return Route(process, process.backend.adapter_selector(process.spec, target.position, target.scale))
 
     def deployment_of(self, served_name: str) -> str:
         """The deployment a served name belongs to: an adapter's parent, else the name itself."""

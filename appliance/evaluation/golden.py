@@ -17,9 +17,9 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from appliance.validation import first_problem
 from appliance.datasets.paths import checked_source
 from appliance.errors import ApplianceError
+from appliance.validation import first_problem
 
 Scorer = Literal["exact", "contains", "regex", "rougeL"]
 

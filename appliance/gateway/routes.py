@@ -5,27 +5,22 @@ from __future__ import annotations
 import json
 from typing import Any, NoReturn
 
-import httpx
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import JSONResponse, Response, StreamingResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from pydantic import BaseModel, ValidationError
 
-from appliance.validation import where_and_why
 from appliance.backends.process import BackendProcess
-from appliance.deploy.errors import DeploymentNotFound
-from appliance.deploy.manager import DeploymentManager
 from appliance.deploy.models import Deployment
 from appliance.errors import BadRequest, NotFound, TooManyRequests, Unavailable
-from appliance.gateway.admission import Gates, KeyBusy, KeyClaim, QueueFull
+from appliance.gateway.admission import KeyBusy, KeyClaim, QueueFull
 from appliance.gateway.backend_metrics import scrape
-from appliance.gateway.metrics import GatewayMetrics
+from appliance.gateway.context import GatewayContext, gateway_of
 from appliance.gateway.protocol import ChatCompletionRequest, CompletionRequest, EmbeddingRequest
 from appliance.gateway.proxy import SSE_HEADERS, Relay, Target, forward
 from appliance.gateway.tools import ToolPlan, as_stream, plan_tools, read_answer
-from appliance.security.keys import ApiKey
-from appliance.web.auth import require
-from appliance.web.state import appliance_of, deployments_of
+from appliance.validation import where_and_why
+from appliance.web.auth import caller, require
 
 router = APIRouter(tags=["openai"])
 MAX_BYTES_PER_TOKEN = 16
@@ -44,7 +39,7 @@ def _depth(value: Any) -> int:
 
 
 async def _parse(request: Request, schema: type[BaseModel]) -> tuple[bytes, dict[str, Any]]:
-    config = appliance_of(request).config
+    config = gateway_of(request).limits
     body = await request.body()
     try:
         data = json.loads(body)
@@ -95,25 +90,25 @@ def _check_prompt_fits(data: dict[str, Any], context_length: int) -> None:
                          param="messages" if "messages" in data else "prompt", code="context_length_exceeded")
 
 
-def _not_serving(manager: DeploymentManager, name: str) -> NoReturn:
+def _not_serving(gateway: GatewayContext, name: str) -> NoReturn:
     """Why `name` cannot be served (the store is read only on this error path)."""
-    try:
-        state = manager.get(manager.routing.deployment_of(name))
-    except DeploymentNotFound:
-        raise NotFound(f"The model '{name}' does not exist", param="model", code="model_not_found") from None
-    raise Unavailable(f"model '{name}' is not serving right now ({state.state}: {state.state_message})",
+    state = gateway.deployments.state_of(name)
+    if state is None:
+        raise NotFound(f"The model '{name}' does not exist", param="model", code="model_not_found")
+    raise Unavailable(f"model '{name}' is not serving right now ({state[0]}: {state[1]})",
                       headers={"Retry-After": "5"}, code="model_not_ready")
 
 
 async def _proxy(request: Request, schema: type[BaseModel], path: str, endpoint: str) -> Response:
     body, data = await _parse(request, schema)
-    manager = deployments_of(request)
+    gateway = gateway_of(request)
     name = str(data["model"])
     # Hot path: in-memory lookup only; the store is read just to explain why a model is not serving.
-    route = manager.routing.route(name)
+    route = gateway.deployments.route(name)
     if route is None:
-        _not_serving(manager, name)
+        _not_serving(gateway, name)
     process = route[0]
+    _check_endpoint(name, process, endpoint)
     if endpoint != "embeddings":
         _check_prompt_fits(data, process.spec.context_length)
     choices = int(data.get("n") or 1)
@@ -123,14 +118,12 @@ async def _proxy(request: Request, schema: type[BaseModel], path: str, endpoint:
     tools = None
     if endpoint == "chat" and data.get("tools") and not await _native_tools(request, process):
         tools = plan_tools(data)  # the template cannot render tools: the gateway does (appliance.gateway.tools)
-    gates: Gates = request.app.state.gates
-    metrics: GatewayMetrics = request.app.state.metrics
-    key: ApiKey = request.state.api_key
-    request.app.state.usage.check_quota(key)
+    key = caller(request)
+    gateway.usage.check_quota(key)
     try:
-        claim = gates.claim(key.id, key.name)
+        claim = gateway.gates.claim(key.id, key.name)
     except KeyBusy:
-        metrics.requests.labels(name, endpoint, "rejected").inc()
+        gateway.metrics.requests.labels(name, endpoint, "rejected").inc()
         raise
     try:
         return await _admitted(request, name, path, endpoint, process, body, data, claim, tools)
@@ -142,10 +135,9 @@ async def _proxy(request: Request, schema: type[BaseModel], path: str, endpoint:
 async def _admitted(request: Request, name: str, path: str, endpoint: str, process: BackendProcess, body: bytes,
                     data: dict[str, Any], claim: KeyClaim, tools: ToolPlan | None = None) -> Response:
     """Queue for a slot of `process`, then forward; the Relay releases the slot and `claim` when it is over."""
-    manager = deployments_of(request)
-    gates: Gates = request.app.state.gates
-    metrics: GatewayMetrics = request.app.state.metrics
-    gate = gates.for_deployment(process.spec.deployment, process.spec.parallel_slots)
+    gateway = gateway_of(request)
+    metrics = gateway.metrics
+    gate = gateway.gates.for_deployment(process.spec.deployment, process.spec.parallel_slots)
     metrics.queue_depth.labels(name).set(gate.waiting)
     try:
         await gate.acquire()
@@ -157,21 +149,21 @@ async def _admitted(request: Request, name: str, path: str, endpoint: str, proce
         metrics.queue_depth.labels(name).set(gate.waiting)
     # Resolve again: a blue/green switch may have happened while this request queued. From here to the
     # in-flight count there is no await, so a drain of the old backend cannot miss this request.
-    route = manager.routing.route(name)
+    route = gateway.deployments.route(name)
     if route is None:
         gate.release()
-        _not_serving(manager, name)
+        _not_serving(gateway, name)
     process, selector = route
     process.request_started()
     metrics.inflight.labels(name).inc()
-    relay = Relay(name, endpoint, gate, metrics, process, claim, (request.app.state.usage, request.state.api_key))
+    relay = Relay(name, endpoint, gate, metrics, process, claim, (gateway.usage, caller(request)))
     upstream = data if tools is None else tools.upstream
     if selector is not None or tools is not None:  # an adapter's name: the adapter is picked per request
         body = json.dumps({**upstream, **(selector or {})}).encode()
     spec = process.spec
     target = Target(spec.host, spec.port, str(spec.unix_socket) if spec.unix_socket else None, spec.api_key)
     try:
-        response = await forward(request, request.app.state.upstream, relay, target, path, body,
+        response = await forward(request, gateway.upstream, relay, target, path, body,
                                  bool(upstream.get("stream")))
     except BaseException:
         await relay.finish()
@@ -187,21 +179,27 @@ async def _admitted(request: Request, name: str, path: str, endpoint: str, proce
 
 
 async def _native_tools(request: Request, process: BackendProcess) -> bool:
-    """Whether the backend renders `tools` itself: vLLM does (with its tool parser), llama-server when the
-    model's chat template describes tools (its /props says so; asked once per process)."""
-    if process.backend.name != "llamacpp":
-        return True
-    cache: dict[tuple[str, int], bool] = request.app.state.tool_support
+    """Whether the backend renders `tools` itself (asked once per process; unknown means the gateway does it,
+    which works with any template)."""
+    gateway = gateway_of(request)
     key = (process.spec.deployment, process.spec.port)
-    if key not in cache:
-        client = deployments_of(request).reconciler.client
-        try:
-            props = await client.get(f"{process.endpoint}/props", headers=process.spec.auth_headers(), timeout=10)
-            caps = props.json().get("chat_template_caps") or {}
-            cache[key] = bool(caps.get("supports_tools")) and bool(caps.get("supports_tool_calls"))
-        except (httpx.HTTPError, ValueError):
-            return False  # unknown: the gateway's way works with any template
-    return cache[key]
+    if key not in gateway.tool_support:
+        answer = await process.backend.renders_tools(gateway.backend_client, process.spec)
+        if answer is None:
+            return False
+        gateway.tool_support[key] = answer
+    return gateway.tool_support[key]
+
+
+def _check_endpoint(name: str, process: BackendProcess, endpoint: str) -> None:
+    """An embeddings deployment serves /v1/embeddings only, a chat one everything else: the app named the wrong
+    model, a 400 that says which (not the backend's 500 or 501 with advice for its operator)."""
+    if endpoint == "embeddings" and not process.spec.embeddings:
+        raise BadRequest(f"model '{name}' is a chat deployment and does not serve /v1/embeddings; use a "
+                         "deployment created with embeddings: true", param="model", code="unsupported_model")
+    if endpoint != "embeddings" and process.spec.embeddings:
+        raise BadRequest(f"model '{name}' is an embeddings deployment: it serves /v1/embeddings only",
+                         param="model", code="unsupported_model")
 
 
 @router.post("/v1/chat/completions", dependencies=inference)
@@ -232,13 +230,14 @@ def _served_models(d: Deployment) -> list[dict[str, Any]]:
 @router.get("/v1/models", dependencies=inference)
 async def models(request: Request) -> dict[str, Any]:
     """Deployed models, by the name apps send as `model`."""
-    data = [m for d in deployments_of(request).all() if d.desired_state == "running" for m in _served_models(d)]
+    data = [m for d in gateway_of(request).deployments.deployments() if d.desired_state == "running"
+            for m in _served_models(d)]
     return {"object": "list", "data": data}
 
 
 @router.get("/v1/models/{name}", dependencies=inference)
 async def model(name: str, request: Request) -> dict[str, Any]:
-    for d in deployments_of(request).all():
+    for d in gateway_of(request).deployments.deployments():
         for served in _served_models(d):
             if served["id"] == name:
                 return served
@@ -248,7 +247,6 @@ async def model(name: str, request: Request) -> dict[str, Any]:
 @router.get("/metrics", dependencies=inference, tags=["metrics"])
 async def metrics(request: Request) -> Response:
     """Prometheus text format; any valid key may scrape."""
-    registry = request.app.state.metrics.registry
-    manager = deployments_of(request)
-    backends = await scrape(manager.reconciler.client, manager.routing.ready_processes())
-    return Response(generate_latest(registry) + backends.encode(), media_type=CONTENT_TYPE_LATEST)
+    gateway = gateway_of(request)
+    backends = await scrape(gateway.backend_client, gateway.deployments.ready_processes())
+    return Response(generate_latest(gateway.metrics.registry) + backends.encode(), media_type=CONTENT_TYPE_LATEST)

@@ -6,7 +6,8 @@ from pydantic import BaseModel
 
 from appliance.hardware.models import HardwareReport
 from appliance.plan.ladder import choose_method, ladder
-from appliance.plan.memory import MemoryEstimate, plan_serving
+from appliance.plan.memory import MemoryEstimate
+from appliance.plan.serving import ServingMemory
 from appliance.plan.shapes import ModelShape
 from appliance.profiles.select import Selection
 
@@ -26,7 +27,8 @@ class ModelPlan(BaseModel):
     notes: list[str]
 
 
-def make_plan(shape: ModelShape, selection: Selection, hardware: HardwareReport) -> ModelPlan:
+def make_plan(shape: ModelShape, selection: Selection, hardware: HardwareReport, memory: ServingMemory) -> ModelPlan:
+    """`memory`: how the profile's serving backend uses memory (its `Capabilities.memory`)."""
     profile = selection.profile
     notes: list[str] = []
     quant = profile.quantization
@@ -39,7 +41,7 @@ def make_plan(shape: ModelShape, selection: Selection, hardware: HardwareReport)
     choice = choose_method(shape, ladder(profile.training), hardware)
     chosen = choice.chosen or choice.tried[0]
     training = chosen.estimate
-    serving = plan_serving(shape, profile.serving, hardware, variant or "none", selection.tensor_parallel_size)
+    serving = memory.estimate(shape, profile.serving, hardware, variant or "none", selection.tensor_parallel_size)
     too_big = shape.params > profile.training.max_base_params_b * 1e9
     if too_big:
         notes.append(

@@ -1,22 +1,25 @@
-"""Loads and validates every profile file; an invalid file is an error naming the file and the field."""
+"""Loads and validates every profile file; an invalid file is an error naming the file and the field. The
+serving backends' own rules come in as `backends` (`appliance.backends.registry.backend_rules()`): this layer
+sits below them and names none."""
 
 from __future__ import annotations
 
 import tomllib
+from collections.abc import Mapping
 from pathlib import Path
 
 from pydantic import ValidationError
 
-from appliance.validation import all_problems
 from appliance.errors import ApplianceError
-from appliance.profiles.schema import Profile
+from appliance.profiles.schema import BackendRules, Profile
+from appliance.validation import all_problems
 
 
 class ProfileError(ApplianceError):
     """A profile file is unreadable or invalid, or the set of profiles is inconsistent."""
 
 
-def load_profile(path: Path) -> Profile:
+def load_profile(path: Path, backends: Mapping[str, BackendRules]) -> Profile:
     try:
         with path.open("rb") as fh:
             data = tomllib.load(fh)
@@ -27,14 +30,16 @@ def load_profile(path: Path) -> Profile:
     try:
         profile = Profile.model_validate(data)
     except ValidationError as exc:
-        problems = all_problems(exc, "(file)")
-        raise ProfileError(f"{path}: {problems}") from exc
+        raise ProfileError(f"{path}: {all_problems(exc, '(file)')}") from exc
     if profile.name != path.stem:
         raise ProfileError(f"{path}: name: {profile.name!r} must equal the file name {path.stem!r}")
+    problems = profile.backend_problems(backends)
+    if problems:
+        raise ProfileError(f"{path}: {'; '.join(problems)}")
     return profile
 
 
-def load_profiles(directory: Path) -> list[Profile]:
+def load_profiles(directory: Path, backends: Mapping[str, BackendRules]) -> list[Profile]:
     """All `*.toml` profiles in `directory`, sorted by name.
 
     Raises:
@@ -42,7 +47,7 @@ def load_profiles(directory: Path) -> list[Profile]:
     """
     if not directory.is_dir():
         raise ProfileError(f"{directory}: profiles folder not found")
-    profiles = [load_profile(path) for path in sorted(directory.glob("*.toml"))]
+    profiles = [load_profile(path, backends) for path in sorted(directory.glob("*.toml"))]
     if not profiles:
         raise ProfileError(f"{directory}: no *.toml profile files")
     fallbacks = [p.name for p in profiles if p.match.fallback]

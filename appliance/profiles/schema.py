@@ -2,17 +2,14 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from collections.abc import Mapping
+from typing import Literal, Protocol
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from appliance.training.settings import TrainingMethod, TrainingRecipe
+from appliance.profiles.recipe import TrainingMethod, TrainingRecipe
 
 GGUF_VARIANTS = ("F16", "Q8_0", "Q6_K", "Q5_K_M", "Q4_K_M", "Q4_0", "Q4_1")
-# The one rule of which backend a format needs, for a registry model's format and a profile's quantization
-# format alike: GGUF files only llama.cpp serves, HF folders (plain, AWQ or FP8) only vLLM.
-SERVED_BY: dict[str, str] = {"gguf": "llamacpp", "hf": "vllm", "awq": "vllm", "fp8": "vllm"}
-VLLM_LORA_RANKS = (1, 8, 16, 32, 64, 128, 256, 320, 512)
 
 
 class _Strict(BaseModel):
@@ -55,7 +52,7 @@ class MatchRules(_Strict):
 
 class TrainingSettings(TrainingRecipe):
     """A profile's `[training]` table: the recipe (method and hyperparameters, declared in
-    `appliance.training.settings`) and what the profile allows on its box."""
+    `appliance.profiles.recipe`) and what the profile allows on its box."""
 
     max_base_params_b: float = Field(..., gt=0.0, description="Largest base model it will train (billions)")
     serving_during_training: bool = Field(True, description="Keep serving while a job trains (false: pause)")
@@ -97,7 +94,8 @@ class QuantizationSettings(_Strict):
 
 
 class ServingSettings(_Strict):
-    backend: Literal["llamacpp", "vllm"]
+    backend: str = Field(..., pattern=r"^[a-z0-9][a-z0-9_-]*$",
+                         description="A serving backend of appliance/backends (checked when profiles are loaded)")
     context_length: int = Field(4096, ge=128, description="Tokens of context per parallel slot")
     parallel_slots: int = Field(4, ge=1, le=256)
     gpu_layers: int = Field(0, ge=-1, description="llama.cpp layers on the GPU; -1 = all")
@@ -113,13 +111,14 @@ class ServingSettings(_Strict):
     max_lora_rank: int = Field(16, description="vLLM --max-lora-rank: the largest adapter rank it can load")
     embeddings: bool = Field(False, description="Serve /v1/embeddings (llama.cpp --embeddings, mean pooling)")
 
-    @model_validator(mode="after")
-    def _vllm_needs_gpu_settings(self) -> ServingSettings:
-        if self.backend == "vllm" and (self.gpu_memory_utilization is None or self.max_model_len is None):
-            raise ValueError("backend vllm needs gpu_memory_utilization and max_model_len")
-        if self.max_lora_rank not in VLLM_LORA_RANKS:
-            raise ValueError(f"max_lora_rank must be one of {', '.join(map(str, VLLM_LORA_RANKS))}")
-        return self
+
+class BackendRules(Protocol):
+    """What a serving backend says about profiles. The backends declare it (`appliance.backends.registry`); the
+    profile loader is given it, so this layer names no backend."""
+
+    formats: tuple[str, ...]  # model and quantization formats it serves
+
+    def problems(self, serving: ServingSettings) -> list[str]: ...
 
 
 class Profile(_Strict):
@@ -137,12 +136,13 @@ class Profile(_Strict):
             raise ValueError("description must not be empty")
         return value
 
-    @model_validator(mode="after")
-    def _formats_fit_backend(self) -> Profile:
-        wanted = SERVED_BY.get(self.quantization.format)
-        if wanted and self.serving.backend != wanted:
-            raise ValueError(
-                f"quantization.format {self.quantization.format} is served by {wanted}, "
-                f"not serving.backend {self.serving.backend}"
-            )
-        return self
+    def backend_problems(self, backends: Mapping[str, BackendRules]) -> list[str]:
+        """The profile's serving backend exists, serves its quantization format, and takes its settings."""
+        if self.serving.backend not in backends:
+            return [f"serving.backend: unknown backend {self.serving.backend!r} (known: {', '.join(backends)})"]
+        problems = [f"serving: {p}" for rules in backends.values() for p in rules.problems(self.serving)]
+        wanted = [name for name, rules in backends.items() if self.quantization.format in rules.formats]
+        if wanted and self.serving.backend not in wanted:
+            problems.append(f"quantization.format {self.quantization.format} is served by {wanted[0]}, "
+                            f"not serving.backend {self.serving.backend}")
+        return problems

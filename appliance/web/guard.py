@@ -1,7 +1,9 @@
 """The outermost ASGI layer: every request is bounded and authenticated before any route sees it.
 
 In order, before a byte of the body is read: a declared body over the path's limit gets 413; a route other
-than health needs a valid key (401), and a client that keeps sending bad keys is slowed down (429). Then the
+than health needs a valid key (401; the only place a key is checked), a client that keeps sending bad keys is
+slowed down (429), and so is a key over its requests per minute (429). Routes then only state the scope they
+need (`appliance.web.auth.require`). Then the
 body is read here, counted while it arrives (a chunked body over the limit gets 413 as soon as it crosses it)
 and under a deadline (408), and handed to the app whole. FastAPI reads a body before it runs a route's
 dependencies, so checking the key in a dependency alone would parse 64 MiB from anyone.
@@ -19,7 +21,6 @@ import logging
 import math
 import re
 import secrets
-import threading
 import time
 from dataclasses import dataclass
 from typing import Any
@@ -30,6 +31,7 @@ from appliance.core import Appliance
 from appliance.logs import REQUEST_ID
 from appliance.security.keys import verify_token
 from appliance.web.errors import error_body
+from appliance.web.limits import TokenBuckets
 
 PUBLIC_PATHS = frozenset({"/healthz", "/readyz"})
 QUIET_PATHS = PUBLIC_PATHS | {"/metrics"}
@@ -44,38 +46,10 @@ class Limits:
     control_body_bytes: int = 1024 * 1024
     body_timeout_s: float = 30.0
     auth_failures_per_minute: int = 30
+    requests_per_minute_per_key: int = 600
 
     def body_limit(self, path: str) -> int:
         return self.v1_body_bytes if path.startswith("/v1/") else self.control_body_bytes
-
-
-class FailedAuthLimiter:
-    """Bad keys per client address: a token bucket that only failures drain. Over it, the address gets 429
-    without its key being looked up, until the bucket refills."""
-
-    def __init__(self, per_minute: int) -> None:
-        self.per_minute = per_minute
-        self._buckets: dict[str, tuple[float, float]] = {}
-        self._lock = threading.Lock()
-
-    def _level(self, client: str, now: float) -> float:
-        tokens, last = self._buckets.get(client, (float(self.per_minute), now))
-        return min(float(self.per_minute), tokens + (now - last) * self.per_minute / 60.0)
-
-    def blocked_for(self, client: str) -> float:
-        """Seconds until `client` may try a key again (0: now)."""
-        with self._lock:
-            tokens = self._level(client, time.monotonic())
-            return 0.0 if tokens >= 1.0 else (1.0 - tokens) * 60.0 / self.per_minute
-
-    def failed(self, client: str) -> None:
-        now = time.monotonic()
-        with self._lock:
-            self._buckets[client] = (max(0.0, self._level(client, now) - 1.0), now)
-            if len(self._buckets) > 10_000:  # many addresses: forget the ones that have refilled
-                full = [c for c, (t, _) in self._buckets.items() if t >= self.per_minute - 1]
-                for c in full:
-                    del self._buckets[c]
 
 
 class _TooLarge(Exception):
@@ -111,7 +85,10 @@ class RequestGuard:
         self.app = app
         self.appliance = appliance
         self.limits = limits
-        self.failures = FailedAuthLimiter(limits.auth_failures_per_minute)
+        # Bad keys per client address (only failures drain it: over it, the key is not even looked up) and
+        # requests per valid key.
+        self.failures = TokenBuckets(limits.auth_failures_per_minute)
+        self.per_key = TokenBuckets(limits.requests_per_minute_per_key)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -158,7 +135,7 @@ class RequestGuard:
 
     async def _authenticated(self, scope: Scope, send: Send) -> bool:
         client = scope["client"][0] if scope.get("client") else "unknown"
-        wait = self.failures.blocked_for(client)
+        wait = self.failures.wait_for(client)
         if wait > 0:
             await _reply(send, 429, "too many requests with an invalid API key from this address",
                          "rate_limit_error", "auth_rate_limited", {"Retry-After": str(max(1, math.ceil(wait)))})
@@ -170,10 +147,16 @@ class RequestGuard:
             return False
         key = verify_token(self.appliance.store, token)
         if key is None:
-            self.failures.failed(client)
+            self.failures.drain(client)
             await _reply(send, 401, "invalid or revoked API key", "authentication_error", "invalid_api_key")
             return False
         scope.setdefault("state", {})["api_key"] = key  # the route's `require` checks its scope
+        wait = self.per_key.take(key.id)
+        if wait > 0:
+            await _reply(send, 429, f"rate limit of {self.per_key.per_minute} requests per minute exceeded for key "
+                         f"{key.name!r}", "rate_limit_error", "rate_limited",
+                         {"Retry-After": str(max(1, math.ceil(wait)))})
+            return False
         return True
 
     @staticmethod

@@ -8,9 +8,9 @@ from fastapi import Request
 
 if TYPE_CHECKING:  # the gateway imports this module; the job runner need not be loaded for it
     from appliance.core import Appliance
-    from appliance.deploy.changes import DeploymentChanges
-    from appliance.deploy.manager import DeploymentManager
+    from appliance.deploy.service import Deployments
     from appliance.jobs.runner import JobRunner
+    from appliance.security.usage import UsageMeter
 
 
 def appliance_of(request: Request) -> Appliance:
@@ -18,16 +18,16 @@ def appliance_of(request: Request) -> Appliance:
     return appliance
 
 
-def deployments_of(request: Request) -> DeploymentManager:
-    manager: DeploymentManager = request.app.state.deployments
-    return manager
-
-
-def changes_of(request: Request) -> DeploymentChanges:
-    changes: DeploymentChanges = request.app.state.changes
-    return changes
+def deployments_of(request: Request) -> Deployments:
+    deployments: Deployments = request.app.state.deployments
+    return deployments
 
 
 def jobs_of(request: Request) -> JobRunner:
     runner: JobRunner = request.app.state.jobs
     return runner
+
+
+def usage_of(request: Request) -> UsageMeter:
+    meter: UsageMeter = request.app.state.usage
+    return meter

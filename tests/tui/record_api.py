@@ -20,6 +20,7 @@ from typing import Any
 import httpx
 
 from appliance.api.routes_system import HardwareResponse, ProfilesResponse
+from appliance.backends.registry import backend_rules
 from appliance.client import ADMIN_KEY_FILE
 from appliance.hardware import RecordedNvml, detect_hardware
 from appliance.hardware.nvml import sample_gpus
@@ -48,12 +49,12 @@ DATASET_LINES = [
 def gpu_box(state_dir: Path) -> tuple[dict[str, Any], dict[str, Any]]:
     nvml = RecordedNvml.from_file(HW_FIXTURES / GPU_MACHINE)
     report = detect_hardware(state_dir, nvml)
-    selection = select_profile(load_profiles(REPO / "profiles"), report)
+    selection = select_profile(load_profiles(REPO / "profiles", backend_rules()), report)
     hardware = HardwareResponse(report=report, samples=sample_gpus(nvml), profile=selection.name,
                                 profile_reason=selection.reason)
     profiles = ProfilesResponse(selected=selection.name, pinned=selection.pinned, reason=selection.reason,
                                 tensor_parallel_size=selection.tensor_parallel_size, verdicts=selection.verdicts,
-                                profiles=load_profiles(REPO / "profiles"))
+                                profiles=load_profiles(REPO / "profiles", backend_rules()))
     return hardware.model_dump(mode="json"), profiles.model_dump(mode="json")
 
 
@@ -107,7 +108,7 @@ def record(url: str, state_dir: Path) -> dict[str, Any]:
         "POST /v1/chat/completions": {"sse": chat},
     }
     gets = ["/api/v1/models", "/api/v1/datasets", "/api/v1/jobs", "/api/v1/deployments", "/api/v1/keys",
-            "/api/v1/audit", "/openapi.json", "/api/v1/usage"]
+            "/api/v1/audit", "/openapi.json", "/api/v1/usage", "/api/v1/job-kinds"]
     for path in gets:
         responses[f"GET {path}"] = {"json": http.get(path).json()}
     for model in responses["GET /api/v1/models"]["json"]:
