@@ -2,17 +2,16 @@
 
 from __future__ import annotations
 
-from appliance.errors import ApplianceError
+from appliance.errors import ApplianceError, StorageFull
 
 
 class DatasetError(ApplianceError):
     """An import was refused or a dataset cannot be found; the message is for the operator."""
 
 
-class DatasetStorageFull(DatasetError):
-    """No space left in the datasets folder or the store: nothing was imported."""
-
-    status, code = 507, "insufficient_storage"
+class DatasetStorageFull(StorageFull, DatasetError):
+    """No space left in the datasets folder or the store: nothing was imported. The one 507 (`StorageFull`),
+    also a DatasetError so that whoever reports a dataset import's refusals reports this one too."""
 
 
 class DatasetNotFound(DatasetError):

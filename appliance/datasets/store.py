@@ -2,9 +2,10 @@
 
 A version's id is the sha256 of its canonical train/eval JSONL (split.content_id); its files live in
 `<datasets_dir>/<id>/` (train.jsonl, eval.jsonl, report.json), written to a temp dir, fsynced and renamed in
-while the row is inserted, so a crash leaves either both or neither (a `.tmp-*` or an unreferenced `<id>`
-folder at worst, which the startup sweep removes). The same content under two names shares
-one directory; its report.json is the first import's, and each row keeps its own report.
+while the row is inserted (`appliance.state.staged`, as the registry does), so a crash leaves either both or
+neither (a `.tmp-*` or an unreferenced `<id>` folder at worst, which the startup sweep removes). The same
+content under two names shares one directory; its report.json is the first import's, and each row keeps its own
+report.
 """
 
 from __future__ import annotations
@@ -13,7 +14,6 @@ import hashlib
 import json
 import os
 import shutil
-import sqlite3
 import stat
 import time
 import uuid
@@ -22,7 +22,6 @@ from typing import Any, Literal
 
 from pydantic import BaseModel
 
-from appliance.names import NAME
 from appliance.datasets.errors import DatasetError, DatasetInvalid, DatasetNotFound, DatasetStorageFull
 from appliance.datasets.formats import detect_format
 from appliance.datasets.paths import checked_source
@@ -30,8 +29,8 @@ from appliance.datasets.pipeline import Options, prepare
 from appliance.datasets.report import ImportReport
 from appliance.datasets.split import Conversation, canonical_jsonl, content_id
 from appliance.datasets.validate import ChatTokenizer
-from appliance.errors import is_disk_full
-from appliance.state.durable import durable_rename, fsync_dir
+from appliance.names import NAME
+from appliance.state.staged import Staging, staged_import
 from appliance.state.store import StateStore
 
 SPLITS = ("train", "eval")
@@ -132,15 +131,11 @@ class DatasetStore:
     def _save(self, version_id: str, name: str, source: Path, source_sha: str, fmt: str, train: bytes,
               evaluation: bytes, report: ImportReport) -> DatasetRecord:
         target = self.datasets_dir / version_id
-        staging = self.datasets_dir / f".tmp-{uuid.uuid4().hex[:12]}"
-        installed = False
-        try:
-            self.datasets_dir.mkdir(parents=True, exist_ok=True)
-            staging.mkdir()
-            _write_file(staging / "train.jsonl", train)
-            _write_file(staging / "eval.jsonl", evaluation)
-            _write_file(staging / "report.json", report.model_dump_json(indent=2).encode())
-            fsync_dir(staging)
+        with staged_import(target, source, DatasetError, full=DatasetStorageFull) as staging:
+            _write_file(staging.path / "train.jsonl", train)
+            _write_file(staging.path / "eval.jsonl", evaluation)
+            _write_file(staging.path / "report.json", report.model_dump_json(indent=2).encode())
+            staging.seal()
             with self.store.transaction() as conn:
                 existing = conn.execute("SELECT * FROM datasets WHERE name = ? AND id = ?",
                                         (name, version_id)).fetchone()
@@ -164,31 +159,21 @@ class DatasetStore:
                      record.duplicates_removed, record.train_count, record.eval_count,
                      report.model_dump_json(), record.created_at),
                 )
-                # Rename inside the transaction: if it fails the row is rolled back with it.
-                installed = self._install(staging, target, version_id)
-        except (OSError, sqlite3.Error) as exc:
-            if installed:  # the COMMIT failed after the rename: the folder goes with the row
-                shutil.rmtree(target, ignore_errors=True)
-            if is_disk_full(exc):
-                raise DatasetStorageFull(f"{source}: not imported, no space left in {self.datasets_dir}; free "
-                                         "space and import again") from exc
-            raise DatasetError(f"{source}: not imported: {getattr(exc, 'strerror', None) or exc}") from exc
-        finally:
-            if staging.exists():
-                shutil.rmtree(staging, ignore_errors=True)
+                self._install(staging, version_id)
         return record
 
-    def _install(self, staging: Path, target: Path, version_id: str) -> bool:
-        """Put `staging` in place as `target`; False when the same content was already there (shared)."""
+    def _install(self, staging: Staging, version_id: str) -> None:
+        """Put the staged folder in place (inside the row's transaction), unless the same content is already
+        there under another name: then the two rows share it."""
+        target = staging.target
         if target.exists():
             if self._content_id(target) == version_id:
-                return False  # the same content is already stored (under another name): share it
+                return  # the same content is already stored (under another name): share it
             # Damaged (changed by hand): move it aside and put the good copy in its place.
             trash = target.with_name(f".trash-{uuid.uuid4().hex[:12]}")
             os.rename(target, trash)
             shutil.rmtree(trash, ignore_errors=True)
-        durable_rename(staging, target)
-        return True
+        staging.install()
 
     # -- queries ------------------------------------------------------------------------------------
     def _from_row(self, row: Any) -> DatasetRecord:

@@ -1,7 +1,7 @@
 """The model registry: import a GGUF file or an HF folder from an allowed place into the state directory,
-atomically (temp dir `.tmp-<id>`, fsynced, renamed to `<id>` inside the transaction that inserts the row),
-recording checksums, facts and lineage. A crash leaves at worst a `.tmp-*` or an `<id>` folder without a row:
-the startup sweep (appliance.state.sweep) removes both."""
+atomically (`appliance.state.staged`: a `.tmp-*` folder, fsynced, renamed to `<id>` inside the transaction that
+inserts the row), recording checksums, facts and lineage. A crash leaves at worst a `.tmp-*` or an `<id>` folder
+without a row: the startup sweep (appliance.state.sweep) removes both."""
 
 from __future__ import annotations
 
@@ -18,10 +18,10 @@ from typing import Any
 
 from pydantic import BaseModel
 
+from appliance.errors import ApplianceError
 from appliance.names import NAME
-from appliance.errors import ApplianceError, StorageFull, is_disk_full
 from appliance.registry.inspect import InvalidModel, ModelFacts, inspect_path
-from appliance.state.durable import durable_rename, fsync_dir
+from appliance.state.staged import staged_import
 from appliance.state.store import StateStore
 
 CHUNK = 4 * 1024 * 1024
@@ -151,41 +151,26 @@ class Registry:
         except OSError as exc:
             raise RegistryError(f"{source}: cannot read: {exc.strerror}") from exc
         model_id = uuid.uuid4().hex[:12]
-        staging, target = self.models_dir / f".tmp-{model_id}", self.models_dir / model_id
-        renamed = False
-        try:
-            self.models_dir.mkdir(parents=True, exist_ok=True)
-            staging.mkdir()
+        target = self.models_dir / model_id
+        with staged_import(target, source, RegistryError, needed=size_hint(real)) as staging:
             digest = hashlib.sha256()
             if real.is_dir():
                 size = 0
                 for entry in sorted(p for p in real.iterdir() if p.is_file()):
                     digest.update(entry.name.encode())
-                    size += _copy_hashing(entry, staging / entry.name, digest)
+                    size += _copy_hashing(entry, staging.path / entry.name, digest)
                 loaded = target
             else:
-                size = _copy_hashing(real, staging / real.name, digest)
+                size = _copy_hashing(real, staging.path / real.name, digest)
                 loaded = target / real.name
-            fsync_dir(staging)
+            staging.seal()
             record = self._record(model_id, name, kind, facts, loaded, digest.hexdigest(), size, parent_id,
                                   str(source), extra or {})
             with self.store.transaction() as conn:
                 if conn.execute("SELECT 1 FROM models WHERE name = ?", (name,)).fetchone():
                     raise NameConflict(f"a model named {name!r} already exists")
                 _insert(conn, record)
-                # Rename inside the transaction: if it fails the row is rolled back with it.
-                durable_rename(staging, target)
-                renamed = True
-        except (OSError, sqlite3.Error) as exc:
-            if renamed:  # the COMMIT failed after the rename: the folder goes with the row
-                shutil.rmtree(target, ignore_errors=True)
-            if is_disk_full(exc):
-                raise StorageFull(f"{source}: not imported, no space left in {self.models_dir} ({size_hint(real)} "
-                                  "needed); free space and import again") from exc
-            raise RegistryError(f"{source}: not imported: {getattr(exc, 'strerror', None) or exc}") from exc
-        finally:
-            if staging.exists():
-                shutil.rmtree(staging, ignore_errors=True)
+                staging.install()
         return record
 
     @staticmethod
