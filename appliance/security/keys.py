@@ -15,6 +15,7 @@ from typing import Literal
 from pydantic import BaseModel
 
 from appliance.errors import ApplianceError
+from appliance.security.last_use import touch
 from appliance.state.durable import write_atomic
 from appliance.state.store import StateStore
 
@@ -107,7 +108,16 @@ def revoke_key(store: StateStore, name_or_id: str) -> ApiKey:
 
 
 def verify_token(store: StateStore, token: str) -> ApiKey | None:
-    """The active key a bearer token belongs to, or None."""
+    """The active key a bearer token belongs to, or None. A match is a use of the key: its `last_used_at` is
+    written, at most once a minute (`last_use.touch`; a failed write is logged, never raised)."""
+    key = _lookup(store, token)
+    if key is None:
+        return None
+    return key.model_copy(update={"last_used_at": touch(store, key.id, key.name, key.last_used_at, time.time())})
+
+
+def _lookup(store: StateStore, token: str) -> ApiKey | None:
+    """The active key a bearer token belongs to, or None; reads only."""
     parts = token.split("_", 2)
     if len(parts) != 3 or parts[0] != TOKEN_PREFIX:
         return None
@@ -149,7 +159,7 @@ def ensure_local_admin_key(store: StateStore, path: Path) -> None:
         KeyFileRefused: the path is a symlink or not a regular file.
     """
     token = _read_key_file(path)
-    if token is not None and verify_token(store, token) is not None:
+    if token is not None and _lookup(store, token) is not None:  # the daemon's own check is not a use
         return
     with store.transaction() as conn:
         conn.execute("DELETE FROM api_keys WHERE name = ?", (LOCAL_ADMIN_KEY_NAME,))
