@@ -9,8 +9,8 @@ from dataclasses import dataclass
 from appliance.hardware.models import HardwareReport
 from appliance.plan.memory import MemoryEstimate, plan_training
 from appliance.plan.shapes import ModelShape
+from appliance.profiles.recipe import TrainingMethod, TrainingRecipe
 from appliance.profiles.schema import TrainingSettings
-from appliance.training.settings import TrainingMethod, TrainingRecipe
 
 
 @dataclass(frozen=True)
