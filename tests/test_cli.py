@@ -6,6 +6,9 @@ import json
 import os
 import subprocess
 import sys
+import time
+
+import httpx
 
 from tests.helpers import HW_FIXTURES, free_port
 
@@ -53,20 +56,51 @@ def test_plan_text_and_bad_size(tmp_path):
     assert bad.returncode == 2 and "cannot read a parameter count" in bad.stderr and "Traceback" not in bad.stderr
 
 
-def test_keys_lifecycle(tmp_path):
-    created = json.loads(_cli(tmp_path, "keys", "create", "--name", "app1", "--json").stdout)
-    assert created["token"].startswith("slm_") and created["key"]["scope"] == "inference"
-    listed = json.loads(_cli(tmp_path, "keys", "list", "--json").stdout)
-    assert [k["name"] for k in listed] == ["app1"] and "token" not in listed[0]
-    dup = _cli(tmp_path, "keys", "create", "--name", "app1")
-    assert dup.returncode == 2 and "already exists" in dup.stderr
-    assert _cli(tmp_path, "keys", "revoke", "app1").returncode == 0
-    db = (tmp_path / "s" / "state.db").read_bytes()
-    assert created["token"].encode() not in db  # only the hash is stored
-    quota = json.loads(_cli(tmp_path, "keys", "create", "--name", "kiosk", "--daily-token-quota", "500",
-                            "--json").stdout)
-    assert quota["key"]["daily_token_quota"] == 500
-    assert json.loads(_cli(tmp_path, "keys", "usage", "--json").stdout) == []  # nothing served yet
+def test_keys_through_a_real_daemon_make_a_key_that_works(tmp_path, daemon):
+    env, state = _env(daemon.port), daemon.state_dir  # root's CLI finds the daemon's admin.key the same way
+    created = _cli(tmp_path, "keys", "create", "--name", "demo", "--scope", "inference", "--json", env=env,
+                   state_dir=state)
+    assert created.returncode == 0, created.stderr
+    token = json.loads(created.stdout)["token"]
+    assert token.startswith("slm_") and json.loads(created.stdout)["key"]["scope"] == "inference"
+    before = time.time()
+    for _ in range(5):  # one use written, the others within the minute cost no write
+        assert httpx.get(f"{daemon.url}/v1/models", headers={"Authorization": f"Bearer {token}"}).status_code == 200
+    human = _cli(tmp_path, "keys", "create", "--name", "kiosk", "--daily-token-quota", "500", env=env,
+                 state_dir=state)
+    assert human.returncode == 0, human.stderr
+    heading, printed = human.stdout.splitlines()
+    assert heading.startswith("created inference key 'kiosk' (id ") and printed.startswith("slm_")
+    listed = {k["name"]: k for k in json.loads(_cli(tmp_path, "keys", "list", "--json", env=env,
+                                                       state_dir=state).stdout)}
+    assert {n: k["daily_token_quota"] for n, k in listed.items()} == {"demo": None, "kiosk": 500, "local-admin": None}
+    assert all("token" not in k for k in listed.values())
+    assert before <= listed["demo"]["last_used_at"] <= time.time() and listed["kiosk"]["last_used_at"] is None
+    dup = _cli(tmp_path, "keys", "create", "--name", "demo", env=env, state_dir=state)
+    assert dup.returncode == 1 and dup.stderr == "slm-appliance: 409: a key named 'demo' already exists\n"
+    assert json.loads(_cli(tmp_path, "keys", "usage", "--json", env=env, state_dir=state).stdout) == []
+    revoked = _cli(tmp_path, "keys", "revoke", "demo", env=env, state_dir=state)
+    assert revoked.returncode == 0 and revoked.stdout == "revoked key 'demo'\n"
+    assert httpx.get(f"{daemon.url}/v1/models", headers={"Authorization": f"Bearer {token}"}).status_code == 401
+    for name in ("state.db", "state.db-wal"):
+        assert token.encode() not in (state / name).read_bytes()  # only the hash is stored
+    actors = {e["action"]: e["actor"] for e in daemon.get("/api/v1/audit").json()}
+    assert actors["key.create"] == actors["key.revoke"] == "local-admin"  # the daemon wrote it, as its own user
+
+
+def test_keys_without_a_daemon_say_so_and_create_no_store(tmp_path):
+    port = free_port()
+    no_key = _cli(tmp_path, "keys", "create", "--name", "demo", "--json", env=_env(port))
+    assert no_key.returncode == 1 and not no_key.stdout and "Traceback" not in no_key.stderr
+    assert no_key.stderr.startswith("slm-appliance: no API key")
+    assert "admin.key: No such file or directory; the daemon writes it when it starts" in no_key.stderr
+    (tmp_path / "s").mkdir()
+    (tmp_path / "s" / "admin.key").write_text("slm_0123abcd_left-from-a-daemon-that-is-not-running\n")
+    for args in (("create", "--name", "demo"), ("list",), ("usage", "--json"), ("revoke", "demo")):
+        result = _cli(tmp_path, "keys", *args, env=_env(port))
+        assert result.returncode == 1 and not result.stdout and "Traceback" not in result.stderr
+        assert result.stderr.startswith(f"slm-appliance: cannot reach the daemon at http://127.0.0.1:{port}: ")
+    assert sorted(p.name for p in (tmp_path / "s").iterdir()) == ["admin.key"]  # no state.db, no WAL
 
 
 def test_help_lists_commands(tmp_path):

@@ -4,6 +4,8 @@
 from __future__ import annotations
 
 import ast
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -60,10 +62,30 @@ FORBIDDEN = [
                         "appliance.deploy")),
     ("appliance.backends", ("appliance.deploy", "appliance.api", "appliance.gateway", "appliance.daemon")),
     ("appliance.registry", ("appliance.deploy", "appliance.jobs", "appliance.api", "appliance.gateway")),
-    ("appliance.plan", ("appliance.registry", "appliance.deploy", "appliance.jobs")),
-    ("appliance.profiles", ("appliance.plan", "appliance.registry", "appliance.deploy", "appliance.jobs")),
+    # Training runs inside jobs and feeds evaluation and export: it knows the registry and the store, never who
+    # schedules it, checks it or serves what it made.
+    ("appliance.training", ("appliance.jobs", "appliance.evaluation", "appliance.export", "appliance.deploy",
+                            "appliance.backends", "appliance.web", "appliance.api", "appliance.gateway",
+                            "appliance.daemon")),
+    ("appliance.plan", ("appliance.registry", "appliance.deploy", "appliance.jobs", "appliance.training")),
+    ("appliance.profiles", ("appliance.plan", "appliance.registry", "appliance.deploy", "appliance.jobs",
+                            "appliance.training")),
     ("appliance.hardware", ("appliance.profiles", "appliance.plan", "appliance.registry", "appliance.deploy")),
     ("appliance.client", ("appliance.config", "appliance.core", "appliance.api", "appliance.web")),
+    # The store is the bottom every stage writes through: it knows none of them.
+    ("appliance.state", ("appliance.hardware", "appliance.profiles", "appliance.plan", "appliance.registry",
+                         "appliance.datasets", "appliance.training", "appliance.evaluation", "appliance.export",
+                         "appliance.jobs", "appliance.deploy", "appliance.backends", "appliance.security",
+                         "appliance.web", "appliance.api", "appliance.gateway", "appliance.daemon")),
+    # Keys sit on the store, under the HTTP surfaces that check them.
+    ("appliance.security", ("appliance.jobs", "appliance.deploy", "appliance.backends", "appliance.web",
+                            "appliance.api", "appliance.gateway", "appliance.daemon")),
+    # The operator's commands change state only through the daemon's API (a root CLI writing SQLite directly left
+    # root-owned WAL files the service could not write): not the store, nor what opens or writes it. Offline
+    # commands read the box (hardware, profiles, plan, bundle); `daemon` starts the daemon.
+    ("appliance.cli", ("appliance.state", "appliance.core", "appliance.security", "appliance.registry",
+                       "appliance.datasets", "appliance.deploy", "appliance.web", "appliance.api",
+                       "appliance.gateway")),
 ]
 
 
@@ -75,6 +97,19 @@ def test_imports_point_one_way(package: str, forbidden: tuple[str, ...]) -> None
             if any(name == f or name.startswith(f + ".") for f in forbidden):
                 wrong.append(f"{_package(path)} imports {name}")
     assert not wrong, wrong
+
+
+def test_an_operator_command_loads_no_store() -> None:
+    # The rule above sees each module's own imports; this sees what the CLI loads through all of them (a store
+    # reached through a helper would open state.db as whoever runs the CLI). Only `daemon` may load it.
+    modules = [_package(p) for p in _modules("appliance/cli")]
+    code = ("import sys\n" + "".join(f"import {m}\n" for m in modules)
+            + "sys.modules['appliance.cli.main']._parser()\n"
+            "print(sorted(n for n in sys.modules if n.split('.')[:2] in (['appliance', 'state'], "
+            "['appliance', 'security'], ['appliance', 'core'])))")
+    loaded = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, cwd=REPO)
+    assert loaded.returncode == 0, loaded.stderr
+    assert loaded.stdout.strip() == "[]"
 
 
 def test_tui_imports_nothing_of_the_daemon_but_its_client() -> None:

@@ -1,11 +1,11 @@
-"""The local commands: they read this box and the state store directly, no daemon needed."""
+"""The offline commands: they read this box (hardware, profiles, the planner), no daemon and no state store."""
 
 from __future__ import annotations
 
 import argparse
-import time
 from typing import Any
 
+from appliance.backends.registry import backend_rules, serving_memory
 from appliance.cli.output import print_json, render_hardware, render_plan, render_selection
 from appliance.config import ApplianceConfig
 from appliance.errors import ApplianceError
@@ -14,9 +14,6 @@ from appliance.plan.planner import make_plan
 from appliance.plan.shapes import parse_params, shape_for
 from appliance.profiles.loader import ProfileError, load_profiles
 from appliance.profiles.select import Selection, SelectionError, select_profile
-from appliance.security.keys import ApiKeyError, create_key, list_keys, revoke_key
-from appliance.security.usage import DAY_S, usage_summary
-from appliance.state.store import StateStore, StoreError
 
 
 class CommandError(ApplianceError):
@@ -26,7 +23,7 @@ class CommandError(ApplianceError):
 def _select(config: ApplianceConfig, nvml: Any) -> tuple[Any, Selection]:
     hardware = detect_hardware(config.resolved_state_dir(), nvml)
     try:
-        profiles = load_profiles(config.resolved_profiles_dir())
+        profiles = load_profiles(config.resolved_profiles_dir(), backend_rules())
         return hardware, select_profile(profiles, hardware, config.profile)
     except (ProfileError, SelectionError) as exc:
         raise CommandError(str(exc)) from exc
@@ -61,48 +58,9 @@ def plan(args: argparse.Namespace, config: ApplianceConfig, nvml: Any) -> int:
     except ValueError as exc:
         raise CommandError(str(exc)) from exc
     hardware, selection = _select(config, nvml)
-    result = make_plan(shape, selection, hardware)
+    result = make_plan(shape, selection, hardware, serving_memory(selection.profile.serving.backend))
     if args.json:
         print_json(result)
     else:
         print(render_plan(result))
-    return 0
-
-
-def keys(args: argparse.Namespace, config: ApplianceConfig, nvml: Any) -> int:
-    try:
-        store = StateStore(config.resolved_state_dir() / "state.db").open()
-    except (StoreError, OSError) as exc:
-        raise CommandError(f"cannot open the state store: {exc}") from exc
-    try:
-        if args.keys_command == "create":
-            created = create_key(store, args.name, args.scope, args.daily_token_quota)
-            store.audit("cli", "key.create", args.name, {"scope": args.scope})
-            if args.json:
-                print_json(created)
-            else:
-                print(f"created {args.scope} key {args.name!r} (id {created.key.id}); the token is shown once:")
-                print(created.token)
-        elif args.keys_command == "list":
-            items = list_keys(store)
-            if args.json:
-                print_json(items)
-            for k in [] if args.json else items:
-                state = "revoked" if k.revoked_at else "active"
-                print(f"{k.name:<24} {k.id:<10} {k.scope:<10} {state}")
-        elif args.keys_command == "usage":
-            since = args.since if args.since is not None else float(int(time.time()) // DAY_S * DAY_S)
-            rows = usage_summary(store, since)
-            if args.json:
-                print_json(rows)
-            for r in [] if args.json else rows:
-                print(f"{r['key']:<24} {r['model']:<32} {r['requests']:>8} requests {r['total_tokens']:>10} tokens")
-        else:
-            revoked = revoke_key(store, args.name)
-            store.audit("cli", "key.revoke", revoked.name)
-            print_json(revoked) if args.json else print(f"revoked key {revoked.name!r}")
-    except ApiKeyError as exc:
-        raise CommandError(str(exc)) from exc
-    finally:
-        store.close()
     return 0

@@ -59,28 +59,14 @@ def _parser() -> argparse.ArgumentParser:
     plan.add_argument("params", help="model size, e.g. 135M, 1.5B, 7B")
     plan.add_argument("--json", action="store_true", help="machine-readable output")
 
-    keys = sub.add_parser("keys", help="manage API keys (local store; run as the appliance's user)")
-    keys_sub = keys.add_subparsers(dest="keys_command", required=True, metavar="ACTION")
-    create = keys_sub.add_parser("create", help="create a key; the token is printed once")
-    create.add_argument("--name", required=True)
-    create.add_argument("--scope", choices=["inference", "admin"], default="inference")
-    create.add_argument("--daily-token-quota", type=int, metavar="TOKENS",
-                        help="tokens (prompt + completion) per UTC day; over it the key gets 429")
-    create.add_argument("--json", action="store_true")
-    listing = keys_sub.add_parser("list", help="list keys (never their tokens)")
-    listing.add_argument("--json", action="store_true")
-    usage = keys_sub.add_parser("usage", help="requests and tokens per key and model (default: today, UTC)")
-    usage.add_argument("--since", type=float, metavar="UNIX_SECONDS", help="from this time on")
-    usage.add_argument("--json", action="store_true")
-    revoke = keys_sub.add_parser("revoke", help="revoke a key by name or id")
-    revoke.add_argument("name")
-    revoke.add_argument("--json", action="store_true")
-    tui = sub.add_parser("tui", help="the operator's control panel (terminal UI, through the daemon's API)")
-    tui.add_argument("--url", help="daemon URL (default: from the config, http://127.0.0.1:8470)")
     from appliance.cli.bundle_cli import add_bundle_commands
     from appliance.cli.jobs_cli import add_job_commands
+    from appliance.cli.keys_cli import add_key_commands
     from appliance.cli.remote import add_key_options, add_remote_commands
 
+    add_key_commands(sub)
+    tui = sub.add_parser("tui", help="the operator's control panel (terminal UI, through the daemon's API)")
+    tui.add_argument("--url", help="daemon URL (default: from the config, http://127.0.0.1:8470)")
     add_key_options(tui)
     add_remote_commands(sub)
     add_job_commands(sub)
@@ -111,7 +97,8 @@ def _fail(message: object, code: int) -> int:
 
 
 def _through_daemon(args: argparse.Namespace, config: ApplianceConfig) -> int:
-    """`tui`, `models`, `deploy`, `datasets`, `jobs`: clients of the daemon's API, told only where it is."""
+    """`tui`, `keys`, `models`, `deploy`, `datasets`, `jobs`: clients of the daemon's API, told only where it is
+    (the state directory holds the admin key they call with)."""
     from appliance.cli.remote import connect, describe
     from appliance.client import ApiError, CredentialsError
 
@@ -124,11 +111,13 @@ def _through_daemon(args: argparse.Namespace, config: ApplianceConfig) -> int:
         except CredentialsError as exc:
             return _fail(exc, 2)
     from appliance.cli.jobs_cli import run_jobs
+    from appliance.cli.keys_cli import run_keys
     from appliance.cli.remote import run_remote
 
+    command = {"keys": run_keys, "datasets": run_jobs, "jobs": run_jobs}.get(args.command, run_remote)
     try:
         with connect(args, base_url, state_dir) as client:
-            return (run_jobs if args.command in ("datasets", "jobs") else run_remote)(args, client)
+            return command(args, client)
     except ApiError as exc:
         return _fail(describe(exc), 1)
 
@@ -148,12 +137,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         from appliance.cli.bundle_cli import run_bundle
 
         return run_bundle(args, config)
-    if args.command in ("tui", "models", "deploy", "datasets", "jobs"):
+    if args.command in ("tui", "keys", "models", "deploy", "datasets", "jobs"):
         return _through_daemon(args, config)
     from appliance.cli import commands
 
-    handler = {"detect": commands.detect, "profile": commands.profile, "plan": commands.plan,
-               "keys": commands.keys}[args.command]
+    handler = {"detect": commands.detect, "profile": commands.profile, "plan": commands.plan}[args.command]
     try:
         return handler(args, config, _nvml(args))
     except commands.CommandError as exc:

@@ -191,8 +191,12 @@ class Calls(ABC, Generic[R, S]):
     def keys(self) -> R:
         return self._call("GET", "/api/v1/keys")
 
-    def create_key(self, name: str, scope: str) -> R:
-        return self._call("POST", "/api/v1/keys", json={"name": name, "scope": scope})
+    def create_key(self, name: str, scope: str, daily_token_quota: int | None = None) -> R:
+        """The key and its token (shown once); `daily_token_quota` None: no quota."""
+        body: Json = {"name": name, "scope": scope}
+        if daily_token_quota is not None:
+            body["daily_token_quota"] = daily_token_quota
+        return self._call("POST", "/api/v1/keys", json=body)
 
     def revoke_key(self, name: str) -> R:
         return self._call("DELETE", f"/api/v1/keys/{_q(name)}")

@@ -31,8 +31,11 @@ def resolve_key(key: str | None = None, key_file: Path | None = None, state_dir:
     try:
         text = path.read_text()
     except OSError as exc:
+        # No admin key in the state directory: most likely no daemon ever started there.
+        hint = "; the daemon writes it when it starts" if key_file is None and isinstance(
+            exc, FileNotFoundError) else ""
         raise CredentialsError("No API key", f"no API key: pass --key or --key-file, or set {ENV_KEY} "
-                                             f"(cannot read {path}: {exc.strerror})") from exc
+                                             f"(cannot read {path}: {exc.strerror}{hint})") from exc
     return _non_empty(text, str(path))
 
 

@@ -47,8 +47,8 @@ def machine() -> Iterator[Machine]:
         booted.close()
 
 
-def chat(machine: Machine) -> dict[str, object]:
-    key = (machine.root / STATE / "admin.key").read_text().strip()
+def chat(machine: Machine, key: str | None = None) -> dict[str, object]:
+    key = key or (machine.root / STATE / "admin.key").read_text().strip()
     out = machine.host_in_its_network(sys.executable, str(PROBE), BASE, key)
     assert out.returncode == 0, out.stderr[-3000:]
     return json.loads(out.stdout)
@@ -65,6 +65,11 @@ def test_install_serve_watchdog_upgrade_purge(debs: tuple[Path, Path], machine: 
     # The operator's CLI as root finds the daemon and the admin key on its own.
     models = json.loads(machine.run("slm-appliance", "models", "list", "--json").stdout)
     assert [m["name"] for m in models]
+    # Keys too, through the daemon: root's CLI leaves no root-owned store file (WAL) the service cannot write.
+    app = json.loads(machine.run("slm-appliance", "keys", "create", "--name", "app1", "--json").stdout)
+    assert str(chat(machine, str(app["token"]))["answer"]).strip()
+    owned = machine.run("find", f"/{STATE}", "-maxdepth", "1", "-name", "state.db*", "-uid", "0").stdout
+    assert not owned.strip(), owned
 
     machine.run("sh", "-c", f"kill -STOP {props['MainPID']}")  # hung, not dead: only the watchdog can notice
     restarted = machine.wait_active(timeout=120, restarts=1)
