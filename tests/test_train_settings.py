@@ -10,8 +10,8 @@ from pydantic import ValidationError
 
 from appliance.jobs.events import JobFailed
 from appliance.jobs.handlers.finetune import _resolved_training
+from appliance.jobs.kinds.finetune import FinetuneParams
 from appliance.profiles import Profile
-from appliance.training.params import FinetuneParams
 from appliance.training.settings import OVERRIDABLE, OverrideRefused, ResolvedTraining, resolve
 
 

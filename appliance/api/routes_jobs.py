@@ -9,11 +9,14 @@ from typing import Any
 
 from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import PlainTextResponse, StreamingResponse
-from pydantic import BaseModel, ConfigDict, Field
 
 from appliance.datasets.store import DatasetRecord
+from appliance.jobs.kinds import KINDS
+from appliance.jobs.kinds.dataset_import import KIND as DATASET_IMPORT
+from appliance.jobs.kinds.dataset_import import ImportDataset
+from appliance.jobs.kinds.form import KindInfo, describe
 from appliance.jobs.models import FINAL_STATES, Job, SubmitJob
-from appliance.jobs.preflight import preflight
+from appliance.logfiles import tail
 from appliance.security.keys import ApiKey
 from appliance.web.auth import require
 from appliance.web.state import appliance_of, jobs_of
@@ -22,29 +25,24 @@ router = APIRouter(prefix="/api/v1", tags=["jobs"])
 KEEPALIVE_S = 15.0
 
 
-class ImportDataset(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-    path: str = Field(..., description="Absolute path of a JSONL, CSV or Parquet file under an allowed import root")
-    name: str
-    base_model: str | None = Field(None, description="Registry model whose chat template and tokenizer count tokens")
-    max_seq_length: int | None = Field(None, ge=16, description="Default: the hardware profile's")
-    eval_fraction: float = Field(0.1, ge=0.0, lt=1.0)
-    seed: int = 0
-    strict: bool = Field(False, description="Refuse the file on any defect instead of skipping bad records")
-
-
 def _job(request: Request, job_id: str) -> Job:
     return jobs_of(request).jobs.get(job_id)
 
 
 @router.post("/jobs", response_model=Job, status_code=202)
 async def submit_job(body: SubmitJob, request: Request, who: ApiKey = Depends(require("admin"))) -> Job:
-    """Queue a job. Fine-tune jobs are checked first: a job that cannot fit memory or disk is refused (422)."""
-    params = preflight(appliance_of(request), body.type, body.params)
+    """Queue a job, checked first by its kind's pre-flight: a fine-tune that cannot fit memory or disk is refused
+    (422), a missing model or dataset is a 404, a name already taken a 409."""
+    params = KINDS.get(body.type).check(appliance_of(request), body.params)
     job = jobs_of(request).submit(body.type, params)
     appliance_of(request).store.audit(who.name, "job.submit", job.id, {"type": body.type})
     return job
+
+
+@router.get("/job-kinds", response_model=list[KindInfo])
+async def job_kinds(_: ApiKey = Depends(require("admin"))) -> list[KindInfo]:
+    """Each kind of job: its params (JSON schema) and the fields the CLI and the TUI show for it."""
+    return [describe(kind) for kind in KINDS]
 
 
 @router.get("/jobs", response_model=list[Job])
@@ -70,10 +68,7 @@ async def cancel_job(job_id: str, request: Request, who: ApiKey = Depends(requir
 async def job_logs(job_id: str, request: Request, lines: int = Query(200, ge=1, le=10000),
                    _: ApiKey = Depends(require("admin"))) -> str:
     _job(request, job_id)
-    path = jobs_of(request).log_path(job_id)
-    if not path.exists():
-        return ""
-    return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
+    return tail(jobs_of(request).log_path(job_id), lines)
 
 
 def _sse(event: dict[str, Any]) -> bytes:
@@ -110,7 +105,8 @@ async def job_events(job_id: str, request: Request, _: ApiKey = Depends(require(
 @router.post("/datasets", response_model=Job, status_code=202, tags=["datasets"])
 async def import_dataset(body: ImportDataset, request: Request, who: ApiKey = Depends(require("admin"))) -> Job:
     """Validate and import a dataset as a job (it loads the base model's tokenizer in a worker)."""
-    job = jobs_of(request).submit("dataset-import", body.model_dump())
+    params = DATASET_IMPORT.check(appliance_of(request), body.model_dump())
+    job = jobs_of(request).submit(DATASET_IMPORT.name, params)
     appliance_of(request).store.audit(who.name, "dataset.import", body.name, {"source": body.path, "job": job.id})
     return job
 

@@ -3,15 +3,16 @@
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 from typing import Any
 
+from appliance.cli.job_submit import add_submit_options, submit_kinds, submit_params
 from appliance.cli.output import print_json
 from appliance.cli.remote import add_client_options
 from appliance.client import ApiError, DaemonClient
 from appliance.client.progress import bar, fraction, progress_line
+from appliance.jobs.kinds import KINDS
 
 BAR_WIDTH = 30
 LINE_WIDTH = 100  # a progress line redrawn in place with \r must not wrap
@@ -36,21 +37,9 @@ def add_job_commands(sub: Any) -> None:
     jobs = sub.add_parser("jobs", help="local jobs: queue, progress, logs, cancel (through the daemon)")
     jsub = jobs.add_subparsers(dest="action", required=True, metavar="ACTION")
     jsub.add_parser("list", help="recent jobs")
-    submit = jsub.add_parser(
-        "submit", help="submit a finetune, eval or export job (checked before it is queued)",
-        epilog="example: slm-appliance jobs submit finetune --base-model smollm2-135m-instruct --dataset faq "
-               "--golden /var/lib/slm-appliance/imports/golden.jsonl --set max_steps=50 --set learning_rate=5e-4")
-    submit.add_argument("type", choices=["finetune", "eval", "export"])
-    submit.add_argument("--base-model", help="finetune: registry model to train on")
-    submit.add_argument("--dataset", help="finetune: dataset name or name@version; eval: held-out loss on its split")
-    submit.add_argument("--model", help="eval: registry model or adapter to evaluate")
-    submit.add_argument("--adapter", help="export: registry name of the PEFT adapter to merge and export")
-    submit.add_argument("--variant", action="append", dest="variants", metavar="TYPE",
-                        help="export: quantized GGUF type, e.g. Q8_0 or Q4_K_M (repeatable; default: the profile's)")
-    submit.add_argument("--adapter-name", help="finetune: registry name of the adapter")
-    submit.add_argument("--golden", help="golden set JSONL (prompt, expected, scorer) under an import root")
-    submit.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", dest="overrides",
-                        help="finetune hyperparameter override, e.g. max_steps=50, lora_r=8 (repeatable)")
+    kinds = ", ".join(kind.name for kind in submit_kinds())
+    submit = jsub.add_parser("submit", help=f"submit a job ({kinds}), checked before it is queued")
+    add_submit_options(submit)
     submit.add_argument("--no-wait", action="store_true", help="return the job without following it")
     for name, text in (("show", "one job"), ("watch", "follow a job's progress until it ends"),
                        ("cancel", "cancel a job (a running one checkpoints first)"), ("logs", "a job's log")):
@@ -128,37 +117,6 @@ def _datasets(args: argparse.Namespace, client: DaemonClient) -> int:
     return 0
 
 
-def _override_value(text: str) -> Any:
-    try:
-        return json.loads(text)  # numbers, booleans, lists
-    except ValueError:
-        return text
-
-
-def _submit_params(args: argparse.Namespace) -> dict[str, Any]:
-    overrides = {}
-    for item in args.overrides:
-        key, sep, value = item.partition("=")
-        if not sep:
-            raise ApiError("Invalid arguments", f"--set {item!r}: use KEY=VALUE")
-        overrides[key.strip()] = _override_value(value.strip())
-    golden = os.path.abspath(args.golden) if args.golden else None
-    if args.type == "finetune":
-        if not args.base_model or not args.dataset:
-            raise ApiError("Invalid arguments", "finetune needs --base-model and --dataset")
-        params = {"base_model": args.base_model, "dataset": args.dataset, "adapter_name": args.adapter_name,
-                  "golden": golden, "overrides": overrides}
-    elif args.type == "export":
-        if not args.adapter:
-            raise ApiError("Invalid arguments", "export needs --adapter")
-        params = {"adapter": args.adapter, "variants": args.variants, "golden": golden}
-    else:
-        if not args.model:
-            raise ApiError("Invalid arguments", "eval needs --model")
-        params = {"model": args.model, "golden": golden, "dataset": args.dataset}
-    return params
-
-
 def _print_result(job: dict[str, Any]) -> None:
     for key, value in job.get("result", {}).items():
         print(f"  {key}: {value}")
@@ -166,7 +124,7 @@ def _print_result(job: dict[str, Any]) -> None:
 
 def _jobs(args: argparse.Namespace, client: DaemonClient) -> int:
     if args.action == "submit":
-        job = client.submit_job(args.type, _submit_params(args))
+        job = client.submit_job(args.type, submit_params(args, KINDS.get(args.type)))
         if not args.no_wait:
             job = follow(client, job["id"], quiet=args.json)
         if args.json:

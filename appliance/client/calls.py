@@ -129,6 +129,10 @@ class Calls(ABC, Generic[R, S]):
     def job(self, job_id: str) -> R:
         return self._call("GET", f"/api/v1/jobs/{_q(job_id)}")
 
+    def job_kinds(self) -> R:
+        """Each kind of job the daemon runs: name, summary, params JSON schema and the fields a form shows."""
+        return self._call("GET", "/api/v1/job-kinds")
+
     def submit_job(self, job_type: str, params: Json) -> R:
         return self._call("POST", "/api/v1/jobs", json={"type": job_type, "params": params})
 

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, JsonValue, field_validator
+from pydantic_core import PydanticCustomError
+
+from appliance.jobs.kinds import KINDS
 
 JobState = Literal["queued", "running", "succeeded", "failed", "cancelled", "interrupted"]
 FINAL_STATES = ("succeeded", "failed", "cancelled")
-JOB_TYPES = ("dataset-import", "finetune", "eval", "export")
 
 
 class Progress(BaseModel):
@@ -30,8 +32,16 @@ class Progress(BaseModel):
 class SubmitJob(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    type: Literal["dataset-import", "finetune", "eval", "export"]
+    # The registered kinds (appliance.jobs.kinds); the enum in the schema tells clients which.
+    type: str = Field(..., json_schema_extra={"enum": list[JsonValue](KINDS.names())})
     params: dict[str, Any] = Field(default_factory=dict)
+
+    @field_validator("type")
+    @classmethod
+    def _registered(cls, value: str) -> str:
+        if KINDS.find(value) is None:
+            raise PydanticCustomError("unknown_job_type", KINDS.unknown(value))
+        return value
 
 
 class Job(BaseModel):

@@ -19,13 +19,13 @@ from pathlib import Path
 from typing import Any
 
 from appliance.children import child_env, child_setup
+from appliance.jobs.kinds import KINDS
 from appliance.jobs.models import Job, JobState, Progress
 from appliance.jobs.store import JobStore
 from appliance.logfiles import rotate_if_large
 from appliance.state.retry import WriteFailed, write_retrying
 
 log = logging.getLogger(__name__)
-TRAINING_JOBS = ("finetune",)
 
 
 @dataclass(frozen=True)
@@ -175,7 +175,8 @@ class JobRunner:
 
     async def _run(self, job: Job) -> None:
         paused: list[str] = []
-        if self.serving_pause is not None and job.type in TRAINING_JOBS:
+        kind = KINDS.find(job.type)  # a kind no longer registered fails in the worker, saying so
+        if self.serving_pause is not None and kind is not None and kind.trains:
             paused = await self.serving_pause.pause(f"paused while training job {job.id} runs (profile)")
             log.info("serving paused for training", extra={"job": job.id, "deployments": paused})
         try:

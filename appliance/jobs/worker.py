@@ -8,36 +8,27 @@ from __future__ import annotations
 import json
 import sys
 import traceback
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from appliance.jobs.events import Emitter, JobCancelled, JobFailed
+from appliance.jobs.kinds import KINDS
 
 EXIT_OK, EXIT_FAILED, EXIT_CANCELLED = 0, 1, 3
-Handler = Callable[[dict[str, Any], Emitter], dict[str, Any]]
-
-
-def _handlers() -> dict[str, Handler]:
-    # Imported lazily: each handler pulls in heavy libraries (transformers, torch) only when it runs.
-    from appliance.jobs.handlers.dataset_import import run_dataset_import
-    from appliance.jobs.handlers.evaluate import run_eval
-    from appliance.jobs.handlers.export import run_export
-    from appliance.jobs.handlers.finetune import run_finetune
-
-    return {"dataset-import": run_dataset_import, "finetune": run_finetune, "eval": run_eval, "export": run_export}
 
 
 def main(argv: list[str]) -> int:
     spec: dict[str, Any] = json.loads(Path(argv[1]).read_text())
     emitter = Emitter()
     emitter.install_signal_handler()
-    handler = _handlers().get(spec["type"])
-    if handler is None:
-        print(f"unknown job type {spec['type']!r}", file=sys.stderr)
+    kind = KINDS.find(spec["type"])
+    if kind is None:
+        print(KINDS.unknown(spec["type"]), file=sys.stderr)
+        emitter.result(error=KINDS.unknown(spec["type"]))
         return EXIT_FAILED
     try:
-        result = handler(spec, emitter)
+        # Only this kind's handler is imported, here: it may pull in torch and transformers.
+        result = kind.load_handler()(spec, emitter)
     except JobCancelled:
         emitter.log("cancelled")
         return EXIT_CANCELLED

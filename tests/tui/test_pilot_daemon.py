@@ -122,8 +122,8 @@ def test_finetune_progress_then_cancel(daemon: DaemonProcess) -> None:
             await settle(pilot)
             assert modal.query_one("#type", Select).value == "finetune"
             assert modal.query_one("#ov-learning_rate", Input).value  # prefilled from the profile
-            modal.query_one("#base_model", Select).value = STARTER
-            modal.query_one("#dataset", Select).value = "runbook"
+            modal.query_one("#field-base_model", Select).value = STARTER
+            modal.query_one("#field-dataset", Select).value = "runbook"
             verdict = modal.query_one("#verdict", Static)
             await wait_until(pilot, lambda: "fits" in str(verdict.content), 30, "planner verdict")
             for field, value in (("max_steps", "400"), ("batch_size", "1"), ("max_seq_length", "64")):

@@ -11,7 +11,7 @@ from textual.pilot import Pilot
 
 from tests.tui import FIXTURE
 from tui.replay import Replay, replay_app
-from tui.tour import KEYS, show
+from tui.tour import KEYS, settle, show
 
 SIZES = [(80, 24), (120, 40)]
 
@@ -21,5 +21,16 @@ SIZES = [(80, 24), (120, 40)]
 def test_screen(snap_compare, screen: str, size: tuple[int, int]) -> None:
     async def run_before(pilot: Pilot[None]) -> None:
         await show(pilot, screen)
+
+    assert snap_compare(replay_app(Replay(FIXTURE)), terminal_size=size, run_before=run_before)
+
+
+@pytest.mark.parametrize("size", SIZES, ids=lambda s: f"{s[0]}x{s[1]}")
+def test_submit_form(snap_compare, size: tuple[int, int]) -> None:
+    """The fine-tune form as the job kinds describe it: selects, adapter name, overrides from the profile."""
+    async def run_before(pilot: Pilot[None]) -> None:
+        await show(pilot, "jobs")
+        await pilot.press("n")
+        await settle(pilot)
 
     assert snap_compare(replay_app(Replay(FIXTURE)), terminal_size=size, run_before=run_before)

@@ -69,9 +69,9 @@ class JobsScreen(ApplianceScreen):
             self.job_id, self.state, self.error = job_id, state, error
 
     class SubmitRequested(Message):
-        def __init__(self, job_types: list[str], models: list[Json], datasets: list[Json], training: Json) -> None:
+        def __init__(self, kinds: list[Json], models: list[Json], datasets: list[Json], training: Json) -> None:
             super().__init__()
-            self.job_types, self.models, self.datasets, self.training = job_types, models, datasets, training
+            self.kinds, self.models, self.datasets, self.training = kinds, models, datasets, training
 
     def body(self) -> ComposeResult:
         yield DataTable(id="jobs", cursor_type="row", zebra_stripes=True)
@@ -160,18 +160,18 @@ class JobsScreen(ApplianceScreen):
 
     def action_submit_job(self) -> None:
         async def gather() -> None:
-            fetched = await self.guard(asyncio.gather(self.api.job_types(), self.api.models(), self.api.datasets(),
+            fetched = await self.guard(asyncio.gather(self.api.job_kinds(), self.api.models(), self.api.datasets(),
                                                       self.api.profiles()))
             if fetched is not None:
-                job_types, models, datasets, profiles = fetched
+                kinds, models, datasets, profiles = fetched
                 chosen: Json = next((p for p in profiles["profiles"] if p["name"] == profiles["selected"]), {})
-                self.post_message(self.SubmitRequested(job_types, models, datasets, chosen.get("training", {})))
+                self.post_message(self.SubmitRequested(kinds, models, datasets, chosen.get("training", {})))
 
         self.run_worker(gather(), group="act", exit_on_error=False)
 
     @on(SubmitRequested)
     def open_form(self, event: SubmitRequested) -> None:
-        modal = SubmitJobModal(self.api, event.job_types, event.models, event.datasets, event.training)
+        modal = SubmitJobModal(self.api, event.kinds, event.models, event.datasets, event.training)
         self.app.push_screen(modal, self._submit)
 
     def _submit(self, choice: tuple[str, Json] | None) -> None:

@@ -14,11 +14,11 @@ from appliance.evaluation.golden import GoldenError, golden_digest, make_report
 from appliance.evaluation.load import load_for_eval
 from appliance.jobs.events import Emitter, JobFailed
 from appliance.jobs.handlers.finetune import golden_items
+from appliance.jobs.kinds.evaluate import EvalParams
 from appliance.registry.registry import Registry, RegistryError
 from appliance.state.store import StateStore
 from appliance.training.encode import encode, pad_id
 from appliance.training.loop import evaluate, perplexity
-from appliance.training.params import EvalParams
 
 
 def _heldout_loss(model: Any, tokenizer: Any, conversations: list[Any]) -> float | None:

@@ -12,9 +12,9 @@ from appliance.export.layout import ExportError
 from appliance.export.pipeline import export_adapter, plan_export
 from appliance.jobs.events import Emitter, JobFailed
 from appliance.jobs.handlers.finetune import golden_items
+from appliance.jobs.kinds.export import ExportParams
 from appliance.registry.registry import Registry, RegistryError
 from appliance.state.store import StateStore
-from appliance.training.params import ExportParams
 
 
 def run_export(spec: dict[str, Any], emitter: Emitter) -> dict[str, Any]:

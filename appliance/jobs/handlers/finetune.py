@@ -29,13 +29,14 @@ from appliance.evaluation.golden import (
 )
 from appliance.evaluation.load import load_for_eval
 from appliance.jobs.events import Emitter, JobCancelled, JobFailed
+from appliance.jobs.kinds.finetune import FinetuneParams
 from appliance.registry.registry import ModelRecord, Registry, RegistryError
 from appliance.state.store import StateStore
 from appliance.training.base import resolve_hf_base
 from appliance.training.build import MethodUnavailable
 from appliance.training.loop import TrainResult, perplexity, train
-from appliance.training.params import FinetuneParams
 from appliance.training.settings import ResolvedTraining
+from appliance.validation import first_problem
 
 
 def golden_items(params_golden: str | None, roots: list[Path]) -> list[GoldenItem]:
@@ -91,9 +92,7 @@ def _resolved_training(resolved: dict[str, Any]) -> ResolvedTraining:
         return ResolvedTraining.model_validate(resolved.get("training"))
     except ValidationError as exc:
         # Jobs queued before the settings were resolved into one model stored another shape.
-        first = exc.errors()[0]
-        where = ".".join(str(p) for p in first["loc"]) or "training"
-        raise JobFailed(f"the job's stored training settings are not readable ({where}: {first['msg']}); "
+        raise JobFailed(f"the job's stored training settings are not readable ({first_problem(exc, 'training')}); "
                         "submit the job again") from exc
 
 

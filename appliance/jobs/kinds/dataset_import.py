@@ -1,0 +1,35 @@
+"""`dataset-import`: a JSONL, CSV or Parquet file → a validated, deduplicated, split dataset version
+(`jobs/handlers/dataset_import.py`; a worker, since counting tokens loads the base model's tokenizer).
+`POST /api/v1/datasets` and `slm-appliance datasets import` queue it."""
+
+from __future__ import annotations
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from appliance.jobs.kinds.base import JobKind, form
+
+
+class ImportDataset(BaseModel):
+    """The `params` of a `dataset-import` job (and the body of `POST /api/v1/datasets`)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    path: str = Field(..., description="Absolute path of a JSONL, CSV or Parquet file under an allowed import root",
+                      json_schema_extra=form(label="Path on the appliance", path=True,
+                                             placeholder="/var/lib/slm-appliance/imports/data.jsonl"))
+    name: str = Field(..., description="Dataset name", json_schema_extra=form(label="Dataset name"))
+    base_model: str | None = Field(None, description="Registry model whose chat template and tokenizer count tokens",
+                                   json_schema_extra=form(label="Base model", source="models"))
+    max_seq_length: int | None = Field(None, ge=16, description="Default: the hardware profile's")
+    eval_fraction: float = Field(0.1, ge=0.0, lt=1.0, description="Share of the records held out for evaluation")
+    seed: int = Field(0, description="Seeds the split")
+    strict: bool = Field(False, description="Refuse the file on any defect instead of skipping bad records")
+
+
+KIND = JobKind(
+    name="dataset-import",
+    summary="validate, deduplicate and split a JSONL, CSV or Parquet file into a dataset version",
+    params=ImportDataset,
+    handler="appliance.jobs.handlers.dataset_import:run_dataset_import",
+    submit_via_cli=False,  # `slm-appliance datasets import` follows it and prints the validation report
+)
