@@ -1,5 +1,5 @@
-"""From a file's bytes to train/eval conversations and the report: read, normalize, validate, deduplicate,
-split. Pure (no files written, no database), so the store decides what to keep."""
+"""From a file's bytes to train/eval records and the report: read, parse by kind (`kinds.py`), validate,
+deduplicate, split. Pure (no files written, no database), so the store decides what to keep."""
 
 from __future__ import annotations
 
@@ -11,10 +11,10 @@ import numpy as np
 from appliance.datasets.dedup import Deduplicator
 from appliance.datasets.errors import DatasetError, RecordDefect
 from appliance.datasets.formats import NUMBERING, UNITS, read_records
+from appliance.datasets.kinds import DEFAULT_KIND, Record, check_kind, parse
 from appliance.datasets.report import DuplicateNote, ImportReport, RecordError, TokenStats
-from appliance.datasets.shapes import normalize
-from appliance.datasets.split import Conversation, split
-from appliance.datasets.validate import ChatTokenizer, TokenCounter, check_roles
+from appliance.datasets.split import split
+from appliance.datasets.validate import ChatTokenizer, TokenCounter
 
 
 @dataclass(frozen=True)
@@ -24,8 +24,10 @@ class Options:
     eval_fraction: float = 0.1
     seed: int = 0
     near_dup_threshold: float = 0.9
+    kind: str = DEFAULT_KIND  # the record kind: "sft", "preference" or "kto" (kinds.py)
 
     def check(self) -> None:
+        check_kind(self.kind)
         if not 0.0 <= self.eval_fraction < 1.0:
             raise DatasetError(f"eval fraction {self.eval_fraction} must be at least 0 and below 1")
         if not 0.0 < self.near_dup_threshold <= 1.0:
@@ -36,8 +38,8 @@ class Options:
 
 @dataclass(frozen=True)
 class Prepared:
-    train: list[Conversation]
-    eval: list[Conversation]
+    train: list[Record]  # the lines to store (kinds.parse): {"messages": [...]} for SFT
+    eval: list[Record]
     report: ImportReport
 
 
@@ -46,35 +48,34 @@ def prepare(data: bytes, fmt: str, options: Options) -> Prepared:
     options.check()
     unit = UNITS[fmt]
     report = ImportReport(
-        format=fmt, numbering=NUMBERING[fmt], max_seq_length=options.max_seq_length,
+        format=fmt, kind=options.kind, numbering=NUMBERING[fmt], max_seq_length=options.max_seq_length,
         eval_fraction=options.eval_fraction, seed=options.seed, near_dup_threshold=options.near_dup_threshold,
     )
     counter = TokenCounter(options.tokenizer)
     report.token_counter = counter.label
     dedup = Deduplicator(options.near_dup_threshold, seed=options.seed)
     shapes: Counter[str] = Counter()
-    kept: list[Conversation] = []
+    kept: list[Record] = []
     lengths: list[int] = []
     for raw in read_records(data, fmt):
         report.records_read += 1
         try:
             if raw.error is not None:
                 raise RecordDefect(raw.error)
-            shape, messages = normalize(raw.fields)
-            check_roles(messages)
-            tokens = counter.count(messages)
+            parsed = parse(options.kind, raw.fields)
+            tokens = max(counter.count(conversation) for conversation in parsed.conversations)
             counter.check(tokens, options.max_seq_length)
         except RecordDefect as defect:
             report.add_error(RecordError(unit=unit, line=raw.line, message=str(defect)))
             continue
         report.records_valid += 1
-        shapes[shape] += 1
-        verdict = dedup.check(raw.line, messages)
+        shapes[parsed.shape] += 1
+        verdict = dedup.check(raw.line, parsed.text)
         if verdict is not None:
             report.add_duplicate(DuplicateNote(unit=unit, line=raw.line, duplicate_of=verdict.duplicate_of,
                                                kind=verdict.kind, jaccard=round(verdict.jaccard, 4)))
             continue
-        kept.append(messages)
+        kept.append(parsed.record)
         lengths.append(tokens)
     report.shapes = dict(sorted(shapes.items()))
     report.token_lengths = _stats(lengths)

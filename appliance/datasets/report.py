@@ -42,6 +42,7 @@ class TokenStats(BaseModel):
 
 class ImportReport(BaseModel):
     format: str
+    kind: str = "sft"  # the record kind (datasets.kinds): "sft", "preference" or "kto"; older reports are SFT
     numbering: str  # how the line/row numbers in errors count, e.g. "JSONL lines, 1-based"
     records_read: int = 0
     records_valid: int = 0

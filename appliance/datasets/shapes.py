@@ -23,11 +23,11 @@ def normalize(fields: dict[str, Any]) -> tuple[str, list[Message]]:
         RecordDefect: a required field is missing, empty or not text.
     """
     if fields.get("messages") is not None:
-        return "messages", _chat(fields["messages"])
+        return "messages", chat(fields["messages"])
     if "instruction" in fields:
         return _instruction(fields)
     if "prompt" in fields or "completion" in fields:
-        user, answer = _text(fields, "prompt"), _text(fields, "completion")
+        user, answer = text(fields, "prompt"), text(fields, "completion")
         return "prompt_completion", [*_system(fields), _msg("user", user), _msg("assistant", answer)]
     found = ", ".join(repr(k) for k in list(fields)[:8]) or "none"
     raise RecordDefect(f"unrecognized record: expected 'messages', 'instruction' or 'prompt' fields (found: {found})")
@@ -37,7 +37,12 @@ def _msg(role: str, content: str) -> Message:
     return {"role": role, "content": content}
 
 
-def _text(fields: dict[str, Any], key: str, *, required: bool = True) -> str:
+def text(fields: dict[str, Any], key: str, *, required: bool = True) -> str:
+    """The text of field `key` ("" when absent and not `required`).
+
+    Raises:
+        RecordDefect: missing or empty while required, or not text.
+    """
     value = fields.get(key)
     if value is None:
         if required:
@@ -51,33 +56,38 @@ def _text(fields: dict[str, Any], key: str, *, required: bool = True) -> str:
 
 
 def _system(fields: dict[str, Any]) -> list[Message]:
-    system = _text(fields, "system", required=False)
+    system = text(fields, "system", required=False)
     return [_msg("system", system)] if system.strip() else []
 
 
 def _instruction(fields: dict[str, Any]) -> tuple[str, list[Message]]:
-    instruction = _text(fields, "instruction")
-    extra = _text(fields, "input", required=False)
+    instruction = text(fields, "instruction")
+    extra = text(fields, "input", required=False)
     if not extra.strip():  # Dolly calls it context
-        extra = _text(fields, "context", required=False)
+        extra = text(fields, "context", required=False)
     user = f"{instruction}\n\n{extra}" if extra.strip() else instruction
     dolly = fields.get("output") is None and "response" in fields
-    answer = _text(fields, "response" if dolly else "output")
+    answer = text(fields, "response" if dolly else "output")
     return ("dolly" if dolly else "alpaca"), [*_system(fields), _msg("user", user), _msg("assistant", answer)]
 
 
-def _chat(value: Any) -> list[Message]:
+def chat(value: Any, field: str = "messages") -> list[Message]:
+    """A list of OpenAI-style messages (or its JSON text, as a CSV cell holds it) as plain {role, content} text.
+
+    Raises:
+        RecordDefect: not a list of messages with a role and text content; the message names `field`.
+    """
     if isinstance(value, str):  # CSV cells hold the list as JSON text
         if not value.strip():
-            raise RecordDefect("empty field 'messages'")
+            raise RecordDefect(f"empty field {field!r}")
         try:
             value = json.loads(value)
         except json.JSONDecodeError as exc:
-            raise RecordDefect(f"field 'messages' is not valid JSON: {exc.msg} (column {exc.colno})") from exc
+            raise RecordDefect(f"field {field!r} is not valid JSON: {exc.msg} (column {exc.colno})") from exc
     if not isinstance(value, list):
-        raise RecordDefect(f"field 'messages' must be a list of messages, got {json_type(value)}")
+        raise RecordDefect(f"field {field!r} must be a list of messages, got {json_type(value)}")
     if not value:
-        raise RecordDefect("empty field 'messages'")
+        raise RecordDefect(f"empty field {field!r}")
     messages = []
     for index, item in enumerate(value, start=1):
         if not isinstance(item, dict):

@@ -47,6 +47,26 @@ def check_roles(messages: list[Message]) -> None:
         raise RecordDefect(f"wrong role order: ends with {previous!r}; the last message must be 'assistant'")
 
 
+def check_answer(prompt: list[Message], answer: list[Message], field: str) -> None:
+    """A prompt (ending with the user's turn) and one answer to it (the assistant's messages, tool results
+    between them), as preference and KTO records hold them.
+
+    Raises:
+        RecordDefect: the prompt does not end with 'user', the answer holds another role, or the conversation
+        they make breaks the role order.
+    """
+    if prompt[-1]["role"] != "user":
+        raise RecordDefect(f"field 'prompt' must end with a 'user' message (it ends with {prompt[-1]['role']!r})")
+    for index, message in enumerate(answer, start=1):
+        if message["role"] not in ("assistant", "tool"):
+            raise RecordDefect(f"field {field!r}: message {index} is {message['role']!r}; an answer holds only "
+                               "'assistant' (and 'tool') messages")
+    try:
+        check_roles([*prompt, *answer])
+    except RecordDefect as defect:
+        raise RecordDefect(f"prompt + {field}: {defect}") from None
+
+
 def _order_defect(role: str, previous: str | None, index: int) -> str:
     if role == "system":
         return f"wrong role order: 'system' is only allowed as the first message (message {index})"
