@@ -187,4 +187,53 @@ MIGRATIONS: tuple[tuple[int, str, str], ...] = (
         ALTER TABLE api_keys ADD COLUMN daily_token_quota INTEGER;
         """,
     ),
+    (
+        11,
+        "captured answers (after the capture redaction), their feedback and their review (appliance.capture)",
+        """
+        CREATE TABLE captures (
+            response_id TEXT PRIMARY KEY,
+            deployment TEXT NOT NULL,
+            model_id TEXT NOT NULL DEFAULT '',
+            model_name TEXT NOT NULL DEFAULT '',
+            key_id TEXT NOT NULL,
+            key_name TEXT NOT NULL,
+            created_at REAL NOT NULL,
+            latency_ms REAL NOT NULL DEFAULT 0,
+            prompt_tokens INTEGER NOT NULL DEFAULT 0,
+            completion_tokens INTEGER NOT NULL DEFAULT 0,
+            finish_reason TEXT NOT NULL DEFAULT '',
+            endpoint TEXT NOT NULL DEFAULT '',
+            stream INTEGER NOT NULL DEFAULT 0 CHECK (stream IN (0, 1)),
+            messages TEXT NOT NULL,
+            answer TEXT NOT NULL,
+            size_bytes INTEGER NOT NULL CHECK (size_bytes >= 0)
+        );
+        CREATE INDEX captures_by_deployment ON captures(deployment, created_at);
+        CREATE INDEX captures_by_time ON captures(created_at);
+        CREATE INDEX captures_by_key ON captures(key_name, created_at);
+        CREATE TABLE capture_feedback (
+            response_id TEXT PRIMARY KEY REFERENCES captures(response_id) ON DELETE CASCADE,
+            rating TEXT,
+            score INTEGER CHECK (score BETWEEN 1 AND 5),
+            label INTEGER CHECK (label IN (0, 1)),
+            correction TEXT,
+            comment TEXT NOT NULL DEFAULT '',
+            tags TEXT NOT NULL DEFAULT '[]',
+            key_id TEXT NOT NULL,
+            key_name TEXT NOT NULL,
+            created_at REAL NOT NULL
+        );
+        CREATE INDEX capture_feedback_by_label ON capture_feedback(label);
+        CREATE TABLE capture_reviews (
+            response_id TEXT PRIMARY KEY REFERENCES captures(response_id) ON DELETE CASCADE,
+            state TEXT NOT NULL CHECK (state IN ('pending', 'accepted', 'edited', 'rejected')),
+            messages TEXT,
+            reviewer TEXT NOT NULL DEFAULT '',
+            note TEXT NOT NULL DEFAULT '',
+            decided_at REAL
+        );
+        CREATE INDEX capture_reviews_by_state ON capture_reviews(state);
+        """,
+    ),
 )
