@@ -47,6 +47,15 @@ def _run(replay: Replay, scenario: Callable[[ApplianceApp, Pilot[None], SubmitJo
     asyncio.run(run())
 
 
+async def _submitted(pilot: Pilot[None], replay: Recording) -> None:
+    """Submit, then wait for the POST: the screen sends it from a worker after the form closes."""
+    await pilot.click("#submit")
+    for _ in range(200):
+        if replay.submitted:
+            return
+        await pilot.pause(0.05)
+
+
 async def _choose(pilot: Pilot[None], modal: SubmitJobModal, kind: str) -> None:
     modal.query_one("#type", Select).value = kind
     await settle(pilot)
@@ -68,8 +77,7 @@ def test_finetune_form_starts_from_the_profile_and_asks_the_planner() -> None:
         modal.query_one("#field-dataset", Select).value = "ops-faq"
         modal.query_one("#ov-max_steps", Input).value = "5"
         modal.query_one("#field-adapter_name", Input).value = "faq-lora"
-        await pilot.click("#submit")
-        await settle(pilot)
+        await _submitted(pilot, replay)
 
     _run(replay, scenario)
     assert replay.submitted == [{"type": "finetune", "params": {
@@ -98,8 +106,7 @@ def test_every_kind_gets_a_form_that_sends_typed_params() -> None:
         await settle(pilot)
         assert "Max new tokens: 'many' is not a number" in [n.message for n in app._notifications]
         modal.query_one("#field-max_new_tokens", Input).value = "12"
-        await pilot.click("#submit")
-        await settle(pilot)
+        await _submitted(pilot, replay)
 
     _run(replay, scenario)
     assert replay.submitted == [{"type": "export", "params": {
@@ -117,8 +124,7 @@ def test_a_checkbox_and_the_import_form() -> None:
         assert [n.message for n in app._notifications] == ["required: Dataset name"]
         modal.query_one("#field-name", Input).value = "faq"
         modal.query_one("#field-strict", Checkbox).value = True
-        await pilot.click("#submit")
-        await settle(pilot)
+        await _submitted(pilot, replay)
 
     _run(replay, scenario)
     assert replay.submitted == [{"type": "dataset-import", "params": {
