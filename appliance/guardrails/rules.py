@@ -48,12 +48,12 @@ def checked_matcher(label: str, pattern: str, *, deny: bool, ignore_case: bool, 
         matcher = compile_matcher(label, body, deny=deny, ignore_case=ignore_case)
     except (re.error, regex.error) as exc:
         raise ValueError(f"the regex does not compile: {exc}") from None
-    if tree.getwidth()[0] == 0:
-        raise ValueError("the regex can match empty text; it must match at least one character")
     problem = find_nested(tree)
     if problem is not None:
         raise ValueError(f"the regex may backtrack catastrophically: {problem}; rewrite it without a quantifier "
                          "inside a repeated group (possessive quantifiers and atomic groups are fine)")
+    if tree.getwidth()[0] == 0:
+        raise ValueError("the regex can match empty text; it must match at least one character")
     if timing:
         try:
             check_timing(matcher, tree)
