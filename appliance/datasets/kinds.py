@@ -129,7 +129,7 @@ def _label(value: Any) -> bool:
 
 def _metadata(fields: dict[str, Any]) -> dict[str, Any] | None:
     value = fields.get("metadata")
-    if isinstance(value, str) and value.strip():  # a CSV cell holds it as JSON text
+    if isinstance(value, str) and value.lstrip().startswith("{"):  # a CSV cell holds it as JSON text
         try:
             value = json.loads(value)
         except json.JSONDecodeError as exc:

@@ -29,10 +29,11 @@ def keys(store: StateStore) -> dict[str, ApiKey]:
 
 
 def item(response_id: str, *, key: ApiKey | None = None, deployment: str = "chat", created_at: float = T0,
-         question: str | None = None, answer: str | None = None, **fields: Any) -> CapturedItem:
-    """A captured exchange: one user question and the assistant's answer."""
-    messages = [ChatMessage(role="system", content="Be brief."),
-                ChatMessage(role="user", content=question or f"Question {response_id}?")]
+         question: str | None = None, answer: str | None = None, messages: list[ChatMessage] | None = None,
+         **fields: Any) -> CapturedItem:
+    """A captured exchange: a system prompt, one user question and the assistant's answer."""
+    messages = messages or [ChatMessage(role="system", content="Be brief."),
+                            ChatMessage(role="user", content=question or f"Question {response_id}?")]
     return CapturedItem(
         response_id=response_id, deployment=deployment, model_id="m1", model_name="smollm2", created_at=created_at,
         key_id=key.id if key else "k-none", key_name=key.name if key else "nobody", latency_ms=12.5,
