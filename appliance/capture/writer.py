@@ -105,7 +105,8 @@ class CaptureWriter:
 
     def _signal(self, full: bool) -> None:
         if self._loop is not None and threading.get_ident() != self._loop_thread:
-            self._loop.call_soon_threadsafe(self._signal, full)
+            with contextlib.suppress(RuntimeError):  # the loop is closed: the item stays queued, counted at stop
+                self._loop.call_soon_threadsafe(self._signal, full)
             return
         self._wake.set()
         if full:
