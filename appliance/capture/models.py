@@ -85,6 +85,13 @@ class CapturedItem(BaseModel):
                 self.answer.encode())
         return self
 
+    def redacted(self, redact: Callable[[str], str]) -> CapturedItem:
+        """A copy with every message and the answer through `redact` (and its size counted again)."""
+        return CapturedItem.model_validate({
+            **self.model_dump(), "messages": [{"role": m.role, "content": redact(m.content)} for m in self.messages],
+            "answer": redact(self.answer), "size_bytes": 0,
+        })
+
 
 class FeedbackBody(BaseModel):
     """The body of `POST /v1/feedback`: at least one of rating, correction, comment or tags."""

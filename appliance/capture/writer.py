@@ -1,7 +1,10 @@
 """The capture writer: the request path hands a captured item over and goes on; a background task stores it.
 
-- `submit(item)` never blocks and never raises: a bounded in-memory queue; when it is full the item is dropped
-  and counted (`slm_capture_dropped_total{deployment,reason}`, `stats()`), with a warning at most every 10 s.
+- `submit(item, redact)` never blocks and never raises: a bounded in-memory queue; when it is full the item is
+  dropped and counted (`slm_capture_dropped_total{deployment,reason}`, `stats()`), with a warning at most every
+  10 s. Given `redact` (the deployment's capture redaction), the writer's thread applies it to every message and
+  the answer before anything is written, so the request path spends no time on it; an item it fails on is
+  dropped (`redaction_failed`), never stored unredacted.
 - One task drains the queue: after the first item it waits up to `flush_interval_s` for a batch to fill
   (`max_batch`), then writes the batch in ONE transaction on the writer's own thread, so the event loop never
   waits on SQLite. A failed batch (database locked, disk full) is retried `attempts` times with doubling
@@ -34,6 +37,7 @@ from appliance.errors import is_disk_full
 from appliance.state.store import StateStore
 
 log = logging.getLogger(__name__)
+Redact = Callable[[str], str]
 TRANSIENT: tuple[type[BaseException], ...] = (sqlite3.Error, OSError)
 WARN_EVERY_S = 10.0
 
@@ -58,7 +62,7 @@ class CaptureWriter:
         self.max_queue, self.max_batch, self.flush_interval_s = max_queue, max_batch, flush_interval_s
         self.attempts, self.retry_delay_s = attempts, retry_delay_s
         self._on_written = on_written
-        self._queue: deque[CapturedItem] = deque()
+        self._queue: deque[tuple[CapturedItem, Redact | None]] = deque()
         self._in_flight: list[CapturedItem] = []
         self._pending: set[str] = set()
         self._wake, self._full, self._progress = asyncio.Event(), asyncio.Event(), asyncio.Event()
@@ -78,13 +82,14 @@ class CaptureWriter:
         depth.set_function(lambda: len(self._queue))
 
     # -- the request path ---------------------------------------------------------------------------------
-    def submit(self, item: CapturedItem) -> bool:
-        """Queue `item` for storing; False when it was dropped (counted). Never blocks, never raises."""
+    def submit(self, item: CapturedItem, redact: Redact | None = None) -> bool:
+        """Queue `item` for storing (through `redact` first, on the writer's thread); False when it was dropped
+        (counted). Never blocks, never raises."""
         try:
             if self._closed or len(self._queue) >= self.max_queue:
                 self._drop([item], "stopped" if self._closed else "queue_full")
                 return False
-            self._queue.append(item)
+            self._queue.append((item, redact))
             self._pending.add(item.response_id)
             self._accepted += 1
             self._signal(full=len(self._queue) >= self.max_batch)
@@ -165,7 +170,7 @@ class CaptureWriter:
                 with contextlib.suppress(asyncio.CancelledError):
                     await self._task
         # In flight: the task was cancelled while the batch was being written (it may still commit).
-        left = [*self._in_flight, *self._queue]
+        left = [*self._in_flight, *(item for item, _ in self._queue)]
         self._queue.clear()
         if left:
             self._finish(left)
@@ -197,9 +202,16 @@ class CaptureWriter:
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self._full.wait(), self.flush_interval_s)
 
-    async def _write(self, batch: list[CapturedItem]) -> None:
+    async def _write(self, queued: list[tuple[CapturedItem, Redact | None]]) -> None:
         loop = asyncio.get_running_loop()
+        self._in_flight = [item for item, _ in queued]
+        batch, refused = await loop.run_in_executor(self._executor, _redact, queued)
+        if refused:
+            self._finish(refused)
+            self._drop(refused, "redaction_failed")
         self._in_flight = batch
+        if not batch:
+            return
         for attempt in range(1, self.attempts + 1):
             try:
                 inserted = await loop.run_in_executor(self._executor, self._commit, batch)
@@ -250,3 +262,16 @@ class CaptureWriter:
         for item in batch:
             self._pending.discard(item.response_id)
         self._progress.set()
+
+
+def _redact(queued: list[tuple[CapturedItem, Redact | None]]) -> tuple[list[CapturedItem], list[CapturedItem]]:
+    """On the writer's thread: each item through its redaction; those it failed on, apart (never stored)."""
+    done: list[CapturedItem] = []
+    refused: list[CapturedItem] = []
+    for item, redact in queued:
+        try:
+            done.append(item if redact is None else item.redacted(redact))
+        except Exception:
+            log.exception("capture redaction failed; item dropped", extra={"response_id": item.response_id})
+            refused.append(item)
+    return done, refused

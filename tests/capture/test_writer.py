@@ -7,12 +7,14 @@ import asyncio
 import logging
 import sqlite3
 import statistics
+import threading
 import time
 from pathlib import Path
 
 import pytest
 from prometheus_client import CollectorRegistry
 
+from appliance.capture.rows import item_from_row
 from appliance.capture.writer import CaptureWriter
 from appliance.state import StateStore
 from tests.capture.conftest import count, item
@@ -221,3 +223,34 @@ def test_a_repeated_response_id_is_stored_once(store: StateStore) -> None:
     assert (stats.written, stats.duplicates) == (1, 1)
     row = store.query_one("SELECT answer FROM captures")
     assert row is not None and row["answer"] == "first"
+
+
+def test_redaction_runs_on_the_writer_thread_and_a_failure_never_stores_the_text(store: StateStore) -> None:
+    registry = CollectorRegistry()
+    threads: set[str] = set()
+
+    def redact(text: str) -> str:
+        threads.add(threading.current_thread().name)
+        if "explode" in text:
+            raise RuntimeError("scanner failed")
+        return text.replace("alice@example.com", "[EMAIL]")
+
+    async def scenario() -> None:
+        writer = CaptureWriter(store, registry, flush_interval_s=0.01)
+        writer.start()
+        secret = item("chatcmpl-mail", question="mail alice@example.com", answer="sent to alice@example.com")
+        assert writer.submit(secret, redact)
+        assert writer.submit(item("chatcmpl-boom", question="explode"), redact)
+        assert writer.submit(item("chatcmpl-plain"))  # no redaction asked: stored as given
+        assert await writer.flush(timeout_s=5)
+        await writer.stop()
+
+    asyncio.run(scenario())
+    assert threads and all(name.startswith("capture-writer") for name in threads)
+    rows = {r["response_id"]: r for r in store.query("SELECT * FROM captures")}
+    assert set(rows) == {"chatcmpl-mail", "chatcmpl-plain"}
+    stored = item_from_row(rows["chatcmpl-mail"])
+    assert stored.messages[1].content == "mail [EMAIL]" and stored.answer == "sent to [EMAIL]"
+    assert "alice" not in str(dict(rows["chatcmpl-mail"]))
+    assert stored.size_bytes == item("x", question="mail [EMAIL]", answer="sent to [EMAIL]").size_bytes
+    assert _dropped(registry, "redaction_failed") == 1
