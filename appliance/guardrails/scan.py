@@ -105,16 +105,33 @@ def resolve(spans: list[Span]) -> tuple[Span, ...]:
     return tuple(kept)
 
 
-def _values(raws: list[tuple[int, int, Matcher]], text: str, boundary: int) -> list[Span]:
-    spans = []
-    for start, end, m in raws:
-        if m.deny or end > boundary:
-            continue
-        if m.validate is None:
-            spans.append(Span(start, end, m.label, m.priority))
+def _validated(raw: tuple[int, int, Matcher], text: str) -> list[Span]:
+    start, end, m = raw
+    if m.validate is None:
+        return [Span(start, end, m.label, m.priority)]
+    return [Span(start + a, start + b, m.label, m.priority) for a, b in m.validate(text[start:end])]
+
+
+def _inside(raw: tuple[int, int, Matcher], spans: Sequence[Span]) -> bool:
+    return any(s.start <= raw[0] and raw[1] <= s.end for s in spans)
+
+
+def _values(raws: list[tuple[int, int, Matcher]], text: str, boundary: int) -> tuple[Span, ...]:
+    """The values among the decided raw matches, resolved. A candidate inside a value already found by a
+    matcher of higher priority is validated only if that value does not survive the resolution (it would lose
+    to it otherwise): a card number is not also asked of `phonenumbers` in 16 regions."""
+    found: list[Span] = []
+    deferred = []
+    for raw in sorted((r for r in raws if not r[2].deny and r[1] <= boundary), key=lambda r: r[2].priority):
+        if _inside(raw, found):
+            deferred.append(raw)
         else:
-            spans.extend(Span(start + a, start + b, m.label, m.priority) for a, b in m.validate(text[start:end]))
-    return spans
+            found.extend(_validated(raw, text))
+    kept = resolve(found)
+    late = [raw for raw in deferred if not _inside(raw, kept)]
+    if late:
+        kept = resolve(found + [span for raw in late for span in _validated(raw, text)])
+    return kept
 
 
 def scan(text: str, start: int, matchers: Sequence[Matcher], *, final: bool,
@@ -142,7 +159,7 @@ def scan(text: str, start: int, matchers: Sequence[Matcher], *, final: bool,
         denied = Span(s, e, m.label)
         boundary = min(boundary, s)
     boundary = _uncross(boundary, raws)
-    return Scan(boundary, resolve(_values(raws, text, boundary)), denied)
+    return Scan(boundary, _values(raws, text, boundary), denied)
 
 
 def mask(text: str, start: int, end: int, spans: Sequence[Span]) -> str:

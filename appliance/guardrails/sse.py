@@ -92,7 +92,7 @@ class SseGuard:
             choice["finish_reason"] = "content_filter"
             holder[key] = released
             return True
-        if isinstance(text, str):
+        if isinstance(text, str) or released:
             holder[key] = released
         if choice.get("logprobs"):
             choice["logprobs"] = None  # they spell out the tokens, held or masked ones too
