@@ -24,6 +24,7 @@ from pydantic import BaseModel
 
 from appliance.datasets.errors import DatasetError, DatasetInvalid, DatasetNotFound, DatasetStorageFull
 from appliance.datasets.formats import detect_format
+from appliance.datasets.kinds import DEFAULT_KIND, Record
 from appliance.datasets.paths import checked_source
 from appliance.datasets.pipeline import Options, prepare
 from appliance.datasets.report import ImportReport
@@ -88,7 +89,7 @@ class DatasetStore:
     def import_dataset(self, source: Path, name: str, *, tokenizer: ChatTokenizer | None = None,
                        max_seq_length: int | None = None, eval_fraction: float = 0.1, seed: int = 0,
                        near_dup_threshold: float = 0.9, strict: bool = False,
-                       file_format: str | None = None) -> DatasetRecord:
+                       file_format: str | None = None, kind: str = DEFAULT_KIND) -> DatasetRecord:
         """Validate, deduplicate and split `source` and store it as a new version of `name` (or return the
         existing version of `name` with exactly this content). The operator's file is only read.
 
@@ -97,6 +98,7 @@ class DatasetStore:
             max_seq_length: records longer than this (after the chat template) are rejected.
             strict: refuse the whole file on any defect instead of keeping the valid records.
             file_format: "jsonl", "csv" or "parquet"; None tells it from the suffix.
+            kind: what a record holds: sft (conversations), preference or kto (appliance.datasets.kinds).
         Raises:
             DatasetError: refused (bad name or path, unreadable file); DatasetInvalid: no valid record, or a
             defect in strict mode; the message names the first defects with their line or row numbers.
@@ -109,7 +111,7 @@ class DatasetStore:
         fmt = detect_format(real, file_format)
         data = _read_source(real)
         options = Options(tokenizer=tokenizer, max_seq_length=max_seq_length, eval_fraction=eval_fraction,
-                          seed=seed, near_dup_threshold=near_dup_threshold)
+                          seed=seed, near_dup_threshold=near_dup_threshold, kind=kind)
         prepared = prepare(data, fmt, options)
         report = prepared.report
         if report.records_read == 0:
@@ -211,7 +213,8 @@ class DatasetStore:
             raise DatasetNotFound(f"dataset reference {ref!r}: the version after '@' must be a number")
         return self.get(name, int(version) if version else None)
 
-    def load_split(self, record: DatasetRecord, split: Split) -> list[Conversation]:
+    def load_records(self, record: DatasetRecord, split: Split) -> list[Record]:
+        """The records of a split as stored (their shape follows the version's kind)."""
         if split not in SPLITS:
             raise DatasetError(f"unknown split {split!r}; use train or eval")
         path = record.split_file(split)
@@ -219,7 +222,14 @@ class DatasetStore:
             lines = path.read_bytes().split(b"\n")
         except OSError as exc:
             raise DatasetError(f"dataset {record.name} v{record.version}: cannot read {path}: {exc.strerror}") from exc
-        return [json.loads(line)["messages"] for line in lines if line]
+        return [json.loads(line) for line in lines if line]
+
+    def load_split(self, record: DatasetRecord, split: Split) -> list[Conversation]:
+        """The conversations of an sft version's split."""
+        if record.report.kind != DEFAULT_KIND:
+            raise DatasetError(f"dataset {record.name} v{record.version} holds {record.report.kind} records, not "
+                               "conversations")
+        return [r["messages"] for r in self.load_records(record, split)]
 
     @staticmethod
     def _content_id(folder: Path) -> str | None:
