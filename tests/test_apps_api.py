@@ -134,6 +134,23 @@ def test_embeddings_base64_string_and_token_input(daemon: DaemonProcess) -> None
     assert empty.status_code == 400 and empty.json()["error"]["param"] == "input"
 
 
+def test_the_wrong_kind_of_model_is_a_400_naming_it(daemon: DaemonProcess) -> None:
+    """Embeddings from a chat deployment, or a chat from an embeddings one, is the app's mistake: a 400 that says
+    which deployment serves what, not llama-server's 501 ("start it with --embeddings") or its 500."""
+    client = _client(daemon)
+    with pytest.raises(openai.BadRequestError) as chat_model:
+        client.embeddings.create(model=STARTER, input="motor overheated")
+    error = chat_model.value.response.json()["error"]
+    assert error["code"] == "unsupported_model" and error["param"] == "model"
+    assert f"'{STARTER}' is a chat deployment" in error["message"]
+    with pytest.raises(openai.BadRequestError) as embed_model:
+        client.chat.completions.create(model=EMBED, messages=ASK, max_tokens=4)
+    assert f"'{EMBED}' is an embeddings deployment" in str(embed_model.value)
+    completion = httpx.post(f"{daemon.url}/v1/completions", headers=daemon.admin_headers(),
+                            json={"model": EMBED, "prompt": "Hello", "max_tokens": 4})
+    assert completion.status_code == 400 and completion.json()["error"]["code"] == "unsupported_model"
+
+
 def test_several_choices_with_n(daemon: DaemonProcess) -> None:
     answer = _client(daemon).chat.completions.create(model=STARTER, messages=ASK, n=2, max_tokens=8,
                                                      temperature=1.0, seed=3)

@@ -24,6 +24,7 @@ from appliance.errors import StorageFull
 from appliance.jobs import runner as runner_mod
 from appliance.jobs.runner import JobRunner
 from appliance.jobs.store import JobStore
+from appliance.plan.serving import SlotKvMemory
 from appliance.registry import registry as registry_mod
 from appliance.registry.registry import Registry
 from appliance.registry.starter import find_starter_gguf
@@ -107,8 +108,8 @@ class ScriptBackend:
     """A stand-in backend program: any command line, healthy when its port answers HTTP."""
 
     name = "script"
-    capabilities = Capabilities(formats=("gguf",), continuous_batching=False, lora_adapters=False,
-                                gpu_required=False)
+    capabilities = Capabilities(formats=("gguf",), memory=SlotKvMemory(), continuous_batching=False,
+                                lora_adapters=False, gpu_required=False)
 
     def __init__(self, argv: list[str]) -> None:
         self.argv = argv
