@@ -12,15 +12,16 @@ from pathlib import Path
 from typing import Any
 
 from appliance.jobs.events import Emitter, JobCancelled, JobFailed
-from appliance.jobs.kinds import KINDS
 
 EXIT_OK, EXIT_FAILED, EXIT_CANCELLED = 0, 1, 3
 
 
 def main(argv: list[str]) -> int:
-    spec: dict[str, Any] = json.loads(Path(argv[1]).read_text())
     emitter = Emitter()
-    emitter.install_signal_handler()
+    emitter.install_signal_handler()  # first: a cancel that comes while the imports below run is kept, not fatal
+    from appliance.jobs.kinds import KINDS
+
+    spec: dict[str, Any] = json.loads(Path(argv[1]).read_text())
     kind = KINDS.find(spec["type"])
     if kind is None:
         print(KINDS.unknown(spec["type"]), file=sys.stderr)
