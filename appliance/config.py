@@ -94,6 +94,9 @@ class ApplianceConfig(BaseSettings):
     upstream_read_timeout_s: float = Field(
         300.0, gt=0, description="A backend silent this long mid-answer is given up on (the slot is freed)."
     )
+    capture_sweep_interval_s: float = Field(
+        300.0, gt=0, description="How often captured answers past their deployment's retention are deleted."
+    )
     backend_niceness: int = Field(
         10, ge=0, le=19,
         description="CPU niceness of backend processes: backends saturate every core, and the gateway, the API "

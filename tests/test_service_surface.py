@@ -12,13 +12,15 @@ from appliance.deploy.service import Deployments
 from appliance.deploy.view import GatewayView
 from tests.helpers import REPO
 
-# What the rest of the appliance may import of appliance.deploy: the service, its data, its errors, the view.
+# What the rest of the appliance may import of appliance.deploy: the service, its data, its errors, the view
+# and the compiled policy it hands out.
 PUBLIC_MODULES = {"appliance.deploy.service", "appliance.deploy.models", "appliance.deploy.errors",
-                  "appliance.deploy.view"}
+                  "appliance.deploy.view", "appliance.deploy.policies"}
 PARTS = {"reconciler", "routing", "planner", "_parts"}
 STORES = {"history", "adapters"}  # as attributes whose own members are used: x.history.record(...)
 SURFACE = {"create", "start", "stop", "delete", "switch", "rollback", "attach", "detach", "logs", "all", "get",
-           "history_of", "adapters_of", "reconcile", "shutdown", "pause_all", "resume", "gateway_view",
+           "history_of", "adapters_of", "set_policy", "policies_of", "reconcile", "shutdown", "pause_all", "resume",
+           "gateway_view",
            "backend_client"}
 
 
@@ -57,7 +59,7 @@ def test_the_service_surface_is_closed() -> None:
 
 def test_the_gateway_view_cannot_change_anything() -> None:
     public = {name for name, _ in inspect.getmembers(GatewayView) if not name.startswith("_")}
-    assert public == {"route", "state_of", "deployments", "ready_processes", "restarts"}
+    assert public == {"route", "policy", "model_of", "state_of", "deployments", "ready_processes", "restarts"}
 
 
 def test_only_the_service_writes_history_and_audit_of_deployments() -> None:

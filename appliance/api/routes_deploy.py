@@ -1,5 +1,6 @@
 """Changing what a deployment serves (admin scope): switch to a new version behind the eval gate, roll back,
-history, and live LoRA adapters. The rules and the audit trail live in the deployment service."""
+history, live LoRA adapters, and its policy (guardrails and capture). The rules and the audit trail live in
+the deployment service."""
 
 from __future__ import annotations
 
@@ -8,8 +9,11 @@ from fastapi import APIRouter, Depends, Query, Request
 from appliance.deploy.models import (
     AttachAdapter,
     AttachedAdapter,
+    DeploymentPolicy,
     HistoryEntry,
+    PolicyVersion,
     RollbackRequest,
+    SetPolicy,
     SwitchRequest,
     SwitchResult,
 )
@@ -59,3 +63,26 @@ async def attach_adapter(name: str, body: AttachAdapter, request: Request,
 async def detach_adapter(name: str, served: str, request: Request,
                          who: ApiKey = Depends(require("admin"))) -> SwitchResult:
     return await deployments_of(request).detach(name, served, who.name)
+
+
+@router.get("/{name}/policy", response_model=PolicyVersion)
+async def get_policy(name: str, request: Request, _: ApiKey = Depends(require("admin"))) -> PolicyVersion:
+    """The policy in force (version 0, the empty policy, when none was ever set)."""
+    versions = deployments_of(request).policies_of(name, 1)
+    return versions[0] if versions else PolicyVersion(deployment=name, version=0, policy=DeploymentPolicy(),
+                                                      actor="", created_at=0.0)
+
+
+@router.put("/{name}/policy", response_model=PolicyVersion)
+async def set_policy(name: str, body: SetPolicy, request: Request,
+                     who: ApiKey = Depends(require("admin"))) -> PolicyVersion:
+    """A new version of the deployment's guardrail and capture policy, in force for the next request. Regexes
+    that can backtrack catastrophically, unknown entities and duplicate rule names are refused (422)."""
+    return deployments_of(request).set_policy(name, body, who.name)
+
+
+@router.get("/{name}/policy/versions", response_model=list[PolicyVersion])
+async def policy_versions(name: str, request: Request, limit: int = Query(20, ge=1, le=1000),
+                          _: ApiKey = Depends(require("admin"))) -> list[PolicyVersion]:
+    """Every version of the policy, newest first."""
+    return deployments_of(request).policies_of(name, limit)

@@ -32,6 +32,12 @@ class NotYourResponse(Forbidden):
     code = "not_your_response"
 
 
+def captured_deployment(store: StateStore, response_id: str) -> str | None:
+    """The deployment a captured answer came from (its policy redacts the feedback), None when unknown."""
+    row = store.query_one("SELECT deployment FROM captures WHERE response_id = ?", (response_id,))
+    return str(row["deployment"]) if row is not None else None
+
+
 def record_feedback(store: StateStore, key: ApiKey, body: FeedbackBody, *,
                     redact: Callable[[str], str] | None = None, now: float | None = None) -> Feedback:
     """Store `key`'s feedback on one captured answer (replacing its earlier one) and return it.

@@ -6,9 +6,12 @@ from __future__ import annotations
 from fastapi import FastAPI
 
 from appliance import __version__
-from appliance.api import routes_deploy, routes_jobs, routes_keys, routes_models, routes_system
+from appliance.api import routes_capture, routes_deploy, routes_jobs, routes_keys, routes_models, routes_system
+from appliance.capture.models import CaptureSettings
+from appliance.capture.runtime import CaptureRuntime
 from appliance.core import Appliance
 from appliance.deploy.service import Deployments
+from appliance.gateway import feedback as gateway_feedback
 from appliance.gateway import routes as gateway_routes
 from appliance.gateway.admission import Gates
 from appliance.gateway.context import GatewayContext, RequestLimits
@@ -33,18 +36,27 @@ def create_app(appliance: Appliance, deployments: Deployments, jobs: JobRunner) 
     view = deployments.gateway_view
     metrics = GatewayMetrics(view.restarts, appliance.nvml_lib)
     usage = UsageMeter(appliance.store, metrics.registry)
+
+    def capture_settings() -> dict[str, CaptureSettings]:
+        return {d.name: p.capture for d in view.deployments() if (p := view.policy(d.name)) is not None}
+
+    capture = CaptureRuntime.create(appliance.store, metrics.registry, capture_settings,
+                                    config.capture_sweep_interval_s)
     app.state.appliance = appliance
     app.state.deployments = deployments
     app.state.jobs = jobs
     app.state.usage = usage
+    app.state.capture = capture  # started and stopped by the daemon's serve loop
     app.state.gateway = GatewayContext(
         deployments=view, backend_client=deployments.backend_client,
         upstream=UpstreamPool(config.upstream_read_timeout_s),
         gates=Gates(config.queue_depth, config.per_key_concurrency), metrics=metrics, usage=usage,
-        limits=RequestLimits(config.max_json_depth, config.max_messages))
+        limits=RequestLimits(config.max_json_depth, config.max_messages), capture=capture.writer,
+        audit=appliance.store.audit)
     install_error_handlers(app)
     for router in (routes_system.router, routes_keys.router, routes_keys.usage_router, routes_models.router,
-                   routes_deploy.router, routes_jobs.router, gateway_routes.router):
+                   routes_deploy.router, routes_jobs.router, routes_capture.router, gateway_routes.router,
+                   gateway_feedback.router):
         app.include_router(router)
     return app
 

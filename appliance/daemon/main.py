@@ -14,6 +14,7 @@ import uvicorn
 import uvloop
 
 from appliance.backends.registry import create_backends
+from appliance.capture.runtime import CaptureRuntime
 from appliance.children import go_offline
 from appliance.config import ApplianceConfig
 from appliance.core import Appliance
@@ -76,6 +77,8 @@ async def serve(appliance: Appliance, notifier: Notifier) -> int:
     # Deployments the store says should run come back; on a fresh box the starter model is deployed.
     await deployments.reconcile()
     jobs.start()  # jobs a crash interrupted go back to the queue and resume
+    capture: CaptureRuntime = app.state.capture
+    capture.start()
     await bootstrap_starter(appliance, deployments)
     bound = sock.getsockname()
     appliance.ready = True
@@ -96,6 +99,7 @@ async def serve(appliance: Appliance, notifier: Notifier) -> int:
     await ticker
     await server.shutdown(sockets=[sock])
     await jobs.shutdown()
+    await capture.stop()
     await deployments.shutdown()
     sock.close()
     log.info("stopped")

@@ -6,6 +6,9 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from appliance.capture.models import CaptureSettings
+from appliance.guardrails.policy import GuardrailPolicy
+
 
 class DeploymentParams(BaseModel):
     """Per-deployment overrides; anything unset comes from the hardware profile."""
@@ -61,6 +64,7 @@ class Deployment(DeploymentRow):
     injected_args: dict[str, str] = Field(default_factory=dict)
     adapters: list[str] = Field(default_factory=list, description="Served names of the attached LoRA adapters")
     switching: bool = Field(False, description="A blue/green switch of this deployment is under way")
+    policy_version: int | None = Field(None, description="The version of its policy in force (none: no policy)")
 
 
 class SwitchRequest(BaseModel):
@@ -122,3 +126,29 @@ class AttachedAdapter(BaseModel):
     scale: float
     position: int = Field(..., description="The adapter's id in the backend (its order on the command line)")
     attached_at: float
+
+
+class DeploymentPolicy(BaseModel):
+    """What a deployment applies to its traffic: guardrails on requests and answers, and capture of answers."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    guardrails: GuardrailPolicy = Field(default_factory=GuardrailPolicy,
+                                        description="Limits, deny rules, PII redaction and a guard model")
+    capture: CaptureSettings = Field(default_factory=CaptureSettings, description="Capture of answers (opt-in)")
+
+
+class SetPolicy(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    policy: DeploymentPolicy
+    reason: str | None = Field(None, max_length=500, description="Why (kept with the version and in the audit log)")
+
+
+class PolicyVersion(BaseModel):
+    deployment: str
+    version: int
+    policy: DeploymentPolicy
+    actor: str
+    reason: str = ""
+    created_at: float

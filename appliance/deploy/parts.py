@@ -14,6 +14,7 @@ from appliance.deploy.errors import DeploymentConflict
 from appliance.deploy.fit import BackendChoice, FitPlanner, ServingPlan
 from appliance.deploy.history import AdapterTable, History
 from appliance.deploy.models import Deployment, DeploymentRow
+from appliance.deploy.policies import ActivePolicy, PolicyStore, compile_policy
 from appliance.deploy.reconciler import Reconciler
 from appliance.deploy.routing import RoutingTable
 from appliance.deploy.store import DeploymentStore
@@ -49,6 +50,11 @@ class DeploymentParts:
         self.reconciler = Reconciler(self.rows, self.adapters, registry, self.planner, dict(backends), self.routing,
                                      logs_dir, runtime_dir, niceness)
         self.switching: set[str] = set()
+        self.policies = PolicyStore(store)
+        self.active: dict[str, ActivePolicy] = {}  # the policy in force per deployment, compiled (the hot path)
+
+    def load_policies(self) -> None:
+        self.active = {name: compile_policy(name, version) for name, version in self.policies.all_current().items()}
 
     def backend(self, name: str) -> Backend:
         return self.planner.backends[name]
@@ -80,8 +86,10 @@ class DeploymentParts:
     def get(self, name: str) -> Deployment:
         row = self.rows.get(name)
         served = self.reconciler.live(name)
+        policy = self.active.get(name)
         return Deployment(**row.model_dump(), injected_args=served.process.injected if served else {},
-                          adapters=[a.name for a in self.adapters.of(name)], switching=name in self.switching)
+                          adapters=[a.name for a in self.adapters.of(name)], switching=name in self.switching,
+                          policy_version=policy.version if policy else None)
 
     def served_names(self) -> set[str]:
         """Every model name apps can send: deployments and the adapters attached to them."""

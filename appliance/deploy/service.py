@@ -22,11 +22,14 @@ from appliance.deploy.models import (
     CreateDeployment,
     Deployment,
     HistoryEntry,
+    PolicyVersion,
     RollbackRequest,
+    SetPolicy,
     SwitchRequest,
     SwitchResult,
 )
 from appliance.deploy.parts import DeploymentParts
+from appliance.deploy.policies import compile_policy
 from appliance.deploy.view import GatewayView
 from appliance.hardware.models import HardwareReport
 from appliance.logfiles import tail
@@ -61,6 +64,11 @@ class Deployments:
     def adapters_of(self, name: str) -> list[AttachedAdapter]:
         self._parts.rows.get(name)
         return self._parts.adapters.of(name)
+
+    def policies_of(self, name: str, limit: int = 20) -> list[PolicyVersion]:
+        """The policy versions of `name`, newest (the one in force) first."""
+        self._parts.rows.get(name)
+        return self._parts.policies.versions(name, limit)
 
     def logs(self, name: str, lines: int = 200) -> str:
         """The end of the backend log of `name` (every process that served it, candidates included)."""
@@ -97,11 +105,32 @@ class Deployments:
         if name in parts.switching:
             raise DeploymentConflict(f"deployment {name!r} is being switched; try again when that is done")
         deployment = await self._set_desired(name, "stopped")
-        parts.rows.delete(name)
+        parts.rows.delete(name)  # its policy versions go with it (ON DELETE CASCADE)
+        parts.active.pop(name, None)
         parts.history.forget(name)
         parts.reconciler.withdraw(name)
         parts.store.audit(actor, "deployment.delete", name)
         return deployment
+
+    def set_policy(self, name: str, body: SetPolicy, actor: str) -> PolicyVersion:
+        """A new version of the deployment's policy, in force for the next request (the patterns were checked
+        for catastrophic backtracking when `body` was parsed). The audit line has no rule content."""
+        parts = self._parts
+        parts.rows.get(name)
+        guard = body.policy.guardrails.guard
+        if guard is not None and guard.deployment == name:
+            raise DeploymentError("a deployment cannot be its own guard model", param="policy.guardrails.guard")
+        if guard is not None and not parts.rows.exists(guard.deployment):
+            raise DeploymentNotFound(f"guard model deployment {guard.deployment!r} does not exist",
+                                     param="policy.guardrails.guard.deployment")
+        version = parts.policies.add(name, body.policy, actor, body.reason or "")
+        parts.active[name] = compile_policy(name, version)
+        rails = body.policy.guardrails
+        parts.store.audit(actor, "deployment.policy", name, {
+            "version": version.version, "reason": body.reason, "deny_rules": [r.name for r in rails.deny],
+            "redact": rails.redact.model_dump(), "guard": guard.deployment if guard else None,
+            "capture": body.policy.capture.enabled})
+        return version
 
     async def switch(self, name: str, body: SwitchRequest, actor: str) -> SwitchResult:
         """Another model version under this name, blue/green, if it passes health, a smoke prompt and the eval
@@ -161,7 +190,8 @@ class Deployments:
 
     # -- the daemon's -------------------------------------------------------------------------------
     async def reconcile(self) -> None:
-        """Every deployment the store says should run comes back (daemon start)."""
+        """Every deployment the store says should run comes back, under its policy (daemon start)."""
+        self._parts.load_policies()
         await self._parts.reconciler.reconcile()
 
     async def shutdown(self) -> None:

@@ -7,6 +7,7 @@ from appliance.backends.process import BackendProcess
 from appliance.deploy.errors import DeploymentNotFound
 from appliance.deploy.models import Deployment
 from appliance.deploy.parts import DeploymentParts
+from appliance.deploy.policies import ActivePolicy
 from appliance.deploy.routing import Route
 
 
@@ -17,6 +18,15 @@ class GatewayView:
     def route(self, served_name: str) -> Route | None:
         """The ready process behind a served name (in memory: the hot path), with its adapter selector."""
         return self._parts.routing.route(served_name)
+
+    def policy(self, deployment: str) -> ActivePolicy | None:
+        """The policy in force on `deployment` (in memory), None when it has none."""
+        return self._parts.active.get(deployment)
+
+    def model_of(self, deployment: str) -> tuple[str, str]:
+        """(id, name) of the model serving `deployment` now (in memory; empty when nothing serves)."""
+        served = self._parts.reconciler.live(deployment)
+        return (served.plan.model.id, served.plan.model.name) if served else ("", "")
 
     def state_of(self, served_name: str) -> tuple[str, str] | None:
         """(state, message) of the deployment behind a served name, None when there is none (reads the store:

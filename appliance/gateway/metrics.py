@@ -57,4 +57,11 @@ class GatewayMetrics:
         self.queue_depth = Gauge("slm_queue_depth", "Requests waiting for a backend slot", labels,
                                  registry=self.registry)
         self.inflight = Gauge("slm_inflight_requests", "Requests being served", labels, registry=self.registry)
+        self.guardrail_blocks = Counter("slm_guardrail_blocks", "Requests refused or answers ended by a guardrail",
+                                        [*labels, "rule", "direction", "reason"], registry=self.registry)
+        self.guardrail_rewrites = Counter("slm_guardrail_rewrites", "Requests or answers a guardrail masked",
+                                          [*labels, "direction"], registry=self.registry)
+        self.guard_verdicts = Counter("slm_guardrail_guard_verdicts", "Guard model verdicts (safe, unsafe, "
+                                      "timeout, error, unknown) and what they decided",
+                                      [*labels, "direction", "verdict", "decision"], registry=self.registry)
         self.registry.register(_LiveCollector(restarts, nvml_lib))

@@ -12,7 +12,7 @@ import contextlib
 import json
 import time
 from collections.abc import AsyncIterator
-from typing import NamedTuple
+from typing import NamedTuple, Protocol
 
 from fastapi import Request
 from fastapi.responses import JSONResponse, Response, StreamingResponse
@@ -37,6 +37,17 @@ class Target(NamedTuple):
 
     async def post(self, pool: UpstreamPool, path: str, body: bytes) -> UpstreamResponse:
         return await pool.post(self.host, self.port, path, body, self.unix_socket, self.api_key)
+
+
+class Tap(Protocol):
+    """What a policy does to a streamed answer on its way (appliance.gateway.policing.StreamTap)."""
+
+    @property
+    def ended(self) -> bool: ...
+
+    def feed(self, chunk: bytes) -> bytes: ...
+
+    def done(self) -> None: ...
 
 
 class Relay:
@@ -82,7 +93,7 @@ class Relay:
             meter.record(key, self.deployment, tokens)
 
 
-async def _stream(relay: Relay, response: UpstreamResponse) -> AsyncIterator[bytes]:
+async def _stream(relay: Relay, response: UpstreamResponse, tap: Tap | None = None) -> AsyncIterator[bytes]:
     tail = b""
     first = True
     try:
@@ -91,9 +102,15 @@ async def _stream(relay: Relay, response: UpstreamResponse) -> AsyncIterator[byt
                 relay.metrics.ttft.labels(relay.deployment).observe(time.perf_counter() - relay.started)
                 first = False
             tail = chunk if len(chunk) >= 4096 else (tail + chunk)[-4096:]
-            yield chunk
+            out = chunk if tap is None else tap.feed(chunk)
+            if out:
+                yield out
+            if tap is not None and tap.ended:
+                break  # a deny rule ended the answer: releasing the response closes the backend's connection
         relay.status = "ok"
         relay.count_tokens(tail)
+        if tap is not None:
+            tap.done()
     except (asyncio.CancelledError, GeneratorExit):
         relay.status = "cancelled"  # the client went away; releasing mid-response closes the backend connection
         raise
@@ -155,7 +172,7 @@ async def _complete(request: Request, pool: UpstreamPool, relay: Relay, target: 
 
 
 async def forward(request: Request, pool: UpstreamPool, relay: Relay, target: Target, path: str,
-                  body: bytes, stream: bool) -> Response:
+                  body: bytes, stream: bool, tap: Tap | None = None) -> Response:
     """Send `body` to the backend and relay the answer. The caller has acquired `relay.gate`."""
     try:
         if stream:
@@ -164,7 +181,7 @@ async def forward(request: Request, pool: UpstreamPool, relay: Relay, target: Ta
                 error = _backend_error(response.status, await response.read())
                 await relay.finish()
                 return error
-            return StreamingResponse(_stream(relay, response), media_type="text/event-stream",
+            return StreamingResponse(_stream(relay, response, tap), media_type="text/event-stream",
                                      headers=SSE_HEADERS, background=BackgroundTask(relay.finish))
         result = await _complete(request, pool, relay, target, path, body)
         if result is None:

@@ -16,6 +16,7 @@ from appliance.errors import BadRequest, NotFound, TooManyRequests, Unavailable
 from appliance.gateway.admission import KeyBusy, KeyClaim, QueueFull
 from appliance.gateway.backend_metrics import scrape
 from appliance.gateway.context import GatewayContext, gateway_of
+from appliance.gateway.policing import Exchange
 from appliance.gateway.protocol import ChatCompletionRequest, CompletionRequest, EmbeddingRequest
 from appliance.gateway.proxy import SSE_HEADERS, Relay, Target, forward
 from appliance.gateway.tools import ToolPlan, as_stream, plan_tools, read_answer
@@ -115,25 +116,30 @@ async def _proxy(request: Request, schema: type[BaseModel], path: str, endpoint:
     if choices > process.spec.parallel_slots:
         raise BadRequest(f"n: {choices} choices need {choices} slots; model '{name}' has "
                          f"{process.spec.parallel_slots}", param="n", code="invalid_parameter")
+    key = caller(request)
+    gateway.usage.check_quota(key)
+    policy = gateway.deployments.policy(process.spec.deployment) if endpoint != "embeddings" else None
+    exchange = Exchange(gateway, policy, name, path, key, data) if policy is not None else None
+    if exchange is not None and (rewritten := await exchange.before()) is not None:
+        data, body = rewritten, json.dumps(rewritten).encode()  # the policy masked the input
     tools = None
     if endpoint == "chat" and data.get("tools") and not await _native_tools(request, process):
         tools = plan_tools(data)  # the template cannot render tools: the gateway does (appliance.gateway.tools)
-    key = caller(request)
-    gateway.usage.check_quota(key)
     try:
         claim = gateway.gates.claim(key.id, key.name)
     except KeyBusy:
         gateway.metrics.requests.labels(name, endpoint, "rejected").inc()
         raise
     try:
-        return await _admitted(request, name, path, endpoint, process, body, data, claim, tools)
+        return await _admitted(request, name, path, endpoint, process, body, data, claim, tools, exchange)
     except BaseException:
         claim.release()  # otherwise the Relay releases it when the answer (or the stream) is over
         raise
 
 
 async def _admitted(request: Request, name: str, path: str, endpoint: str, process: BackendProcess, body: bytes,
-                    data: dict[str, Any], claim: KeyClaim, tools: ToolPlan | None = None) -> Response:
+                    data: dict[str, Any], claim: KeyClaim, tools: ToolPlan | None = None,
+                    exchange: Exchange | None = None) -> Response:
     """Queue for a slot of `process`, then forward; the Relay releases the slot and `claim` when it is over."""
     gateway = gateway_of(request)
     metrics = gateway.metrics
@@ -158,19 +164,27 @@ async def _admitted(request: Request, name: str, path: str, endpoint: str, proce
     metrics.inflight.labels(name).inc()
     relay = Relay(name, endpoint, gate, metrics, process, claim, (gateway.usage, caller(request)))
     upstream = data if tools is None else tools.upstream
-    if selector is not None or tools is not None:  # an adapter's name: the adapter is picked per request
+    whole = exchange is not None and exchange.whole_answer and tools is None
+    if whole:  # judged whole by the guard model, then streamed to the app
+        upstream = {k: v for k, v in upstream.items() if k not in ("stream", "stream_options")}
+    if selector is not None or tools is not None or whole:  # an adapter's name: picked per request
         body = json.dumps({**upstream, **(selector or {})}).encode()
     spec = process.spec
     target = Target(spec.host, spec.port, str(spec.unix_socket) if spec.unix_socket else None, spec.api_key)
+    streamed = bool(upstream.get("stream"))
+    tap = exchange.stream_tap() if exchange is not None and streamed else None
     try:
-        response = await forward(request, gateway.upstream, relay, target, path, body,
-                                 bool(upstream.get("stream")))
+        response = await forward(request, gateway.upstream, relay, target, path, body, streamed, tap)
     except BaseException:
         await relay.finish()
         raise
-    if tools is None or response.status_code != 200:
+    if response.status_code != 200 or streamed or (tools is None and exchange is None):
         return response
-    answer = read_answer(tools, json.loads(bytes(response.body)))
+    answer = json.loads(bytes(response.body))
+    if tools is not None:
+        answer = read_answer(tools, answer)
+    if exchange is not None:
+        answer = await exchange.after_whole(answer)
     if data.get("stream"):
         include_usage = bool((data.get("stream_options") or {}).get("include_usage"))
         return StreamingResponse(as_stream(answer, include_usage), media_type="text/event-stream",

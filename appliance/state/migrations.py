@@ -236,4 +236,19 @@ MIGRATIONS: tuple[tuple[int, str, str], ...] = (
         CREATE INDEX capture_reviews_by_state ON capture_reviews(state);
         """,
     ),
+    (
+        12,
+        "deployment policies (guardrails and capture), versioned",
+        """
+        CREATE TABLE deployment_policies (
+            deployment TEXT NOT NULL REFERENCES deployments(name) ON DELETE CASCADE,
+            version INTEGER NOT NULL CHECK (version >= 1),
+            policy TEXT NOT NULL,
+            actor TEXT NOT NULL,
+            reason TEXT NOT NULL DEFAULT '',
+            created_at REAL NOT NULL,
+            PRIMARY KEY (deployment, version)
+        );
+        """,
+    ),
 )

@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING
 from fastapi import Request
 
 if TYPE_CHECKING:  # the gateway imports this module; the job runner need not be loaded for it
+    from appliance.capture.runtime import CaptureRuntime
     from appliance.core import Appliance
     from appliance.deploy.service import Deployments
     from appliance.jobs.runner import JobRunner
@@ -31,3 +32,8 @@ def jobs_of(request: Request) -> JobRunner:
 def usage_of(request: Request) -> UsageMeter:
     meter: UsageMeter = request.app.state.usage
     return meter
+
+
+def capture_of(request: Request) -> CaptureRuntime:
+    capture: CaptureRuntime = request.app.state.capture
+    return capture

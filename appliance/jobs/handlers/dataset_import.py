@@ -40,13 +40,13 @@ def run_dataset_import(spec: dict[str, Any], emitter: Emitter) -> dict[str, Any]
             Path(params["path"]), params["name"], tokenizer=tokenizer,
             max_seq_length=params.get("max_seq_length") or spec["profile_max_seq_length"],
             eval_fraction=float(params.get("eval_fraction", 0.1)), seed=int(params.get("seed", 0)),
-            strict=bool(params.get("strict", False)),
+            strict=bool(params.get("strict", False)), kind=str(params.get("kind") or "sft"),
         )
     except (DatasetError, RegistryError) as exc:
         raise JobFailed(str(exc)) from exc
     finally:
         store.close()
     emitter.progress(phase="done", step=1, total=1, message=f"{record.name} v{record.version}", force=True)
-    return {"dataset": record.name, "version": record.version, "id": record.id,
+    return {"dataset": record.name, "version": record.version, "id": record.id, "kind": record.report.kind,
             "train": record.train_count, "eval": record.eval_count, "invalid": record.records_invalid,
             "duplicates_removed": record.duplicates_removed}

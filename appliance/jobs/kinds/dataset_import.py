@@ -4,6 +4,8 @@
 
 from __future__ import annotations
 
+from typing import Literal
+
 from pydantic import BaseModel, ConfigDict, Field
 
 from appliance.jobs.kinds.base import JobKind, form
@@ -24,6 +26,9 @@ class ImportDataset(BaseModel):
     eval_fraction: float = Field(0.1, ge=0.0, lt=1.0, description="Share of the records held out for evaluation")
     seed: int = Field(0, description="Seeds the split")
     strict: bool = Field(False, description="Refuse the file on any defect instead of skipping bad records")
+    kind: Literal["sft", "preference", "kto"] = Field(
+        "sft", description="What a record holds: conversations (sft), prompt/chosen/rejected (preference) or "
+        "prompt/completion/label (kto)")
 
 
 KIND = JobKind(
