@@ -81,7 +81,7 @@ def _print_datasets(items: list[dict[str, Any]]) -> None:
               f"{d['records_invalid']:>7} {d['duplicates_removed']:>5}  {d['id'][:12]}")
 
 
-def _print_report(record: dict[str, Any]) -> None:
+def print_report(record: dict[str, Any]) -> None:
     report = record["report"]
     print(f"{record['name']} v{record['version']}: {record['train_count']} train, {record['eval_count']} eval, "
           f"{record['records_invalid']} invalid, {record['duplicates_removed']} duplicates removed")
@@ -106,14 +106,14 @@ def _datasets(args: argparse.Namespace, client: DaemonClient) -> int:
         if job["state"] != "succeeded":
             raise ApiError("Job failed", f"job {job['id']} {job['state']}: {job['error']}")
         record = client.dataset(args.name)
-        print_json(record) if args.json else _print_report(record)
+        print_json(record) if args.json else print_report(record)
         return 0
     if args.action == "list":
         items = client.datasets()
         print_json(items) if args.json else _print_datasets(items)
         return 0
     record = client.dataset(args.name, args.version)
-    print_json(record) if args.json else _print_report(record)
+    print_json(record) if args.json else print_report(record)
     return 0
 
 

@@ -24,6 +24,9 @@ EPILOG = """examples:
   slm-appliance deploy rollback my-model            back to the previous version
   slm-appliance datasets import data.jsonl --name faq --base-model smollm2-135m-instruct
   slm-appliance jobs list
+  slm-appliance deploy policy set my-model --file policy.toml   guardrails and capture, versioned
+  slm-appliance review list --rated down   captured answers the apps rated down
+  slm-appliance review export --kind sft --dataset faq   accepted answers into a new dataset version
   slm-appliance tui                    the operator's control panel (terminal UI)
   slm-appliance bundle verify /media/usb/bundle   check a signed offline bundle before installing it
   slm-appliance daemon                 run the appliance (systemd runs this)
@@ -63,6 +66,7 @@ def _parser() -> argparse.ArgumentParser:
     from appliance.cli.jobs_cli import add_job_commands
     from appliance.cli.keys_cli import add_key_commands
     from appliance.cli.remote import add_key_options, add_remote_commands
+    from appliance.cli.review_cli import add_review_commands
 
     add_key_commands(sub)
     tui = sub.add_parser("tui", help="the operator's control panel (terminal UI, through the daemon's API)")
@@ -70,6 +74,7 @@ def _parser() -> argparse.ArgumentParser:
     add_key_options(tui)
     add_remote_commands(sub)
     add_job_commands(sub)
+    add_review_commands(sub)
     add_bundle_commands(sub)
     return parser
 
@@ -97,8 +102,8 @@ def _fail(message: object, code: int) -> int:
 
 
 def _through_daemon(args: argparse.Namespace, config: ApplianceConfig) -> int:
-    """`tui`, `keys`, `models`, `deploy`, `datasets`, `jobs`: clients of the daemon's API, told only where it is
-    (the state directory holds the admin key they call with)."""
+    """`tui`, `keys`, `models`, `deploy`, `datasets`, `jobs`, `review`, `captures`: clients of the daemon's API,
+    told only where it is (the state directory holds the admin key they call with)."""
     from appliance.cli.remote import connect, describe
     from appliance.client import ApiError, CredentialsError
 
@@ -113,8 +118,10 @@ def _through_daemon(args: argparse.Namespace, config: ApplianceConfig) -> int:
     from appliance.cli.jobs_cli import run_jobs
     from appliance.cli.keys_cli import run_keys
     from appliance.cli.remote import run_remote
+    from appliance.cli.review_cli import run_review
 
-    command = {"keys": run_keys, "datasets": run_jobs, "jobs": run_jobs}.get(args.command, run_remote)
+    command = {"keys": run_keys, "datasets": run_jobs, "jobs": run_jobs, "review": run_review,
+               "captures": run_review}.get(args.command, run_remote)
     try:
         with connect(args, base_url, state_dir) as client:
             return command(args, client)
@@ -137,7 +144,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         from appliance.cli.bundle_cli import run_bundle
 
         return run_bundle(args, config)
-    if args.command in ("tui", "keys", "models", "deploy", "datasets", "jobs"):
+    if args.command in ("tui", "keys", "models", "deploy", "datasets", "jobs", "review", "captures"):
         return _through_daemon(args, config)
     from appliance.cli import commands
 

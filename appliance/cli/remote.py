@@ -68,6 +68,9 @@ def add_remote_commands(sub: Any) -> None:
     logs.add_argument("--lines", type=int, default=100)
     _add_change_commands(dsub)
     add_client_options((*msub.choices.values(), *dsub.choices.values()))
+    from appliance.cli.policy_cli import add_policy_commands  # it imports this module's option helpers
+
+    add_policy_commands(dsub)
 
 
 def _add_change_commands(dsub: Any) -> None:
@@ -218,6 +221,11 @@ def _deploy(args: argparse.Namespace, client: DaemonClient) -> Any:
         return client.delete_deployment(args.name)
     if args.action in ("switch", "rollback", "history", "adapters", "attach", "detach"):
         return _change(args, client)
+    if args.action == "policy":
+        from appliance.cli.policy_cli import run_policy
+
+        run_policy(args, client)
+        return None
     return client.deployment_action(args.name, args.action)
 
 
@@ -233,4 +241,6 @@ def run_remote(args: argparse.Namespace, client: DaemonClient) -> int:
                     "sha256"):
             if key in result:
                 print(f"{key:<14} {result[key]}")
+        if "policy_version" in result:  # deploy show
+            print(f"{'policy':<14} " + (f"v{result['policy_version']}" if result["policy_version"] else "none set"))
     return 1 if isinstance(result, dict) and result.get("state") == "failed" else 0

@@ -212,3 +212,65 @@ class Calls(ABC, Generic[R, S]):
 
     def set_quota(self, name: str, daily_token_quota: int | None) -> R:
         return self._call("PUT", f"/api/v1/keys/{_q(name)}/quota", json={"daily_token_quota": daily_token_quota})
+
+    # -- guardrails and capture ----------------------------------------------------------------------
+    def policy(self, name: str) -> R:
+        """The deployment's policy in force: a PolicyVersion (version 0: none was ever set)."""
+        return self._call("GET", f"/api/v1/deployments/{_q(name)}/policy")
+
+    def set_policy(self, name: str, policy: Json, reason: str | None = None) -> R:
+        """A new version of the policy (guardrails and capture), in force for the next request."""
+        return self._call("PUT", f"/api/v1/deployments/{_q(name)}/policy", json={"policy": policy, "reason": reason})
+
+    def policy_versions(self, name: str, limit: int = 20) -> R:
+        return self._call("GET", f"/api/v1/deployments/{_q(name)}/policy/versions", params={"limit": limit})
+
+    def captures(self, *, deployment: str | None = None, key: str | None = None, since: float | None = None,
+                 until: float | None = None, rated: str | None = None, corrected: bool | None = None,
+                 sampled: bool | None = None, state: str | None = None, limit: int = 100, offset: int = 0) -> R:
+        """The review queue, newest first: `{total, items}`; every filter given must hold (`rated` up or down,
+        `sampled` true: items without feedback)."""
+        filters = {"deployment": deployment, "key": key, "since": since, "until": until, "rated": rated,
+                   "corrected": corrected, "sampled": sampled, "state": state}
+        params: Json = {k: v for k, v in filters.items() if v is not None}
+        return self._call("GET", "/api/v1/captures", params={**params, "limit": limit, "offset": offset})
+
+    def capture(self, response_id: str) -> R:
+        """One captured exchange (redacted) with its feedback and review."""
+        return self._call("GET", f"/api/v1/captures/{_q(response_id)}")
+
+    def review_capture(self, response_id: str, action: str, messages: list[Json] | None = None,
+                       note: str = "") -> R:
+        """`accept`, `edit` (with the whole conversation, ending with the answer), `reject` or `reopen`."""
+        body: Json = {"action": action, "note": note}
+        if messages is not None:
+            body["messages"] = messages
+        return self._call("POST", f"/api/v1/captures/{_q(response_id)}/review", json=body)
+
+    def purge_captures(self, *, deployment: str | None = None, key: str | None = None,
+                       older_than_s: float | None = None) -> R:
+        """Delete the items the filters select (at least one; `older_than_s=0`: all): `{deleted}`."""
+        filters = {"deployment": deployment, "key": key, "older_than_s": older_than_s}
+        return self._call("DELETE", "/api/v1/captures", params={k: v for k, v in filters.items() if v is not None})
+
+    def sweep_captures(self) -> R:
+        """Apply every deployment's retention now: `{removed: {deployment: {reason: count}}}`."""
+        return self._call("POST", "/api/v1/captures/sweep")
+
+    def capture_stats(self) -> R:
+        return self._call("GET", "/api/v1/captures/stats")
+
+    def export_captures(self, body: Json) -> R:
+        """Accepted and edited items into a new dataset version: `{export, job}` (a dataset-import job)."""
+        return self._call("POST", "/api/v1/captures/export", json=body)
+
+    def feedback(self, response_id: str, *, rating: str | int | None = None, correction: list[Json] | None = None,
+                 comment: str = "", tags: list[str] | None = None) -> R:
+        """An app's rating, correction, comment or tags on an answer it was given (inference scope, the key that
+        asked)."""
+        body: Json = {"response_id": response_id, "comment": comment, "tags": tags or []}
+        if rating is not None:
+            body["rating"] = rating
+        if correction is not None:
+            body["correction"] = correction
+        return self._call("POST", "/v1/feedback", json=body)
