@@ -156,6 +156,7 @@ class Exchange:
         answer = self.collected
         if not self.captures or answer is None or not answer.response_id:
             return
+        self.captures = False  # once
         model_id, model_name = self.gateway.deployments.model_of(self.deployment)
         item = CapturedItem(
             response_id=answer.response_id, deployment=self.deployment, model_id=model_id, model_name=model_name,
@@ -197,7 +198,8 @@ class StreamTap:
                 self.exchange.refused_in_stream(rule, reason)
 
     def done(self) -> None:
-        """The stream ended whole, or a deny rule ended it (then the app got finish_reason content_filter):
-        count the rules that fired and capture what the app received."""
+        """The stream is over: count the rules that fired, and capture the answer if it was whole (it has a
+        finish reason: the backend's, or content_filter) — not one cut by a hang-up or a failure."""
         self._report()
-        self.exchange.capture()
+        if self.collected.finish_reason:
+            self.exchange.capture()

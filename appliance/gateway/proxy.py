@@ -109,8 +109,6 @@ async def _stream(relay: Relay, response: UpstreamResponse, tap: Tap | None = No
                 break  # a deny rule ended the answer: releasing the response closes the backend's connection
         relay.status = "ok"
         relay.count_tokens(tail)
-        if tap is not None:
-            tap.done()
     except (asyncio.CancelledError, GeneratorExit):
         relay.status = "cancelled"  # the client went away; releasing mid-response closes the backend connection
         raise
@@ -121,6 +119,8 @@ async def _stream(relay: Relay, response: UpstreamResponse, tap: Tap | None = No
         # A partial SSE line may have been cut: start the event on a line of its own.
         yield b"\n\n" + stream_error_event(f"the backend failed mid-answer: {exc.message}", reason)
     finally:
+        if tap is not None:  # also when the app hung up right after the last event
+            tap.done()
         await relay.finish()
 
 
