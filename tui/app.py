@@ -21,6 +21,7 @@ from tui.screens.jobs import JobsScreen
 from tui.screens.keys import KeysScreen
 from tui.screens.logs import LogsScreen
 from tui.screens.models import ModelsScreen
+from tui.screens.review import ReviewScreen
 from tui.screens.serving import ServingScreen
 from tui.widgets.chrome import SCREENS
 
@@ -34,7 +35,7 @@ class ApplianceApp(App[None]):
     TITLE = "slm-appliance"
     MODES: ClassVar[dict[str, str | Callable[[], Screen[None]]]] = {  # type: ignore[misc]
         "dashboard": DashboardScreen, "models": ModelsScreen, "datasets": DatasetsScreen, "jobs": JobsScreen,
-        "serving": ServingScreen, "chat": ChatScreen, "keys": KeysScreen, "logs": LogsScreen,
+        "serving": ServingScreen, "chat": ChatScreen, "keys": KeysScreen, "logs": LogsScreen, "review": ReviewScreen,
     }
     BINDINGS: ClassVar[list[BindingType]] = [
         *(Binding(key, f"switch_mode('{mode}')", label, show=False) for mode, key, label in SCREENS),

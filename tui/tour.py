@@ -7,7 +7,7 @@ from textual.pilot import Pilot
 from textual.widgets import Input
 
 KEYS = {"dashboard": "1", "models": "2", "datasets": "3", "jobs": "4", "serving": "5", "chat": "6", "keys": "7",
-        "logs": "8"}
+        "logs": "8", "review": "9"}
 DASHBOARD_SAMPLES = 12  # enough history for the sparklines to be lines
 
 
@@ -29,6 +29,9 @@ async def show(pilot: Pilot[None], screen: str) -> None:
             await settle(pilot)
     elif screen == "models":
         await pilot.press("down", "down")  # the fine-tuned adapter: metadata and a lineage two deep
+        await settle(pilot)
+    elif screen == "review":
+        await pilot.press("down", "down", "down")  # rated down, corrected by the app, edited by the reviewer
         await settle(pilot)
     elif screen == "chat":
         await pilot.click("#prompt")

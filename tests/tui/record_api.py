@@ -1,12 +1,14 @@
 """Records the API responses the snapshot tests replay: run once against a real daemon.
 
-    .venv/bin/python -m tests.tui.record_api --url http://127.0.0.1:8470 --state-dir STATE
+    .venv/bin/python -m tests.tui.record_api --url http://127.0.0.1:8470 --state-dir STATE [--only review]
 
 It imports a small dataset (with defects, so the report has line-numbered errors), creates and revokes keys,
 streams one chat answer, follows a short fine-tune halfway (its events give the Jobs screen a loss curve), then
-saves every GET the screens make and cancels the fine-tune. The daemon takes no NVML replay, so
-/api/v1/hardware and /api/v1/profiles are answered as the daemon would on a recorded RTX 4090 box: the same
-response models, filled by detection and profile selection over `RecordedNvml`.
+saves every GET the screens make and cancels the fine-tune; then the Review screen's captured items
+(tests/tui/record_review.py). The daemon takes no NVML replay, so /api/v1/hardware and /api/v1/profiles are
+answered as the daemon would on a recorded RTX 4090 box: the same response models, filled by detection and
+profile selection over `RecordedNvml`. `--only review` records the Review screen's part alone into the existing
+fixture, leaving the rest as it was.
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ from appliance.profiles import load_profiles
 from appliance.profiles.select import select_profile
 from tests.helpers import HW_FIXTURES, REPO
 from tests.tui import FIXTURE
+from tests.tui.record_review import merge, record_review
 
 GPU_MACHINE = "linux_nvidia_1_rtx_4090_24564mib.json"
 DATASET_LINES = [
@@ -122,6 +125,7 @@ def record(url: str, state_dir: Path) -> dict[str, Any]:
         "text": http.get(f"/api/v1/deployments/{deployment}/logs", params={"lines": 100}).text}
     responses["GET /metrics"] = {"text": http.get("/metrics").text}
     http.post(f"/api/v1/jobs/{training_id}/cancel")
+    responses.update(record_review(http, url, token, deployment))
     # The snapshot clock: a minute after the last thing happened.
     return {"recorded_at": round(time.time() + 60), "responses": responses}
 
@@ -130,8 +134,15 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--url", required=True)
     parser.add_argument("--state-dir", type=Path, required=True)
+    parser.add_argument("--only", choices=["review"], help="record this screen's part into the existing fixture")
     args = parser.parse_args()
-    data = record(args.url, args.state_dir)
+    if args.only:
+        data = json.loads(FIXTURE.read_text())
+        token = (args.state_dir / ADMIN_KEY_FILE).read_text().strip()
+        http = httpx.Client(base_url=args.url, headers={"Authorization": f"Bearer {token}"}, timeout=120)
+        merge(data, record_review(http, args.url, token, http.get("/api/v1/deployments").json()[0]["name"]))
+    else:
+        data = record(args.url, args.state_dir)
     text = json.dumps(data, indent=1, sort_keys=True)
     # Paths of the temporary state dir say nothing to a reader; a stable one keeps the snapshots stable.
     text = text.replace(str(args.state_dir), "/var/lib/slm-appliance").replace(str(REPO), "/opt/slm-appliance")

@@ -9,7 +9,7 @@ from collections.abc import Callable
 import httpx
 import pytest
 from textual.pilot import Pilot
-from textual.widgets import DataTable
+from textual.widgets import DataTable, Input
 
 from tests.tui import FIXTURE
 from tui import format as fmt
@@ -17,6 +17,7 @@ from tui.metrics import parse_metrics
 from tui.replay import Replay, replay_app
 from tui.tour import settle
 from tui.widgets.chrome import ConnectionBanner
+from tui.widgets.modals import FormModal
 
 
 async def wait_until(pilot: Pilot[None], check: Callable[[], bool], timeout: float = 10.0) -> None:
@@ -83,7 +84,7 @@ def test_screens_request_only_recorded_routes() -> None:
 
     async def scenario() -> None:
         async with app.run_test(size=(120, 40)) as pilot:
-            for key in "12345678":
+            for key in "123456789":
                 await pilot.press(key)
                 await settle(pilot)
             assert not [n for n in app._notifications if n.severity == "error"]
@@ -132,5 +133,26 @@ def test_command_palette_switches_screens() -> None:
             await pilot.press("enter")
             await settle(pilot)
             assert app.current_mode == "keys"
+
+    asyncio.run(scenario())
+
+
+def test_import_form_opens_with_its_optional_base_model_unset() -> None:
+    """An optional select starts with no value (Select.NULL; Textual 8's Select.BLANK is a widget flag and
+    crashed the form) and reads back as None."""
+    app = replay_app(Replay(FIXTURE))
+
+    async def scenario() -> None:
+        async with app.run_test(size=(120, 40)) as pilot:
+            await pilot.press("3")
+            await settle(pilot)
+            await pilot.press("i")
+            await settle(pilot)
+            form = app.screen
+            assert isinstance(form, FormModal)
+            form.query_one("#field-path", Input).value = "/var/lib/slm-appliance/imports/faq.jsonl"
+            form.query_one("#field-name", Input).value = "faq"
+            assert form.values() == {"path": "/var/lib/slm-appliance/imports/faq.jsonl", "name": "faq",
+                                     "base_model": None, "strict": False}
 
     asyncio.run(scenario())

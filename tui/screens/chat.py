@@ -79,7 +79,7 @@ class ChatScreen(ApplianceScreen):
         text = event.value.strip()
         if not text:
             return
-        if model is Select.BLANK:
+        if model is Select.NULL:
             self.notify("No deployment is ready to answer", severity="warning")
             return
         event.input.value = ""

@@ -13,6 +13,7 @@ from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.message import Message
 from textual.widgets import DataTable, Log, Static
 
+from appliance.client.policy import policy_lines
 from tui.metrics import DeploymentMetrics, parse_metrics
 from tui.screens.base import ApplianceScreen
 from tui.widgets.modals import ConfirmModal, FormField, FormModal
@@ -37,6 +38,13 @@ def metrics_text(m: DeploymentMetrics | None) -> str:
             f"in flight {m.inflight:.0f} · queued {m.queue_depth:.0f} · restarts {m.restarts:.0f}")
 
 
+def policy_text(version: Json) -> str:
+    """The policy in force, read-only: version, limits, deny rule names, redaction, guard, capture."""
+    (_, heading), *rows = policy_lines(version)
+    return "\n".join([f"[b $accent]Policy[/] {escape(heading)}",
+                      *(f"  [dim]{label:<8}[/dim] {escape(text)}" for label, text in rows)])
+
+
 class ServingScreen(ApplianceScreen):
     MODE = "serving"
     POLL = True
@@ -53,9 +61,10 @@ class ServingScreen(ApplianceScreen):
 
     class Listed(Message):
         def __init__(self, deployments: list[Json], metrics: dict[str, DeploymentMetrics], models: list[Json],
-                     log: str) -> None:
+                     log: str, policy: Json | None = None) -> None:
             super().__init__()
             self.deployments, self.metrics, self.models, self.log = deployments, metrics, models, log
+            self.policy = policy  # the selected deployment's, when it has one set
 
     def body(self) -> ComposeResult:
         yield DataTable(id="deployments", cursor_type="row", zebra_stripes=True)
@@ -64,6 +73,7 @@ class ServingScreen(ApplianceScreen):
                 yield Static("Select a deployment.", id="deployment")
                 yield Static("Requests", classes="section")
                 yield Static("", id="metrics")
+                yield Static("", id="policy")
             with Vertical(id="log-box"):
                 yield Static("Backend log", classes="section")
                 yield Log(max_lines=300, id="log")
@@ -73,6 +83,7 @@ class ServingScreen(ApplianceScreen):
         self.deployments: dict[str, Json] = {}
         self.metrics: dict[str, DeploymentMetrics] = {}
         self.model_names: list[str] = []
+        self.policy: Json | None = None
         self.query_one("#deployments", DataTable).add_columns("name", "model", "backend", "state", "restarts")
 
     async def load(self) -> None:
@@ -81,12 +92,15 @@ class ServingScreen(ApplianceScreen):
         table = self.query_one("#deployments", DataTable)
         name = selected_key(table) or (deployments[0]["name"] if deployments else None)
         log = await self.api.deployment_logs(name, 100) if name else ""
-        self.post_message(self.Listed(deployments, parse_metrics(text), models, log))
+        chosen: Json = next((d for d in deployments if d["name"] == name), {})
+        policy = await self.api.policy(chosen["name"]) if chosen.get("policy_version") else None
+        self.post_message(self.Listed(deployments, parse_metrics(text), models, log, policy))
 
     @on(Listed)
     def show(self, event: Listed) -> None:
         self.deployments = {d["name"]: d for d in event.deployments}
         self.metrics, self.model_names = event.metrics, [m["name"] for m in event.models]
+        self.policy = event.policy
         table = self.query_one("#deployments", DataTable)
         rows = []
         for d in event.deployments:
@@ -111,6 +125,10 @@ class ServingScreen(ApplianceScreen):
             f"[b]{d['name']}[/b] → {d['model']} on {d['backend']} · wants {d['desired_state']}\n"
             f"{d['state']}: {escape(d['state_message'])}\n{args}")
         self.query_one("#metrics", Static).update(metrics_text(self.metrics.get(d["name"])))
+        policy = self.policy if self.policy is not None and self.policy["deployment"] == d["name"] else None
+        self.query_one("#policy", Static).display = policy is not None
+        if policy is not None:
+            self.query_one("#policy", Static).update(policy_text(policy))
         if log is not None:
             widget = self.query_one("#log", Log)
             widget.clear()

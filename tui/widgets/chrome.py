@@ -16,16 +16,18 @@ SCREENS: tuple[tuple[str, str, str], ...] = (
     ("chat", "6", "Chat"),
     ("keys", "7", "Keys"),
     ("logs", "8", "Logs"),
+    ("review", "9", "Review"),
 )
 
 
 class ScreenBar(Horizontal):
-    """One tab per screen; keys 1–8 switch, a click does too."""
+    """One tab per screen; keys 1–9 switch, a click does too. Nine tabs fit in 80 columns with one space between
+    them (and one after the current tab's label)."""
 
     DEFAULT_CSS = """
     ScreenBar { height: 1; background: $panel; }
-    ScreenBar > Static { width: auto; padding: 0 1 0 0; color: $text-muted; }
-    ScreenBar > Static.current { color: $text; background: $primary; text-style: bold; }
+    ScreenBar > Static { width: auto; color: $text-muted; }
+    ScreenBar > Static.current { color: $text; background: $primary; text-style: bold; padding: 0 1 0 0; }
     """
 
     def __init__(self, current: str) -> None:

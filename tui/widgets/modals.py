@@ -91,7 +91,7 @@ class FormModal(ModalScreen[dict[str, Any] | None]):
                     continue
                 yield Label(f.label)
                 if f.options is not None:
-                    yield Select(f.options, value=f.value if f.value not in ("", None) else Select.BLANK,
+                    yield Select(f.options, value=f.value if f.value not in ("", None) else Select.NULL,
                                  allow_blank=not f.required, id=f"field-{f.name}")
                 else:
                     yield Input(str(f.value), placeholder=f.placeholder, id=f"field-{f.name}")
@@ -110,7 +110,7 @@ class FormModal(ModalScreen[dict[str, Any] | None]):
             if isinstance(widget, Checkbox):
                 raw = widget.value
             elif isinstance(widget, Select):
-                raw = None if widget.value is Select.BLANK else widget.value
+                raw = None if widget.value is Select.NULL else widget.value
             else:
                 raw = widget.value.strip() if isinstance(widget, Input) else None
             if raw in ("", None):
