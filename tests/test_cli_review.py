@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import openai
 import pytest
 
 from appliance.client import DaemonClient
@@ -59,7 +60,11 @@ def loop(serving_daemon: DaemonProcess) -> Iterator[Loop]:
     with DaemonClient(url, app) as client:  # the sync client's feedback call, with the key that asked
         client.feedback(ids[1], rating="down", correction=[{"role": "assistant", "content": "Four."}],
                         comment="wrong sum")
-        client.feedback(ids[2], rating=5, comment="good", tags=["colours", "short"])
+    # As docs/api.md shows it: the official openai client's post to a route it has no method for.
+    sdk = openai.OpenAI(base_url=f"{url}/v1", api_key=app)
+    stored = sdk.post("/feedback", body={"response_id": ids[2], "rating": 5, "comment": "good",
+                                         "tags": ["colours", "short"]}, cast_to=object)
+    assert isinstance(stored, dict) and stored["score"] == 5 and stored["label"] is True
     yield Loop(serving_daemon, ids, app)
 
 
