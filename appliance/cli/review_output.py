@@ -49,15 +49,20 @@ def when(timestamp: float | None) -> str:
     return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(timestamp)) if timestamp else "—"
 
 
+def print_table(headers: list[str], rows: list[list[str]]) -> None:
+    """Columns as wide as their widest cell; the last one is not padded."""
+    widths = [max([len(h), *(len(r[n]) for r in rows)]) for n, h in enumerate(headers)]
+    for row in [headers, *rows]:
+        print("  ".join(cell.ljust(w) for cell, w in zip(row[:-1], widths, strict=False)) + "  " + row[-1])
+
+
 def print_queue(listing: Json) -> None:
     """The review queue as a table, with how many items the filters select in all."""
     items = listing["items"]
-    print(f"{'ID':<40} {'CAPTURED':<19} {'DEPLOYMENT':<24} {'KEY':<14} {'RATING':<9} {'CORR':<4} "
-          f"{'STATE':<9} PROMPT")
-    for i in items:
-        print(f"{i['response_id']:<40} {when(i['created_at']):<19} {i['deployment']:<24} {i['key_name']:<14} "
-              f"{rating(i.get('score'), i.get('label')):<9} {'yes' if i.get('corrected') else '':<4} "
-              f"{i['state']:<9} {i['preview'][:60]}")
+    rows = [[i["response_id"], time.strftime("%m-%d %H:%M", time.localtime(i["created_at"])), i["deployment"],
+             i["key_name"], rating(i.get("score"), i.get("label")), "yes" if i.get("corrected") else "", i["state"],
+             i["preview"][:60]] for i in items]
+    print_table(["ID", "CAPTURED", "DEPLOYMENT", "KEY", "RATING", "CORR", "STATE", "PROMPT"], rows)
     shown = f"{len(items)} of {listing['total']}" if listing["total"] > len(items) else f"{listing['total']}"
     print(f"{shown} item{'s' if listing['total'] != 1 else ''}")
 
