@@ -9,7 +9,9 @@ Prints ratios against baselines measured in this same run:
   - single-stream tokens/s ÷ llama-bench tg128 on the same file (llama.cpp only)
   - aggregate tokens/s at 8 streams ÷ 1 stream
   - every request at 8-way concurrency completes with all its tokens
-Usage: python bench/serving.py [--backend llamacpp|vllm] [--rounds 2] [--json out.json]
+With --guarded it measures instead tokens/s with a guardrail policy and capture against the same deployment
+without (bench/serving_guarded.py; target ≥ 0.95 at 1 and 8 streams).
+Usage: python bench/serving.py [--backend llamacpp|vllm] [--guarded] [--rounds 2] [--json out.json]
 """
 
 from __future__ import annotations
@@ -247,7 +249,16 @@ def main() -> int:
     parser.add_argument("--ttft-pairs", type=int, default=40, help="alternating direct/gateway TTFT pairs")
     parser.add_argument("--single-requests", type=int, default=10, help="sequential requests per 1-stream round")
     parser.add_argument("--json", type=Path, help="also write the figures here")
+    parser.add_argument("--guarded", action="store_true", help="a policy (redaction, deny rules, capture) vs none")
     args = parser.parse_args()
+    if args.guarded:
+        from serving_guarded import measure_guarded, report_guarded  # bench/ is the script's own folder
+
+        guarded = measure_guarded(args, MODEL, Way, run_round)
+        report_guarded(guarded)
+        if args.json:
+            args.json.write_text(json.dumps(guarded, indent=2))
+        return 0
     measured = measure(args)
     figures = figures_of(measured, args.rounds)
     report(figures, measured.threads)

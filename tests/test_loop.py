@@ -21,6 +21,7 @@ import pytest
 
 from appliance.testing.daemon import DaemonProcess, wait_deployment
 from appliance.testing.flow import poll_job, wait_job
+from tests.tui.review_pilot import review_through_tui
 
 pytestmark = pytest.mark.slow
 STARTER = "smollm2-135m-instruct"
@@ -88,13 +89,6 @@ def _feedback(daemon: DaemonProcess, key: str, body: dict[str, Any]) -> httpx.Re
                       timeout=30)
 
 
-def _review(daemon: DaemonProcess, response_id: str, body: dict[str, Any]) -> dict[str, Any]:
-    response = httpx.post(f"{daemon.url}/api/v1/captures/{response_id}/review", headers=daemon.admin_headers(),
-                          json=body, timeout=30)
-    assert response.status_code == 200, response.text
-    return dict(response.json())
-
-
 def _export(daemon: DaemonProcess, kind: str, dataset: str) -> dict[str, Any]:
     response = httpx.post(f"{daemon.url}/api/v1/captures/export", headers=daemon.admin_headers(), timeout=60,
                           json={"kind": kind, "dataset": dataset, "eval_fraction": 0.0})
@@ -132,12 +126,10 @@ def test_the_whole_path_keeps_pii_out_and_makes_a_dataset(daemon: DaemonProcess)
     assert _feedback(daemon, other, {"response_id": answers[1][0], "rating": "down"}).status_code == 403
     assert _feedback(daemon, app, {"response_id": "chatcmpl-unknown", "rating": "up"}).status_code == 404
 
-    edited = _review(daemon, answers[0][0], {"action": "edit", "messages": [
-        {"role": "user", "content": first["item"]["messages"][0]["content"]},
-        {"role": "assistant", "content": "I cannot repeat personal data; please use the secure form."}]})
-    assert edited["review"]["state"] == "edited"
-    assert _review(daemon, answers[1][0], {"action": "accept"})["review"]["state"] == "accepted"
-    assert _review(daemon, answers[2][0], {"action": "reject", "note": "off topic"})["review"]["state"] == "rejected"
+    # The operator reviews in the TUI, with its keys: edit one, accept one, reject one.
+    reviewed = review_through_tui(daemon.url, daemon.admin_key(), accept=[answers[1][0]], reject=[answers[2][0]],
+                                  edit={answers[0][0]: "I cannot repeat personal data; please use the secure form."})
+    assert [reviewed.items[rid]["review"]["state"] for rid, _ in answers] == ["edited", "accepted", "rejected"]
 
     sft = _export(daemon, "sft", "shopfloor-reviewed")
     assert sft["export"]["items"] == 2 and sft["export"]["rows"] == 2
