@@ -1,17 +1,20 @@
 """The appliance's day in one process tree, run by test_zero_egress under `unshare -n` and strace: the daemon
-starts and serves the starter, a dataset is imported, a short fine-tune runs, and the official client chats.
-Prints one JSON line with what it saw."""
+starts and serves the starter, a dataset is imported, a short fine-tune runs, the official client chats under a
+policy that redacts and captures, the app gives feedback, the operator accepts the item and exports it into a
+new dataset version. Prints one JSON line with what it saw."""
 
 from __future__ import annotations
 
 import json
 import sys
+import time
 from pathlib import Path
 
+import httpx
 import openai
 
 from appliance.testing.daemon import DaemonProcess
-from appliance.testing.flow import finetune, import_dataset
+from appliance.testing.flow import finetune, import_dataset, wait_job
 from appliance.testing.shopfloor import write_dataset
 
 STARTER = "smollm2-135m-instruct"
@@ -28,9 +31,32 @@ def main(state_dir: Path) -> None:
         client = openai.OpenAI(base_url=f"{daemon.url}/v1", api_key=daemon.admin_key(), max_retries=0, timeout=120)
         answer = client.chat.completions.create(model=STARTER, max_tokens=16, temperature=0, messages=[
             {"role": "user", "content": "What is the capital of France?"}]).choices[0].message.content
-        print(json.dumps({"finetune": job["state"], "answer": answer}))
+        loop = capture_review_export(daemon, client)
+        print(json.dumps({"finetune": job["state"], "answer": answer, **loop}))
     finally:
         daemon.stop()
+
+
+def capture_review_export(daemon: DaemonProcess, client: openai.OpenAI) -> dict[str, object]:
+    """A redacting, capturing policy; one chat carrying an e-mail; feedback; accept; export as a dataset."""
+    policy = {"guardrails": {"redact": {"input": ["EMAIL"], "output": ["EMAIL"], "capture": ["EMAIL"]}},
+              "capture": {"enabled": True}}
+    httpx.put(f"{daemon.url}/api/v1/deployments/{STARTER}/policy", headers=daemon.admin_headers(), timeout=60,
+              json={"policy": policy}).raise_for_status()
+    asked = client.chat.completions.create(model=STARTER, max_tokens=16, messages=[
+        {"role": "user", "content": "Mail the report to ops@example.com please."}])
+    deadline = time.monotonic() + 30
+    while daemon.get(f"/api/v1/captures/{asked.id}").status_code != 200 and time.monotonic() < deadline:
+        time.sleep(0.2)
+    feedback = httpx.post(f"{daemon.url}/v1/feedback", headers=daemon.admin_headers(), timeout=60,
+                          json={"response_id": asked.id, "rating": "up"})
+    httpx.post(f"{daemon.url}/api/v1/captures/{asked.id}/review", headers=daemon.admin_headers(), timeout=60,
+               json={"action": "accept"}).raise_for_status()
+    export = httpx.post(f"{daemon.url}/api/v1/captures/export", headers=daemon.admin_headers(), timeout=60,
+                        json={"kind": "sft", "dataset": "reviewed", "eval_fraction": 0.0})
+    export.raise_for_status()
+    job = wait_job(daemon, export.json()["job"]["id"], timeout=300)
+    return {"feedback": feedback.status_code, "export_job": job["state"]}
 
 
 if __name__ == "__main__":
