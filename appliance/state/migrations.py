@@ -251,4 +251,35 @@ MIGRATIONS: tuple[tuple[int, str, str], ...] = (
         );
         """,
     ),
+    (
+        13,
+        "shadow pairs: a candidate's answers beside the live ones, redacted, with their figures (appliance.trials)",
+        """
+        CREATE TABLE shadow_pairs (
+            id INTEGER PRIMARY KEY AUTOINCREMENT,
+            live TEXT NOT NULL,
+            candidate TEXT NOT NULL,
+            created_at REAL NOT NULL,
+            endpoint TEXT NOT NULL DEFAULT '',
+            key_id TEXT NOT NULL DEFAULT '',
+            messages TEXT NOT NULL,
+            live_status INTEGER NOT NULL,
+            live_answer TEXT NOT NULL,
+            live_latency_s REAL NOT NULL,
+            candidate_status INTEGER NOT NULL,
+            candidate_answer TEXT NOT NULL,
+            candidate_latency_s REAL NOT NULL,
+            agreement REAL NOT NULL CHECK (agreement BETWEEN 0 AND 1),
+            exact INTEGER NOT NULL CHECK (exact IN (0, 1)),
+            chrf REAL NOT NULL,
+            cosine REAL,
+            length_delta_chars INTEGER NOT NULL,
+            length_delta_tokens INTEGER,
+            live_refusal TEXT NOT NULL DEFAULT '',
+            candidate_refusal TEXT NOT NULL DEFAULT ''
+        );
+        CREATE INDEX shadow_pairs_by_shadow ON shadow_pairs(live, candidate, id);
+        CREATE INDEX shadow_pairs_by_agreement ON shadow_pairs(live, candidate, agreement);
+        """,
+    ),
 )
