@@ -126,12 +126,13 @@ class SideStats:
             self._outcomes.popleft()
 
     def figures(self, since: float, until: float) -> SideFigures:
+        """The outcomes recorded from `since` to `until`, both included."""
         requests = errors = blocked = 0
         latencies: list[float] = []
         for outcome in reversed(self._outcomes):
             if outcome.at < since:
                 break
-            if outcome.at >= until:
+            if outcome.at > until:
                 continue
             requests += 1
             errors += outcome.error

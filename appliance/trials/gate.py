@@ -49,7 +49,8 @@ def judge(summary: ShadowSummary, min_agreement: float, min_pairs: int) -> tuple
     """Whether the shadow passes, and why, with the numbers."""
     need = f"needs ≥ {min_agreement:.2f} over ≥ {min_pairs} pairs"
     if summary.pairs < min_pairs or summary.agreement_mean is None:
-        return False, f"{summary.pairs} shadow pairs, fewer than {min_pairs} ({need})"
+        kept = f"; the shadow keeps at most {summary.keep}: lower min_pairs" if min_pairs > summary.keep else ""
+        return False, f"{summary.pairs} shadow pairs, fewer than {min_pairs} ({need}){kept}"
     agreement = summary.agreement_mean
     if agreement < min_agreement:
         return False, f"agreement {agreement:.3f} over {summary.pairs} pairs, below {min_agreement:.2f} ({need})"

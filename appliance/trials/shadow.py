@@ -91,7 +91,7 @@ class ShadowRunner:
     def summary(self, live: str, candidate: str) -> ShadowSummary:
         """A shadow's aggregates (0 pairs for one never seen)."""
         window = self._windows.get((live, candidate))
-        return (window or Window(live, candidate, self.keep)).summary()
+        return (Window(live, candidate, self.keep) if window is None else window).summary()
 
     def summaries(self) -> list[ShadowSummary]:
         return [self._windows[k].summary() for k in sorted(self._windows)]
