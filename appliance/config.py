@@ -97,6 +97,13 @@ class ApplianceConfig(BaseSettings):
     capture_sweep_interval_s: float = Field(
         300.0, gt=0, description="How often captured answers past their deployment's retention are deleted."
     )
+    watch_interval_s: float = Field(
+        15.0, gt=0, description="How often the live watch compares a new version with the one it replaced."
+    )
+    shadow_embeddings: str | None = Field(
+        "minilm-embeddings", description="The embeddings deployment a shadow's pairs are compared through "
+        "(embedding cosine); none: no cosine."
+    )
     backend_niceness: int = Field(
         10, ge=0, le=19,
         description="CPU niceness of backend processes: backends saturate every core, and the gateway, the API "

@@ -19,8 +19,9 @@ PUBLIC_MODULES = {"appliance.deploy.service", "appliance.deploy.models", "applia
 PARTS = {"reconciler", "routing", "planner", "_parts"}
 STORES = {"history", "adapters"}  # as attributes whose own members are used: x.history.record(...)
 SURFACE = {"create", "start", "stop", "delete", "switch", "rollback", "attach", "detach", "logs", "all", "get",
-           "history_of", "adapters_of", "set_policy", "policies_of", "reconcile", "shutdown", "pause_all", "resume",
-           "gateway_view",
+           "history_of", "adapters_of", "set_policy", "policies_of", "set_shadow", "clear_shadow", "start_canary",
+           "promote_canary", "abort_canary", "trials_of", "auto_rollback", "reconcile", "shutdown", "pause_all",
+           "resume", "gateway_view",
            "backend_client"}
 
 
@@ -59,13 +60,17 @@ def test_the_service_surface_is_closed() -> None:
 
 def test_the_gateway_view_cannot_change_anything() -> None:
     public = {name for name, _ in inspect.getmembers(GatewayView) if not name.startswith("_")}
-    assert public == {"route", "policy", "model_of", "state_of", "deployments", "ready_processes", "restarts"}
+    assert public == {"route", "deployment_of", "policy", "canary", "shadow", "model_of", "state_of", "deployments",
+                      "ready_processes", "restarts"}
 
 
 def test_only_the_service_writes_history_and_audit_of_deployments() -> None:
     deploy = REPO / "appliance" / "deploy"
-    writers = {p.name for p in deploy.glob("*.py") if "history.record(" in p.read_text() or ".audit(" in p.read_text()}
-    assert writers == {"service.py"}, writers
+    historians = {p.name for p in deploy.glob("*.py") if "history.record(" in p.read_text()}
+    assert historians == {"service.py"}, historians
+    # Audit lines: the service, and the two of its parts that carry a whole change (a policy, a trial).
+    auditors = {p.name for p in deploy.glob("*.py") if ".audit(" in p.read_text()}
+    assert auditors == {"service.py", "policies.py", "trials.py"}, auditors
     elsewhere = [str(p.relative_to(REPO)) for p in (REPO / "appliance").rglob("*.py")
                  if "deploy" not in p.parts and '"deployment.' in p.read_text()]
     assert not elsewhere, elsewhere

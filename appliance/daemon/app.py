@@ -6,7 +6,15 @@ from __future__ import annotations
 from fastapi import FastAPI
 
 from appliance import __version__
-from appliance.api import routes_capture, routes_deploy, routes_jobs, routes_keys, routes_models, routes_system
+from appliance.api import (
+    routes_capture,
+    routes_deploy,
+    routes_jobs,
+    routes_keys,
+    routes_models,
+    routes_system,
+    routes_trials,
+)
 from appliance.capture.models import CaptureSettings
 from appliance.capture.runtime import CaptureRuntime
 from appliance.core import Appliance
@@ -19,11 +27,12 @@ from appliance.gateway.metrics import GatewayMetrics
 from appliance.gateway.upstream import UpstreamPool
 from appliance.jobs.runner import JobRunner
 from appliance.security.usage import UsageMeter
+from appliance.trials.runtime import TrialsRuntime
 from appliance.web.errors import install_error_handlers
 from appliance.web.guard import Limits, RequestGuard
 
 
-def create_app(appliance: Appliance, deployments: Deployments, jobs: JobRunner) -> FastAPI:
+def create_app(appliance: Appliance, deployments: Deployments, jobs: JobRunner, trials: TrialsRuntime) -> FastAPI:
     # No /docs or /redoc (their pages load scripts from a CDN an air-gapped box cannot reach); the OpenAPI
     # document is served behind a key by routes_system.
     app = FastAPI(
@@ -34,7 +43,7 @@ def create_app(appliance: Appliance, deployments: Deployments, jobs: JobRunner) 
     )
     config = appliance.config
     view = deployments.gateway_view
-    metrics = GatewayMetrics(view.restarts, appliance.nvml_lib)
+    metrics = GatewayMetrics(view.restarts, appliance.nvml_lib, trials.registry)
     usage = UsageMeter(appliance.store, metrics.registry)
 
     def capture_settings() -> dict[str, CaptureSettings]:
@@ -47,15 +56,17 @@ def create_app(appliance: Appliance, deployments: Deployments, jobs: JobRunner) 
     app.state.jobs = jobs
     app.state.usage = usage
     app.state.capture = capture  # started and stopped by the daemon's serve loop
+    app.state.trials = trials  # started and stopped with the deployments (reconcile, shutdown)
     app.state.gateway = GatewayContext(
         deployments=view, backend_client=deployments.backend_client,
         upstream=UpstreamPool(config.upstream_read_timeout_s),
         gates=Gates(config.queue_depth, config.per_key_concurrency), metrics=metrics, usage=usage,
         limits=RequestLimits(config.max_json_depth, config.max_messages), capture=capture.writer,
-        audit=appliance.store.audit)
+        shadows=trials.runner, outcomes=trials.outcomes, audit=appliance.store.audit)
     install_error_handlers(app)
     for router in (routes_system.router, routes_keys.router, routes_keys.usage_router, routes_models.router,
-                   routes_deploy.router, routes_jobs.router, routes_capture.router, gateway_routes.router,
+                   routes_deploy.router, routes_trials.router, routes_jobs.router, routes_capture.router,
+                   gateway_routes.router,
                    gateway_feedback.router):
         app.include_router(router)
     return app

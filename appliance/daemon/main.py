@@ -12,6 +12,7 @@ from typing import Any
 
 import uvicorn
 import uvloop
+from prometheus_client import CollectorRegistry
 
 from appliance.backends.registry import create_backends
 from appliance.capture.runtime import CaptureRuntime
@@ -21,9 +22,11 @@ from appliance.core import Appliance
 from appliance.daemon.app import create_app, guarded
 from appliance.daemon.bootstrap import bootstrap_starter
 from appliance.daemon.sdnotify import Notifier
+from appliance.daemon.trials_wiring import trials_runtime
 from appliance.deploy.service import Deployments
 from appliance.jobs.runner import JobRunner, ServingPause
 from appliance.jobs.store import JobStore
+from appliance.trials.runtime import TrialsRuntime
 from appliance.web.protocol import guarded_protocol
 
 log = logging.getLogger(__name__)
@@ -39,11 +42,14 @@ def _bind(host: str, port: int) -> socket.socket:
     return sock
 
 
-def _deployments(appliance: Appliance) -> Deployments:
+def _deployments(appliance: Appliance, registry: CollectorRegistry) -> tuple[Deployments, TrialsRuntime]:
     config = appliance.config
     backends = create_backends(config, appliance.state_dir)
-    return Deployments(appliance.store, appliance.registry, appliance.selection, appliance.hardware, backends,
-                       appliance.logs_dir, appliance.runtime_dir, appliance.import_roots, config.backend_niceness)
+    trials = trials_runtime(appliance, registry, lambda: deployments)
+    deployments = Deployments(appliance.store, appliance.registry, appliance.selection, appliance.hardware,
+                              backends, appliance.logs_dir, appliance.runtime_dir, appliance.import_roots,
+                              config.backend_niceness, trials)
+    return deployments, trials
 
 
 async def serve(appliance: Appliance, notifier: Notifier) -> int:
@@ -54,12 +60,13 @@ async def serve(appliance: Appliance, notifier: Notifier) -> int:
     except OSError as exc:
         log.error("cannot bind the API socket", extra={"host": config.host, "port": config.port, "error": str(exc)})
         return 1
-    deployments = _deployments(appliance)
+    registry = CollectorRegistry()  # the daemon's metrics: the gateway's, the trials', the capture writer's
+    deployments, trials = _deployments(appliance, registry)
     training = appliance.selection.profile.training
     pause = None if training.serving_during_training else ServingPause(deployments.pause_all, deployments.resume)
     jobs = JobRunner(JobStore(appliance.store), appliance.state_dir, appliance.import_roots,
                      training.max_seq_length, serving_pause=pause)
-    app = create_app(appliance, deployments, jobs)
+    app = create_app(appliance, deployments, jobs, trials)
     protocol = guarded_protocol(config.header_timeout_s, 64 * 1024, config.max_connections)
     uv_config = uvicorn.Config(guarded(app, appliance), log_config=None, access_log=False, lifespan="off",
                                timeout_graceful_shutdown=10, http=protocol, timeout_keep_alive=5)

@@ -8,6 +8,8 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from appliance.capture.models import CaptureSettings
 from appliance.guardrails.policy import GuardrailPolicy
+from appliance.trials.models import ShadowSettings, ShadowSummary
+from appliance.trials.verdict import Verdict
 
 
 class DeploymentParams(BaseModel):
@@ -67,6 +69,13 @@ class Deployment(DeploymentRow):
     policy_version: int | None = Field(None, description="The version of its policy in force (none: no policy)")
 
 
+class ShadowGateRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    min_agreement: float = Field(0.8, ge=0.0, le=1.0, description="Mean shadow agreement the candidate needs")
+    min_pairs: int = Field(100, ge=1, description="Shadow pairs it needs at least")
+
+
 class SwitchRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -76,6 +85,8 @@ class SwitchRequest(BaseModel):
     force: bool = Field(False, description="Switch even if the eval gate finds a regression (audited)")
     reason: str | None = Field(None, max_length=500)
     drain_timeout_s: float = Field(60.0, ge=0.0, le=3600.0)
+    shadow_gate: ShadowGateRequest | None = Field(
+        None, description="Also require the shadow serving this model to agree with the live one (force overrides)")
 
 
 class RollbackRequest(BaseModel):
@@ -136,6 +147,8 @@ class DeploymentPolicy(BaseModel):
     guardrails: GuardrailPolicy = Field(default_factory=GuardrailPolicy,
                                         description="Limits, deny rules, PII redaction and a guard model")
     capture: CaptureSettings = Field(default_factory=CaptureSettings, description="Capture of answers (opt-in)")
+    watch: dict[str, Any] = Field(default_factory=dict, description="Live-watch settings over the profile's "
+                                  "defaults (appliance.trials.WatchSettings: window_s, thresholds, auto_rollback)")
 
 
 class SetPolicy(BaseModel):
@@ -152,3 +165,28 @@ class PolicyVersion(BaseModel):
     actor: str
     reason: str = ""
     created_at: float
+
+
+class CanaryRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    candidate: str = Field(..., description="The deployment that serves the candidate version")
+    weight: float = Field(0.05, gt=0.0, lt=1.0, description="Share of the keys sent to it (sticky per key)")
+
+
+class CanaryState(BaseModel):
+    candidate: str
+    weight: float
+    salt: str
+    started_at: float
+
+
+class TrialsView(BaseModel):
+    """A deployment's trials: its shadow and what the shadow says, its canary, the live watch's latest verdict."""
+
+    deployment: str
+    shadow: ShadowSettings | None = None
+    shadow_summary: ShadowSummary | None = None
+    canary: CanaryState | None = None
+    watch: Verdict | None = Field(None, description="Latest verdict of the live watch (canary, or after a switch)")
+    watching: bool = False

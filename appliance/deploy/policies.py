@@ -6,11 +6,16 @@ from __future__ import annotations
 import json
 import time
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from appliance.capture.models import CaptureSettings
-from appliance.deploy.models import DeploymentPolicy, PolicyVersion
+from appliance.deploy.errors import DeploymentError, DeploymentNotFound
+from appliance.deploy.models import DeploymentPolicy, PolicyVersion, SetPolicy
 from appliance.guardrails.engine import Guardrails
 from appliance.state.store import StateStore
+
+if TYPE_CHECKING:
+    from appliance.deploy.parts import DeploymentParts
 
 
 @dataclass(frozen=True)
@@ -66,3 +71,23 @@ class PolicyStore:
             "SELECT p.* FROM deployment_policies p JOIN (SELECT deployment, MAX(version) AS v FROM"
             " deployment_policies GROUP BY deployment) n ON n.deployment = p.deployment AND n.v = p.version")
         return {str(r["deployment"]): PolicyVersion(**{**dict(r), "policy": json.loads(r["policy"])}) for r in rows}
+
+
+def apply_policy(parts: DeploymentParts, name: str, body: SetPolicy, actor: str) -> PolicyVersion:
+    """Store a new version of `name`'s policy and put it in force (the patterns were checked for catastrophic
+    backtracking when `body` was parsed). The audit line names rules and lists, never their content."""
+    parts.rows.get(name)
+    guard = body.policy.guardrails.guard
+    if guard is not None and guard.deployment == name:
+        raise DeploymentError("a deployment cannot be its own guard model", param="policy.guardrails.guard")
+    if guard is not None and not parts.rows.exists(guard.deployment):
+        raise DeploymentNotFound(f"guard model deployment {guard.deployment!r} does not exist",
+                                 param="policy.guardrails.guard.deployment")
+    version = parts.policies.add(name, body.policy, actor, body.reason or "")
+    parts.active[name] = compile_policy(name, version)
+    rails = body.policy.guardrails
+    parts.store.audit(actor, "deployment.policy", name, {
+        "version": version.version, "reason": body.reason, "deny_rules": [r.name for r in rails.deny],
+        "redact": rails.redact.model_dump(), "guard": guard.deployment if guard else None,
+        "capture": body.policy.capture.enabled, "watch": body.policy.watch})
+    return version

@@ -19,6 +19,8 @@ from appliance.deploy.errors import DeploymentConflict, DeploymentError, Deploym
 from appliance.deploy.models import (
     AttachAdapter,
     AttachedAdapter,
+    CanaryRequest,
+    CanaryState,
     CreateDeployment,
     Deployment,
     HistoryEntry,
@@ -27,9 +29,11 @@ from appliance.deploy.models import (
     SetPolicy,
     SwitchRequest,
     SwitchResult,
+    TrialsView,
 )
 from appliance.deploy.parts import DeploymentParts
-from appliance.deploy.policies import compile_policy
+from appliance.deploy.policies import apply_policy
+from appliance.deploy.trials import Trials
 from appliance.deploy.view import GatewayView
 from appliance.hardware.models import HardwareReport
 from appliance.logfiles import tail
@@ -37,17 +41,22 @@ from appliance.names import NAME
 from appliance.profiles.select import Selection
 from appliance.registry.registry import Registry
 from appliance.state.store import StateStore
+from appliance.trials.gate import ShadowGateFailed
+from appliance.trials.models import ShadowSettings
+from appliance.trials.runtime import TrialsRuntime
+from appliance.trials.verdict import Verdict, merge
 
 
 class Deployments:
     def __init__(self, store: StateStore, registry: Registry, selection: Selection, hardware: HardwareReport,
                  backends: Mapping[str, Backend], logs_dir: Path, runtime_dir: Path, import_roots: list[Path],
-                 niceness: int = 0) -> None:
+                 niceness: int = 0, trials: TrialsRuntime | None = None) -> None:
         self._parts = DeploymentParts(store, registry, selection, hardware, backends, logs_dir, runtime_dir,
                                       niceness)
         self._switcher = Switcher(self._parts)
+        self._trials = Trials(self._parts, trials)
         self._import_roots = import_roots
-        self._view = GatewayView(self._parts)
+        self._view = GatewayView(self._parts, self._trials)
 
     # -- read -----------------------------------------------------------------------------------------
     def all(self) -> list[Deployment]:
@@ -104,33 +113,20 @@ class Deployments:
         parts = self._parts
         if name in parts.switching:
             raise DeploymentConflict(f"deployment {name!r} is being switched; try again when that is done")
+        self._trials.check_not_candidate(name)
         deployment = await self._set_desired(name, "stopped")
         parts.rows.delete(name)  # its policy versions go with it (ON DELETE CASCADE)
         parts.active.pop(name, None)
+        await self._trials.forget(name)
         parts.history.forget(name)
         parts.reconciler.withdraw(name)
         parts.store.audit(actor, "deployment.delete", name)
         return deployment
 
     def set_policy(self, name: str, body: SetPolicy, actor: str) -> PolicyVersion:
-        """A new version of the deployment's policy, in force for the next request (the patterns were checked
-        for catastrophic backtracking when `body` was parsed). The audit line has no rule content."""
-        parts = self._parts
-        parts.rows.get(name)
-        guard = body.policy.guardrails.guard
-        if guard is not None and guard.deployment == name:
-            raise DeploymentError("a deployment cannot be its own guard model", param="policy.guardrails.guard")
-        if guard is not None and not parts.rows.exists(guard.deployment):
-            raise DeploymentNotFound(f"guard model deployment {guard.deployment!r} does not exist",
-                                     param="policy.guardrails.guard.deployment")
-        version = parts.policies.add(name, body.policy, actor, body.reason or "")
-        parts.active[name] = compile_policy(name, version)
-        rails = body.policy.guardrails
-        parts.store.audit(actor, "deployment.policy", name, {
-            "version": version.version, "reason": body.reason, "deny_rules": [r.name for r in rails.deny],
-            "redact": rails.redact.model_dump(), "guard": guard.deployment if guard else None,
-            "capture": body.policy.capture.enabled})
-        return version
+        """A new version of the deployment's policy, in force for the next request (audited, no rule content)."""
+        merge(self._trials.settings(name), body.policy.watch)  # its watch overrides are valid
+        return apply_policy(self._parts, name, body, actor)
 
     async def switch(self, name: str, body: SwitchRequest, actor: str) -> SwitchResult:
         """Another model version under this name, blue/green, if it passes health, a smoke prompt and the eval
@@ -140,12 +136,18 @@ class Deployments:
         items, label = golden_for(parts.registry, self._import_roots, candidate, body.golden)
         change = Change(name, candidate.name, "switch", items=items, golden_label=label, force=body.force,
                         reason=body.reason, drain_timeout_s=body.drain_timeout_s)
+        previous = parts.rows.get(name).model_id
         try:
+            shadow = self._trials.gate(name, candidate.name, body.shadow_gate, body.force) if body.shadow_gate \
+                else None
             outcome = await self._switcher.change(change)
-        except EvalRegression as exc:
+        except (EvalRegression, ShadowGateFailed) as exc:
             parts.store.audit(actor, "deployment.switch.blocked", name, exc.gate.figures())
             raise
+        if shadow is not None:
+            outcome.detail["shadow_gate"] = shadow.figures()
         result = self._record(name, "switch", actor, outcome)
+        self._trials.after_switch(name, previous)
         self._audit_switch(actor, "deployment.switch.forced" if result.forced else "deployment.switch", name, result)
         return result
 
@@ -188,13 +190,52 @@ class Deployments:
         remaining = [a for a in attached if a.name != served]
         return await self._set_adapters(current, remaining, f"detach {served}", "deployment.adapter.detach", actor)
 
+    # -- trials -------------------------------------------------------------------------------------
+    async def set_shadow(self, name: str, body: ShadowSettings, actor: str) -> ShadowSettings:
+        """`body.candidate` answers a sample of `name`'s requests in the background; never returned."""
+        return await self._trials.set_shadow(name, body, actor)
+
+    async def clear_shadow(self, name: str, actor: str) -> None:
+        await self._trials.clear_shadow(name, actor)
+
+    def start_canary(self, name: str, body: CanaryRequest, actor: str) -> CanaryState:
+        """A sticky share of `name`'s keys served by `body.candidate`, watched against the live side."""
+        return self._trials.start_canary(name, body, actor)
+
+    async def promote_canary(self, name: str, body: SwitchRequest | None, actor: str) -> SwitchResult:
+        """Serve the candidate's model under `name` (a switch behind the eval gate), then end the canary."""
+        canary = self._trials.canary_of(name)
+        result = await self.switch(name, body or SwitchRequest(model=self.get(canary.candidate).model), actor)
+        self._trials.end_canary(name, actor, "promote", {"model": result.model}, end_watch=False)
+        return result
+
+    def abort_canary(self, name: str, actor: str, reason: str = "") -> TrialsView:
+        self._trials.end_canary(name, actor, "abort", {"reason": reason})
+        return self._trials.view(name)
+
+    def trials_of(self, name: str) -> TrialsView:
+        return self._trials.view(name)
+
+    async def auto_rollback(self, name: str, verdict: Verdict) -> None:
+        """The live watch found a regression: abort the canary, or roll the switch back; audited with the
+        figures that triggered it."""
+        if verdict.kind == "canary":
+            self._trials.end_canary(name, "live-watch", "rolled-back", {"reasons": verdict.reasons})
+            return
+        reason = f"live watch: {'; '.join(verdict.reasons)}"[:500]
+        await self.rollback(name, RollbackRequest(reason=reason), "live-watch")
+        self._parts.store.audit("live-watch", "deployment.watch.rollback", name, verdict.figures())
+
     # -- the daemon's -------------------------------------------------------------------------------
     async def reconcile(self) -> None:
         """Every deployment the store says should run comes back, under its policy (daemon start)."""
         self._parts.load_policies()
+        self._trials.load()
+        await self._trials.start()
         await self._parts.reconciler.reconcile()
 
     async def shutdown(self) -> None:
+        await self._trials.stop()
         await self._parts.reconciler.shutdown()
 
     async def pause_all(self, reason: str) -> list[str]:

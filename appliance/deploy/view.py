@@ -8,20 +8,38 @@ from appliance.deploy.errors import DeploymentNotFound
 from appliance.deploy.models import Deployment
 from appliance.deploy.parts import DeploymentParts
 from appliance.deploy.policies import ActivePolicy
-from appliance.deploy.routing import Route
+from appliance.deploy.routing import Route  # the gateway's handle of a route, from here
+from appliance.deploy.trials import Trials
+from appliance.trials.canary import Canary
+from appliance.trials.models import ShadowSettings
+
+__all__ = ["GatewayView", "Route"]
 
 
 class GatewayView:
-    def __init__(self, parts: DeploymentParts) -> None:
+    def __init__(self, parts: DeploymentParts, trials: Trials) -> None:
         self._parts = parts
+        self._trials = trials
 
     def route(self, served_name: str) -> Route | None:
         """The ready process behind a served name (in memory: the hot path), with its adapter selector."""
         return self._parts.routing.route(served_name)
 
+    def deployment_of(self, served_name: str) -> str:
+        """The deployment a served name belongs to (an adapter's parent, else the name itself)."""
+        return self._parts.routing.deployment_of(served_name)
+
     def policy(self, deployment: str) -> ActivePolicy | None:
         """The policy in force on `deployment` (in memory), None when it has none."""
         return self._parts.active.get(deployment)
+
+    def canary(self, deployment: str) -> Canary | None:
+        """The canary splitting `deployment`'s keys, if any (in memory)."""
+        return self._trials.canaries.get(deployment)
+
+    def shadow(self, deployment: str) -> ShadowSettings | None:
+        """The shadow of `deployment`, if any (in memory)."""
+        return self._trials.shadows.get(deployment)
 
     def model_of(self, deployment: str) -> tuple[str, str]:
         """(id, name) of the model serving `deployment` now (in memory; empty when nothing serves)."""

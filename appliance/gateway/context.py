@@ -18,6 +18,8 @@ from appliance.gateway.admission import Gates
 from appliance.gateway.metrics import GatewayMetrics
 from appliance.gateway.upstream import UpstreamPool
 from appliance.security.usage import UsageMeter
+from appliance.trials.canary import Outcomes
+from appliance.trials.shadow import ShadowRunner
 
 log = logging.getLogger(__name__)
 Audit = Callable[[str, str, str, dict[str, Any]], None]  # actor, action, target, detail (never content)
@@ -39,6 +41,8 @@ class GatewayContext:
     usage: UsageMeter
     limits: RequestLimits
     capture: CaptureWriter  # takes captured exchanges off the request path
+    shadows: ShadowRunner  # takes shadowed requests off the request path
+    outcomes: Outcomes  # every request's outcome, per deployment and arm (the live watch reads them)
     audit: Audit  # a store write: call it off the event loop (`background`, or asyncio.to_thread)
     # Per backend process (deployment, port): whether its chat template renders `tools` itself.
     tool_support: dict[tuple[str, int], bool] = field(default_factory=dict)

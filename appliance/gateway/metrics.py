@@ -42,8 +42,9 @@ class _LiveCollector(Collector):
 
 
 class GatewayMetrics:
-    def __init__(self, restarts: Callable[[], dict[str, int]], nvml_lib: Any) -> None:
-        self.registry = CollectorRegistry()
+    def __init__(self, restarts: Callable[[], dict[str, int]], nvml_lib: Any,
+                 registry: CollectorRegistry | None = None) -> None:
+        self.registry = registry or CollectorRegistry()
         labels = ["deployment"]
         self.requests = Counter("slm_requests", "Inference requests", [*labels, "endpoint", "status"],
                                 registry=self.registry)

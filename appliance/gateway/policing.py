@@ -1,8 +1,9 @@
-"""One request under its deployment's policy: the input side (limits, deny rules, redaction, the guard model)
-before it is forwarded, the output side on the answer (whole, or streamed through the SSE rewriter), and the
-capture of the exchange. Refusals are counted (`slm_guardrail_*`) and audited without content.
+"""One request under its deployment's policy and shadow: the input side (limits, deny rules, redaction, the guard
+model) before it is forwarded, the output side on the answer (whole, or streamed through the SSE rewriter), then
+the capture of the exchange and the offer to the shadow. Refusals are counted (`slm_guardrail_*`) and audited
+without content.
 
-Only requests to a deployment with a policy come here; the others keep the plain relay."""
+Only requests to a deployment with a policy or a shadow come here; the others keep the plain relay."""
 
 from __future__ import annotations
 
@@ -22,6 +23,8 @@ from appliance.guardrails.errors import PolicyViolation
 from appliance.guardrails.guard_model import Direction, ask_guard
 from appliance.guardrails.sse import SseGuard
 from appliance.security.keys import ApiKey
+from appliance.trials.compare import Answer
+from appliance.trials.models import ShadowRequest, ShadowSettings
 
 log = logging.getLogger(__name__)
 GUARD_ANSWER_TOKENS = 24  # "unsafe\nS1,S10" and a little room
@@ -40,17 +43,19 @@ def _conversation(data: dict[str, Any]) -> list[dict[str, Any]]:
 class Exchange:
     """The policy's work on one request. `served`: the model name the app sent (a deployment or an adapter)."""
 
-    def __init__(self, gateway: GatewayContext, policy: ActivePolicy, served: str, path: str, key: ApiKey,
-                 data: dict[str, Any]) -> None:
+    def __init__(self, gateway: GatewayContext, policy: ActivePolicy | None, shadow: ShadowSettings | None,
+                 served: str, path: str, key: ApiKey, data: dict[str, Any]) -> None:
         self.gateway, self.policy, self.served, self.path, self.key = gateway, policy, served, path, key
-        self.deployment = policy.deployment
-        self.rails = policy.rails
-        self.data = data
+        self.deployment = gateway.deployments.deployment_of(served)
+        self.rails = policy.rails if policy is not None else None
+        self.data = self.sent = data
         self.stream = bool(data.get("stream"))
-        self.captures = policy.capture.wants()
+        self.captures = policy is not None and policy.capture.wants()
+        self.shadow = shadow if shadow is not None and shadow.wants() else None
         self.started = time.perf_counter()
         self.collected: AnswerText | None = None
-        guard = policy.policy.guardrails.guard
+        guard = policy.policy.guardrails.guard if policy is not None else None
+        self.guard = guard
         self.guard_output = guard is not None and "output" in guard.directions
         if self.stream and self.guard_output and "messages" not in data:
             raise BadRequest("this deployment's guard model judges whole answers: stream a chat completion, or "
@@ -80,6 +85,7 @@ class Exchange:
                 body = checked.body
                 self.gateway.metrics.guardrail_rewrites.labels(self.deployment, "input").inc()
         await self._ask_guard("input", _conversation(body or self.data))
+        self.sent = body or self.data  # what the backend (and a shadow) gets
         return body
 
     # -- output -------------------------------------------------------------------------------------
@@ -98,7 +104,7 @@ class Exchange:
             text = AnswerText.of(answer).text
             await self._ask_guard("output", [*_conversation(self.data), {"role": "assistant", "content": text}])
         self.collected = AnswerText.of(answer)
-        self.capture()
+        self.finished()
         return answer
 
     def stream_tap(self) -> StreamTap:
@@ -108,9 +114,14 @@ class Exchange:
         self.collected = AnswerText()
         return StreamTap(self, sse, self.collected)
 
+    @property
+    def collects(self) -> bool:
+        """Whether the answer's text is read on its way (for capture or the shadow)."""
+        return self.captures or self.shadow is not None
+
     # -- refusals, the guard model, capture ---------------------------------------------------------
     async def _ask_guard(self, direction: Direction, messages: list[dict[str, Any]]) -> None:
-        guard = self.policy.policy.guardrails.guard
+        guard = self.guard
         if guard is None or direction not in guard.directions:
             return
         decision = await ask_guard(self._guard_sender(guard.deployment), messages, direction, guard.timeout_s,
@@ -151,6 +162,26 @@ class Exchange:
                                 {"rule": rule, "direction": "output", "reason": reason, "model": self.served,
                                  "stream": True})
 
+    def finished(self) -> None:
+        """The answer was whole: capture it and offer it to the shadow (neither blocks)."""
+        self.capture()
+        self.offer_shadow()
+
+    def _redact(self) -> Callable[[str], str] | None:
+        rails = self.rails
+        return (lambda text: rails.redact(text, "capture")) if rails is not None else None
+
+    def offer_shadow(self) -> None:
+        """The same request (as the backend got it) to the shadow, with the answer the app got to compare."""
+        answer, shadow = self.collected, self.shadow
+        if shadow is None or answer is None:
+            return
+        self.shadow = None  # once
+        live = Answer(200, answer.text, time.perf_counter() - self.started, answer.finish_reason,
+                      answer.completion_tokens or None)
+        self.gateway.shadows.offer(ShadowRequest(self.deployment, shadow.candidate, self.sent, live, self.path,
+                                                 self.key.id, self._redact()))
+
     def capture(self) -> None:
         """Hand the exchange to the capture writer (never blocks; the writer redacts it on its own thread)."""
         answer = self.collected
@@ -164,8 +195,7 @@ class Exchange:
             latency_ms=round((time.perf_counter() - self.started) * 1000, 1), prompt_tokens=answer.prompt_tokens,
             completion_tokens=answer.completion_tokens, finish_reason=answer.finish_reason, endpoint=self.path,
             messages=_conversation(self.data), answer=answer.text, stream=self.stream)  # type: ignore[arg-type]
-        rails = self.rails
-        self.gateway.capture.submit(item, redact=(lambda text: rails.redact(text, "capture")) if rails else None)
+        self.gateway.capture.submit(item, redact=self._redact())
 
 
 class StreamTap:
@@ -183,9 +213,14 @@ class StreamTap:
         """A deny rule ended the answer: the relay stops reading the backend."""
         return self.sse is not None and self.sse.ended
 
+    @property
+    def blocked(self) -> bool:
+        """A deny rule ended at least one choice (content_filter)."""
+        return self.sse is not None and bool(self.sse.denied)
+
     def feed(self, chunk: bytes) -> bytes:
         out = self.sse.feed(chunk) if self.sse is not None else chunk
-        if self.exchange.captures and out:
+        if self.exchange.collects and out:
             self.collected.feed(out)
         if self.ended:
             self._report()
@@ -202,4 +237,4 @@ class StreamTap:
         finish reason: the backend's, or content_filter) — not one cut by a hang-up or a failure."""
         self._report()
         if self.collected.finish_reason:
-            self.exchange.capture()
+            self.exchange.finished()

@@ -21,6 +21,7 @@ from starlette.background import BackgroundTask
 from appliance.backends.process import BackendProcess
 from appliance.gateway.admission import Gate, KeyClaim
 from appliance.gateway.metrics import GatewayMetrics
+from appliance.gateway.trial_path import Tracked
 from appliance.gateway.upstream import UpstreamError, UpstreamPool, UpstreamRefused, UpstreamResponse, UpstreamTimeout
 from appliance.security.keys import ApiKey
 from appliance.security.usage import UsageMeter, tokens_in
@@ -45,6 +46,9 @@ class Tap(Protocol):
     @property
     def ended(self) -> bool: ...
 
+    @property
+    def blocked(self) -> bool: ...
+
     def feed(self, chunk: bytes) -> bytes: ...
 
     def done(self) -> None: ...
@@ -55,9 +59,10 @@ class Relay:
 
     def __init__(self, deployment: str, endpoint: str, gate: Gate, metrics: GatewayMetrics,
                  process: BackendProcess | None = None, claim: KeyClaim | None = None,
-                 usage: tuple[UsageMeter, ApiKey] | None = None) -> None:
+                 usage: tuple[UsageMeter, ApiKey] | None = None, tracked: Tracked | None = None) -> None:
         self.deployment = deployment
         self.usage = usage  # where this request's tokens are accounted, and to which key
+        self.tracked = tracked  # a stream's outcome, recorded for the live watch when it ends
         self.claim = claim  # the request's place in its key's concurrency count
         self.process = process  # counts this request as in flight on it, so a blue/green drain waits for it
         self.endpoint = endpoint
@@ -121,6 +126,8 @@ async def _stream(relay: Relay, response: UpstreamResponse, tap: Tap | None = No
     finally:
         if tap is not None:  # also when the app hung up right after the last event
             tap.done()
+        if relay.tracked is not None:
+            relay.tracked.stream_ended(relay.status, tap is not None and tap.blocked)
         await relay.finish()
 
 

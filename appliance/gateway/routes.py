@@ -3,23 +3,25 @@
 from __future__ import annotations
 
 import json
-from typing import Any, NoReturn
+from typing import Any
 
 from fastapi import APIRouter, Depends, Request
-from fastapi.responses import JSONResponse, Response, StreamingResponse
+from fastapi.responses import Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from pydantic import BaseModel, ValidationError
 
 from appliance.backends.process import BackendProcess
 from appliance.deploy.models import Deployment
-from appliance.errors import BadRequest, NotFound, TooManyRequests, Unavailable
-from appliance.gateway.admission import KeyBusy, KeyClaim, QueueFull
+from appliance.errors import ApplianceError, BadRequest, NotFound
+from appliance.gateway.admission import KeyBusy
 from appliance.gateway.backend_metrics import scrape
 from appliance.gateway.context import GatewayContext, gateway_of
+from appliance.gateway.forwarding import admitted, native_tools, not_serving
 from appliance.gateway.policing import Exchange
 from appliance.gateway.protocol import ChatCompletionRequest, CompletionRequest, EmbeddingRequest
-from appliance.gateway.proxy import SSE_HEADERS, Relay, Target, forward
-from appliance.gateway.tools import ToolPlan, as_stream, plan_tools, read_answer
+from appliance.gateway.tools import plan_tools
+from appliance.gateway.trial_path import Tracked, canary_side
+from appliance.guardrails.errors import PolicyViolation
 from appliance.validation import where_and_why
 from appliance.web.auth import caller, require
 
@@ -91,15 +93,6 @@ def _check_prompt_fits(data: dict[str, Any], context_length: int) -> None:
                          param="messages" if "messages" in data else "prompt", code="context_length_exceeded")
 
 
-def _not_serving(gateway: GatewayContext, name: str) -> NoReturn:
-    """Why `name` cannot be served (the store is read only on this error path)."""
-    state = gateway.deployments.state_of(name)
-    if state is None:
-        raise NotFound(f"The model '{name}' does not exist", param="model", code="model_not_found")
-    raise Unavailable(f"model '{name}' is not serving right now ({state[0]}: {state[1]})",
-                      headers={"Retry-After": "5"}, code="model_not_ready")
-
-
 async def _proxy(request: Request, schema: type[BaseModel], path: str, endpoint: str) -> Response:
     body, data = await _parse(request, schema)
     gateway = gateway_of(request)
@@ -107,8 +100,8 @@ async def _proxy(request: Request, schema: type[BaseModel], path: str, endpoint:
     # Hot path: in-memory lookup only; the store is read just to explain why a model is not serving.
     route = gateway.deployments.route(name)
     if route is None:
-        _not_serving(gateway, name)
-    process = route[0]
+        not_serving(gateway, name)
+    process = route.process
     _check_endpoint(name, process, endpoint)
     if endpoint != "embeddings":
         _check_prompt_fits(data, process.spec.context_length)
@@ -118,12 +111,37 @@ async def _proxy(request: Request, schema: type[BaseModel], path: str, endpoint:
                          f"{process.spec.parallel_slots}", param="n", code="invalid_parameter")
     key = caller(request)
     gateway.usage.check_quota(key)
-    policy = gateway.deployments.policy(process.spec.deployment) if endpoint != "embeddings" else None
-    exchange = Exchange(gateway, policy, name, path, key, data) if policy is not None else None
+    deployment = process.spec.deployment
+    target, route = canary_side(gateway, name, route, key.id) if endpoint != "embeddings" else (name, route)
+    tracked = Tracked(gateway, deployment, route.process.spec.deployment)
+    try:
+        response = await _serve(request, gateway, deployment, name, target, path, endpoint, route.process, body,
+                                data, tracked)
+    except ApplianceError as exc:
+        tracked.blocked = isinstance(exc, PolicyViolation)
+        tracked.record(exc.status)
+        raise
+    if not tracked.streaming:
+        tracked.record(response.status_code)
+    return response
+
+
+async def _serve(request: Request, gateway: GatewayContext, deployment: str, name: str, target: str, path: str,
+                 endpoint: str, process: BackendProcess, body: bytes, data: dict[str, Any],
+                 tracked: Tracked) -> Response:
+    """The deployment's policy and shadow, tools, the key's concurrency claim; then the admitted path. `target`:
+    the deployment that answers (a canary's candidate for some keys, else `name`)."""
+    key = caller(request)
+    policy = gateway.deployments.policy(deployment) if endpoint != "embeddings" else None
+    shadow = gateway.deployments.shadow(deployment) if endpoint != "embeddings" and target == name else None
+    exchange = Exchange(gateway, policy, shadow, name, path, key, data) if policy or shadow else None
     if exchange is not None and (rewritten := await exchange.before()) is not None:
         data, body = rewritten, json.dumps(rewritten).encode()  # the policy masked the input
+    if target != name:  # a canary's candidate: it knows itself by its own name
+        data = {**data, "model": target}
+        body = json.dumps(data).encode()
     tools = None
-    if endpoint == "chat" and data.get("tools") and not await _native_tools(request, process):
+    if endpoint == "chat" and data.get("tools") and not await native_tools(request, process):
         tools = plan_tools(data)  # the template cannot render tools: the gateway does (appliance.gateway.tools)
     try:
         claim = gateway.gates.claim(key.id, key.name)
@@ -131,78 +149,11 @@ async def _proxy(request: Request, schema: type[BaseModel], path: str, endpoint:
         gateway.metrics.requests.labels(name, endpoint, "rejected").inc()
         raise
     try:
-        return await _admitted(request, name, path, endpoint, process, body, data, claim, tools, exchange)
+        return await admitted(request, target, path, endpoint, process, body, data, claim, tools, exchange,
+                              tracked)
     except BaseException:
         claim.release()  # otherwise the Relay releases it when the answer (or the stream) is over
         raise
-
-
-async def _admitted(request: Request, name: str, path: str, endpoint: str, process: BackendProcess, body: bytes,
-                    data: dict[str, Any], claim: KeyClaim, tools: ToolPlan | None = None,
-                    exchange: Exchange | None = None) -> Response:
-    """Queue for a slot of `process`, then forward; the Relay releases the slot and `claim` when it is over."""
-    gateway = gateway_of(request)
-    metrics = gateway.metrics
-    gate = gateway.gates.for_deployment(process.spec.deployment, process.spec.parallel_slots)
-    metrics.queue_depth.labels(name).set(gate.waiting)
-    try:
-        await gate.acquire()
-    except QueueFull as exc:
-        metrics.requests.labels(name, endpoint, "rejected").inc()
-        raise TooManyRequests(f"model '{name}' is busy: {exc}", headers={"Retry-After": "1"},
-                              code="queue_full") from exc
-    finally:
-        metrics.queue_depth.labels(name).set(gate.waiting)
-    # Resolve again: a blue/green switch may have happened while this request queued. From here to the
-    # in-flight count there is no await, so a drain of the old backend cannot miss this request.
-    route = gateway.deployments.route(name)
-    if route is None:
-        gate.release()
-        _not_serving(gateway, name)
-    process, selector = route
-    process.request_started()
-    metrics.inflight.labels(name).inc()
-    relay = Relay(name, endpoint, gate, metrics, process, claim, (gateway.usage, caller(request)))
-    upstream = data if tools is None else tools.upstream
-    whole = exchange is not None and exchange.whole_answer and tools is None
-    if whole:  # judged whole by the guard model, then streamed to the app
-        upstream = {k: v for k, v in upstream.items() if k not in ("stream", "stream_options")}
-    if selector is not None or tools is not None or whole:  # an adapter's name: picked per request
-        body = json.dumps({**upstream, **(selector or {})}).encode()
-    spec = process.spec
-    target = Target(spec.host, spec.port, str(spec.unix_socket) if spec.unix_socket else None, spec.api_key)
-    streamed = bool(upstream.get("stream"))
-    tap = exchange.stream_tap() if exchange is not None and streamed else None
-    try:
-        response = await forward(request, gateway.upstream, relay, target, path, body, streamed, tap)
-    except BaseException:
-        await relay.finish()
-        raise
-    if response.status_code != 200 or streamed or (tools is None and exchange is None):
-        return response
-    answer = json.loads(bytes(response.body))
-    if tools is not None:
-        answer = read_answer(tools, answer)
-    if exchange is not None:
-        answer = await exchange.after_whole(answer)
-    if data.get("stream"):
-        include_usage = bool((data.get("stream_options") or {}).get("include_usage"))
-        return StreamingResponse(as_stream(answer, include_usage), media_type="text/event-stream",
-                                 headers=SSE_HEADERS)
-    return JSONResponse(answer)
-
-
-async def _native_tools(request: Request, process: BackendProcess) -> bool:
-    """Whether the backend renders `tools` itself (asked once per process; unknown means the gateway does it,
-    which works with any template)."""
-    gateway = gateway_of(request)
-    key = (process.spec.deployment, process.spec.port)
-    if key not in gateway.tool_support:
-        answer = await process.backend.renders_tools(gateway.backend_client, process.spec)
-        if answer is None:
-            return False
-        gateway.tool_support[key] = answer
-    return gateway.tool_support[key]
 
 
 def _check_endpoint(name: str, process: BackendProcess, endpoint: str) -> None:

@@ -128,6 +128,9 @@ class Profile(_Strict):
     training: TrainingSettings
     quantization: QuantizationSettings
     serving: ServingSettings
+    watch: dict[str, float | int | bool | None] = Field(
+        default_factory=dict, description="Live-watch defaults of this box's deployments (appliance.trials."
+        "WatchSettings: window_s, min_requests, max_error_rate_increase, max_p95_ratio, ...); checked at start")
 
     @field_validator("description")
     @classmethod

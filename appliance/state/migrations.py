@@ -282,4 +282,18 @@ MIGRATIONS: tuple[tuple[int, str, str], ...] = (
         CREATE INDEX shadow_pairs_by_agreement ON shadow_pairs(live, candidate, agreement);
         """,
     ),
+    (
+        14,
+        "trials of candidates on live deployments (shadow, canary)",
+        """
+        CREATE TABLE deployment_trials (
+            deployment TEXT NOT NULL REFERENCES deployments(name) ON DELETE CASCADE,
+            kind TEXT NOT NULL CHECK (kind IN ('shadow', 'canary')),
+            settings TEXT NOT NULL,
+            actor TEXT NOT NULL,
+            created_at REAL NOT NULL,
+            PRIMARY KEY (deployment, kind)
+        );
+        """,
+    ),
 )

@@ -12,6 +12,7 @@ if TYPE_CHECKING:  # the gateway imports this module; the job runner need not be
     from appliance.deploy.service import Deployments
     from appliance.jobs.runner import JobRunner
     from appliance.security.usage import UsageMeter
+    from appliance.trials.runtime import TrialsRuntime
 
 
 def appliance_of(request: Request) -> Appliance:
@@ -37,3 +38,8 @@ def usage_of(request: Request) -> UsageMeter:
 def capture_of(request: Request) -> CaptureRuntime:
     capture: CaptureRuntime = request.app.state.capture
     return capture
+
+
+def trials_of(request: Request) -> TrialsRuntime:
+    trials: TrialsRuntime = request.app.state.trials
+    return trials
