@@ -68,7 +68,9 @@ async def admitted(request: Request, name: str, path: str, endpoint: str, proces
     streamed = bool(upstream.get("stream"))
     tap = exchange.stream_tap() if exchange is not None and streamed else None
     try:
-        response = await forward(request, gateway.upstream, relay, target, path, body, streamed, tap)
+        # A canary's candidate that went down before its supervisor noticed: the live side answers instead.
+        response = await forward(request, gateway.upstream, relay, target, path, body, streamed, tap,
+                                 raise_refused=tracked.serving != tracked.deployment)
     except BaseException:
         await relay.finish()
         raise

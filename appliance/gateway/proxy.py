@@ -179,8 +179,9 @@ async def _complete(request: Request, pool: UpstreamPool, relay: Relay, target: 
 
 
 async def forward(request: Request, pool: UpstreamPool, relay: Relay, target: Target, path: str,
-                  body: bytes, stream: bool, tap: Tap | None = None) -> Response:
-    """Send `body` to the backend and relay the answer. The caller has acquired `relay.gate`."""
+                  body: bytes, stream: bool, tap: Tap | None = None, raise_refused: bool = False) -> Response:
+    """Send `body` to the backend and relay the answer. The caller has acquired `relay.gate`. `raise_refused`:
+    a backend that cannot be reached (nothing was sent) raises UpstreamRefused for the caller to go elsewhere."""
     try:
         if stream:
             relay.response = response = await target.post(pool, path, body)
@@ -210,6 +211,8 @@ async def forward(request: Request, pool: UpstreamPool, relay: Relay, target: Ta
     except UpstreamError as exc:
         relay.status = "backend_error"
         await relay.finish()
+        if isinstance(exc, UpstreamRefused) and raise_refused:
+            raise
         if isinstance(exc, UpstreamRefused):  # never connected: nothing was sent, the app may retry
             return JSONResponse(error_body(f"backend unreachable: {exc}", "service_unavailable",
                                            "backend_unreachable"), 503, {"Retry-After": "2"})

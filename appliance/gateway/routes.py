@@ -21,6 +21,7 @@ from appliance.gateway.policing import Exchange
 from appliance.gateway.protocol import ChatCompletionRequest, CompletionRequest, EmbeddingRequest
 from appliance.gateway.tools import plan_tools
 from appliance.gateway.trial_path import Tracked, canary_side
+from appliance.gateway.upstream import UpstreamRefused
 from appliance.guardrails.errors import PolicyViolation
 from appliance.validation import where_and_why
 from appliance.web.auth import caller, require
@@ -112,14 +113,29 @@ async def _proxy(request: Request, schema: type[BaseModel], path: str, endpoint:
     key = caller(request)
     gateway.usage.check_quota(key)
     deployment = process.spec.deployment
-    target, route = canary_side(gateway, name, route, key.id) if endpoint != "embeddings" else (name, route)
-    tracked = Tracked(gateway, deployment, route.process.spec.deployment)
+    target, side = canary_side(gateway, name, route, key.id) if endpoint != "embeddings" else (name, route)
+    if target != name:
+        try:
+            return await _tracked(request, gateway, deployment, name, target, path, endpoint, side.process, body,
+                                  data)
+        except UpstreamRefused:  # the candidate went down before its supervisor noticed: nothing was sent
+            pass
+    return await _tracked(request, gateway, deployment, name, name, path, endpoint, process, body, data)
+
+
+async def _tracked(request: Request, gateway: GatewayContext, deployment: str, name: str, target: str, path: str,
+                   endpoint: str, process: BackendProcess, body: bytes, data: dict[str, Any]) -> Response:
+    """`_serve`, with the request's outcome recorded for the live watch (a relayed stream records its own)."""
+    tracked = Tracked(gateway, deployment, process.spec.deployment)
     try:
-        response = await _serve(request, gateway, deployment, name, target, path, endpoint, route.process, body,
-                                data, tracked)
+        response = await _serve(request, gateway, deployment, name, target, path, endpoint, process, body, data,
+                                tracked)
     except ApplianceError as exc:
         tracked.blocked = isinstance(exc, PolicyViolation)
         tracked.record(exc.status)
+        raise
+    except UpstreamRefused:
+        tracked.record(503)
         raise
     if not tracked.streaming:
         tracked.record(response.status_code)
