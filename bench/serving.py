@@ -10,7 +10,8 @@ Prints ratios against baselines measured in this same run:
   - aggregate tokens/s at 8 streams ÷ 1 stream
   - every request at 8-way concurrency completes with all its tokens
 With --guarded it measures instead tokens/s with a guardrail policy and capture against the same deployment
-without (bench/serving_guarded.py; target ≥ 0.95 at 1 and 8 streams).
+without (bench/serving_guarded.py; target ≥ 0.95 at 1 and 8 streams); with --shadow, live tokens/s with a
+100 % shadow against none (bench/serving_shadow.py; target ≥ 0.90).
 Usage: python bench/serving.py [--backend llamacpp|vllm] [--guarded] [--rounds 2] [--json out.json]
 """
 
@@ -250,7 +251,16 @@ def main() -> int:
     parser.add_argument("--single-requests", type=int, default=10, help="sequential requests per 1-stream round")
     parser.add_argument("--json", type=Path, help="also write the figures here")
     parser.add_argument("--guarded", action="store_true", help="a policy (redaction, deny rules, capture) vs none")
+    parser.add_argument("--shadow", action="store_true", help="a 100 %% shadow of the same model vs none")
     args = parser.parse_args()
+    if args.shadow:
+        from serving_shadow import measure_shadow, report_shadow  # bench/ is the script's own folder
+
+        shadowed = measure_shadow(args, MODEL, Way, run_round)
+        report_shadow(shadowed)
+        if args.json:
+            args.json.write_text(json.dumps(shadowed, indent=2))
+        return 0
     if args.guarded:
         from serving_guarded import measure_guarded, report_guarded  # bench/ is the script's own folder
 
