@@ -20,6 +20,7 @@ from appliance.capture.runtime import CaptureRuntime
 from appliance.core import Appliance
 from appliance.deploy.service import Deployments
 from appliance.gateway import feedback as gateway_feedback
+from appliance.gateway import responses_api
 from appliance.gateway import routes as gateway_routes
 from appliance.gateway.admission import Gates
 from appliance.gateway.context import GatewayContext, RequestLimits
@@ -66,7 +67,7 @@ def create_app(appliance: Appliance, deployments: Deployments, jobs: JobRunner, 
     install_error_handlers(app)
     for router in (routes_system.router, routes_keys.router, routes_keys.usage_router, routes_models.router,
                    routes_deploy.router, routes_trials.router, routes_jobs.router, routes_capture.router,
-                   gateway_routes.router,
+                   gateway_routes.router, responses_api.router,
                    gateway_feedback.router):
         app.include_router(router)
     return app

@@ -4,8 +4,13 @@ response id, the first choice's text, its finish reason and the token counts (fo
 from __future__ import annotations
 
 import json
+from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import Any
+
+# Set by an API that answers through chat completions under its own ids (/v1/responses): (its response id, its
+# path), so capture and feedback know the answer by the id the app was given.
+CLIENT_ANSWER: ContextVar[tuple[str, str] | None] = ContextVar("client_answer", default=None)
 
 
 @dataclass

@@ -16,6 +16,7 @@ from appliance.capture.writer import CaptureWriter
 from appliance.deploy.view import GatewayView
 from appliance.gateway.admission import Gates
 from appliance.gateway.metrics import GatewayMetrics
+from appliance.gateway.responses_turns import Retriever, TurnStore
 from appliance.gateway.upstream import UpstreamPool
 from appliance.security.usage import UsageMeter
 from appliance.trials.canary import Outcomes
@@ -44,6 +45,8 @@ class GatewayContext:
     shadows: ShadowRunner  # takes shadowed requests off the request path
     outcomes: Outcomes  # every request's outcome, per deployment and arm (the live watch reads them)
     audit: Audit  # a store write: call it off the event loop (`background`, or asyncio.to_thread)
+    retrieval: Retriever | None = None  # the vector stores file_search searches (None: not configured)
+    turns: TurnStore = field(default_factory=TurnStore)  # /v1/responses turns kept for previous_response_id
     # Per backend process (deployment, port): whether its chat template renders `tools` itself.
     tool_support: dict[tuple[str, int], bool] = field(default_factory=dict)
     _tasks: set[asyncio.Task[None]] = field(default_factory=set)

@@ -16,7 +16,7 @@ from typing import Any
 from appliance.capture.models import CapturedItem
 from appliance.deploy.policies import ActivePolicy
 from appliance.errors import BadRequest
-from appliance.gateway.answers import AnswerText
+from appliance.gateway.answers import CLIENT_ANSWER, AnswerText
 from appliance.gateway.context import GatewayContext
 from appliance.guardrails.checks import check_answer, check_request
 from appliance.guardrails.errors import PolicyViolation
@@ -54,6 +54,7 @@ class Exchange:
         self.shadow = shadow if shadow is not None and shadow.wants() else None
         self.started = time.perf_counter()
         self.collected: AnswerText | None = None
+        self.client_answer = CLIENT_ANSWER.get()  # (id, path) of the answer as the app knows it, if not ours
         guard = policy.policy.guardrails.guard if policy is not None else None
         self.guard = guard
         self.guard_output = guard is not None and "output" in guard.directions
@@ -188,12 +189,13 @@ class Exchange:
         if not self.captures or answer is None or not answer.response_id:
             return
         self.captures = False  # once
+        response_id, path = self.client_answer or (answer.response_id, self.path)
         model_id, model_name = self.gateway.deployments.model_of(self.deployment)
         item = CapturedItem(
-            response_id=answer.response_id, deployment=self.deployment, model_id=model_id, model_name=model_name,
+            response_id=response_id, deployment=self.deployment, model_id=model_id, model_name=model_name,
             key_id=self.key.id, key_name=self.key.name, created_at=time.time(),
             latency_ms=round((time.perf_counter() - self.started) * 1000, 1), prompt_tokens=answer.prompt_tokens,
-            completion_tokens=answer.completion_tokens, finish_reason=answer.finish_reason, endpoint=self.path,
+            completion_tokens=answer.completion_tokens, finish_reason=answer.finish_reason, endpoint=path,
             messages=_conversation(self.data), answer=answer.text, stream=self.stream)  # type: ignore[arg-type]
         self.gateway.capture.submit(item, redact=self._redact())
 

@@ -42,7 +42,7 @@ def _depth(value: Any) -> int:
     return deepest
 
 
-async def _parse(request: Request, schema: type[BaseModel]) -> tuple[bytes, dict[str, Any]]:
+async def parse(request: Request, schema: type[BaseModel]) -> tuple[bytes, dict[str, Any]]:
     config = gateway_of(request).limits
     body = await request.body()
     try:
@@ -95,7 +95,13 @@ def _check_prompt_fits(data: dict[str, Any], context_length: int) -> None:
 
 
 async def _proxy(request: Request, schema: type[BaseModel], path: str, endpoint: str) -> Response:
-    body, data = await _parse(request, schema)
+    body, data = await parse(request, schema)
+    return await serve(request, data, body, path, endpoint)
+
+
+async def serve(request: Request, data: dict[str, Any], body: bytes, path: str, endpoint: str) -> Response:
+    """A parsed OpenAI request (chat, completions, embeddings) to the deployment it names: checks, the canary's
+    side, the policy and the shadow, admission, the relay; its outcome recorded for the live watch."""
     gateway = gateway_of(request)
     name = str(data["model"])
     # Hot path: in-memory lookup only; the store is read just to explain why a model is not serving.
