@@ -17,8 +17,9 @@ from appliance.cli.remote import add_client_options
 from appliance.client import ApiError, DaemonClient
 from appliance.client.policy import policy_lines, version_text
 
-EXAMPLE = """A policy file is JSON or TOML with two optional parts, `guardrails` and `capture`; what is left out
-takes its default (no limits, no rules, no redaction, no guard, capture off). Example (policy.toml):
+EXAMPLE = """A policy file is JSON or TOML with three optional parts, `guardrails`, `capture` and `watch`; what is
+left out takes its default (no limits, no rules, no redaction, no guard, capture off, the profile's live watch).
+Example (policy.toml):
 
   [guardrails.limits]
   max_answer_tokens = 512
@@ -40,6 +41,11 @@ takes its default (no limits, no rules, no redaction, no guard, capture off). Ex
   enabled = true
   sample_rate = 0.2
   retention_days = 30
+
+  [watch]                        # the live watch of a canary or a switch, over the profile's defaults
+  min_requests = 100
+  max_p95_ratio = 1.3
+  auto_rollback = true
 
 What `deploy policy show NAME --json` prints is accepted too (its `policy` is used), so a policy round-trips:
 show --json > p.json, edit, set --file p.json. Every field: the PUT .../policy schema in /openapi.json.

@@ -71,6 +71,9 @@ def add_remote_commands(sub: Any) -> None:
     from appliance.cli.policy_cli import add_policy_commands  # it imports this module's option helpers
 
     add_policy_commands(dsub)
+    from appliance.cli.trials_cli import add_trial_commands
+
+    add_trial_commands(dsub)
 
 
 def _add_change_commands(dsub: Any) -> None:
@@ -82,6 +85,10 @@ def _add_change_commands(dsub: Any) -> None:
                                          "else the built-in general set)")
     switch.add_argument("--force", action="store_true", help="switch even if the eval gate finds a regression "
                                                              "(recorded in the audit log)")
+    switch.add_argument("--shadow-gate-min-agreement", type=float, metavar="X", help="also require the shadow "
+                        "serving MODEL to agree at least X (0 to 1) on average (default 0.8 with the other)")
+    switch.add_argument("--shadow-gate-min-pairs", type=int, metavar="N", help="... over at least N shadow pairs "
+                        "(default 100 with the other)")
     rollback = dsub.add_parser("rollback", help="return NAME to the version it served before, in one step")
     rollback.add_argument("name")
     rollback.add_argument("--to", help="a specific registry model instead of the previous version")
@@ -103,7 +110,7 @@ def _add_change_commands(dsub: Any) -> None:
     detach.add_argument("served", help="the adapter's served model name")
 
 
-def _print_switch(result: dict[str, Any]) -> None:
+def print_switch(result: dict[str, Any]) -> None:
     gate = result.get("gate") or {}
     how = "blue/green" if result["blue_green"] else "restarted (nothing was serving)"
     print(f"{result['deployment']['name']}: {result['previous_model']} → {result['model']} ({result['action']}, "
@@ -135,7 +142,8 @@ def _change(args: argparse.Namespace, client: DaemonClient) -> Any:
         return client.adapters(args.name)
     if args.action == "switch":
         result = client.switch(args.name, {"model": args.model, "golden": args.golden, "force": args.force,
-                                           "reason": args.reason, "drain_timeout_s": args.drain_timeout})
+                                           "reason": args.reason, "drain_timeout_s": args.drain_timeout},
+                               min_agreement=args.shadow_gate_min_agreement, min_pairs=args.shadow_gate_min_pairs)
     elif args.action == "rollback":
         result = client.rollback(args.name, {"to": args.to, "reason": args.reason,
                                              "drain_timeout_s": args.drain_timeout})
@@ -146,7 +154,7 @@ def _change(args: argparse.Namespace, client: DaemonClient) -> Any:
         result = client.detach_adapter(args.name, args.served)
     if args.json:
         return result
-    _print_switch(result)
+    print_switch(result)
     return None
 
 
@@ -221,6 +229,11 @@ def _deploy(args: argparse.Namespace, client: DaemonClient) -> Any:
         return client.delete_deployment(args.name)
     if args.action in ("switch", "rollback", "history", "adapters", "attach", "detach"):
         return _change(args, client)
+    if args.action in ("shadow", "canary"):
+        from appliance.cli.trials_cli import run_trials
+
+        run_trials(args, client)
+        return None
     if args.action == "policy":
         from appliance.cli.policy_cli import run_policy
 

@@ -8,13 +8,14 @@ from typing import Any
 
 import httpx
 
-from appliance.client.calls import STREAM_TIMEOUT, Calls, Json, Reader, read_json
+from appliance.client.calls import STREAM_TIMEOUT, Json, Reader, read_json
 from appliance.client.errors import check, transport_error
 from appliance.client.sse import END, parse_data_line
 from appliance.client.transport import decode, headers, options
+from appliance.client.trial_calls import TrialCalls
 
 
-class AsyncDaemonClient(Calls[Awaitable[Any], AsyncIterator[Json]]):
+class AsyncDaemonClient(TrialCalls[Awaitable[Any], AsyncIterator[Json]]):
     """Awaitable calls; every failure is an ApiError (DaemonUnreachable when nothing answers)."""
 
     def __init__(self, base_url: str, token: str, transport: httpx.AsyncBaseTransport | None = None,

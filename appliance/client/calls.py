@@ -1,6 +1,7 @@
 """Every daemon route the CLI and the TUI call, written once.
 
-`Calls[R, S]` names the routes; a transport gives `_call` and `_stream`. The sync client returns values
+`Calls[R, S]` names the routes (`trial_calls.TrialCalls` continues it: shadow, canary, live watch); a
+transport gives `_call` and `_stream`. The sync client returns values
 (R = Any, S = Iterator[Json]), the async client awaitables and async iterators (R = Awaitable[Any],
 S = AsyncIterator[Json]), so a route, its parameters and its timeout are spelled in one place.
 """
@@ -166,8 +167,14 @@ class Calls(ABC, Generic[R, S]):
     def deployment_logs(self, name: str, lines: int = 200) -> R:
         return self._call("GET", f"/api/v1/deployments/{_q(name)}/logs", params={"lines": lines}, read=read_text)
 
-    def switch(self, name: str, body: Json) -> R:
-        """Blue/green to `body["model"]` behind the eval gate; gives the SwitchResult."""
+    def switch(self, name: str, body: Json, *, min_agreement: float | None = None,
+               min_pairs: int | None = None) -> R:
+        """Blue/green to `body["model"]` behind the eval gate; gives the SwitchResult. `min_agreement` or
+        `min_pairs` also puts it behind the shadow gate (the other takes the daemon's default): 409
+        `shadow_gate_failed` with the numbers when the shadow serving that model agrees less or has fewer pairs."""
+        if min_agreement is not None or min_pairs is not None:
+            gate = {"min_agreement": min_agreement, "min_pairs": min_pairs}
+            body = {**body, "shadow_gate": {k: v for k, v in gate.items() if v is not None}}
         return self._call("POST", f"/api/v1/deployments/{_q(name)}/switch", json=body, timeout=CHANGE_TIMEOUT)
 
     def rollback(self, name: str, body: Json | None = None) -> R:

@@ -55,7 +55,7 @@ def version_text(version: Json) -> str:
 
 def policy_lines(version: Json) -> list[tuple[str, str]]:
     """(label, text) rows: version, limits, deny rules, redaction per direction, custom entities, guard model,
-    capture."""
+    capture, and the live watch's overrides when there are any."""
     policy = version.get("policy") or {}
     guardrails, capture = policy.get("guardrails") or {}, policy.get("capture") or {}
     rows = [("version", version_text(version)), ("limits", _limits(guardrails.get("limits") or {})),
@@ -64,4 +64,6 @@ def policy_lines(version: Json) -> list[tuple[str, str]]:
     if entities:
         rows.append(("entities", ", ".join(e["label"] for e in entities)))
     rows += [("guard", _guard(guardrails.get("guard"))), ("capture", _capture(capture))]
+    if policy.get("watch"):  # the live watch's overrides of the profile's defaults
+        rows.append(("watch", " · ".join(f"{key} {value}" for key, value in policy["watch"].items())))
     return rows

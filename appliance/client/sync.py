@@ -7,13 +7,14 @@ from typing import Any
 
 import httpx
 
-from appliance.client.calls import STREAM_TIMEOUT, Calls, Json, Reader, read_json
+from appliance.client.calls import STREAM_TIMEOUT, Json, Reader, read_json
 from appliance.client.errors import check, transport_error
 from appliance.client.sse import data_events
 from appliance.client.transport import decode, headers, options
+from appliance.client.trial_calls import TrialCalls
 
 
-class DaemonClient(Calls[Any, Iterator[Json]]):
+class DaemonClient(TrialCalls[Any, Iterator[Json]]):
     """Blocking calls; every failure is an ApiError (DaemonUnreachable when nothing answers)."""
 
     def __init__(self, base_url: str, token: str, transport: httpx.BaseTransport | None = None,
