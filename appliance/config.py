@@ -10,9 +10,9 @@ import sys
 import tomllib
 from contextvars import ContextVar
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
-from pydantic import Field, ValidationError
+from pydantic import Field, SecretStr, ValidationError
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 from appliance.errors import ApplianceError
@@ -108,6 +108,26 @@ class ApplianceConfig(BaseSettings):
         10, ge=0, le=19,
         description="CPU niceness of backend processes: backends saturate every core, and the gateway, the API "
         "and the systemd watchdog must still get CPU at once (0 disables).",
+    )
+    retrieval_backend: Literal["sqlite-vec", "qdrant"] = Field(
+        "sqlite-vec", description="Where vector stores keep their chunks: `sqlite-vec` (state_dir/vectors.db, "
+        "nothing to run) or `qdrant` (retrieval_qdrant_url, else a local-mode folder). Stores keep theirs."
+    )
+    retrieval_qdrant_url: str | None = Field(
+        None, description="Qdrant server or cluster URL for retrieval_backend = qdrant (none: local mode in "
+        "retrieval_qdrant_path, one process at a time, for tests and single boxes)."
+    )
+    retrieval_qdrant_api_key: SecretStr | None = Field(None, description="Qdrant API key (never logged).")
+    retrieval_qdrant_path: Path | None = Field(
+        None, description="Qdrant local-mode folder when no URL is set (default: state_dir/qdrant)."
+    )
+    retrieval_qdrant_shards: int = Field(1, ge=1, le=64, description="Shards of each new Qdrant collection.")
+    retrieval_qdrant_replicas: int = Field(1, ge=1, le=8, description="Replicas of each shard (Qdrant cluster).")
+    retrieval_embeddings: str = Field(
+        "minilm-embeddings", description="The embeddings deployment new vector stores embed with (served name)."
+    )
+    retrieval_max_file_bytes: int = Field(
+        64 * 1024 * 1024, ge=1024, description="Largest file /v1/files accepts (413 over)."
     )
 
     @classmethod

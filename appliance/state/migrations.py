@@ -1,9 +1,9 @@
 """Schema migrations of the state store, applied in order; each runs once, inside one transaction.
-
-Append new migrations at the end; never edit one that has shipped.
-"""
+Append new migrations at the end (long ones in a module of their own); never edit one that has shipped."""
 
 from __future__ import annotations
+
+from appliance.state import retrieval_tables
 
 MIGRATIONS: tuple[tuple[int, str, str], ...] = (
     (
@@ -296,4 +296,5 @@ MIGRATIONS: tuple[tuple[int, str, str], ...] = (
         );
         """,
     ),
+    (15, retrieval_tables.MIGRATION_TITLE, retrieval_tables.MIGRATION_SQL),
 )

@@ -1,0 +1,39 @@
+"""What the retrieval service is given by the daemon: the job queue it submits ingestion to, the way it embeds a
+query, and the backend settings from the configuration."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any, Protocol
+
+from appliance.config import ApplianceConfig
+from appliance.retrieval.backend import BackendSettings
+
+INGEST_JOB = "vector-store-ingest"
+
+# (served name of an embeddings deployment, texts) -> one vector per text, in order
+Embed = Callable[[str, list[str]], Awaitable[list[list[float]]]]
+
+
+class JobQueue(Protocol):
+    """The daemon's job runner as the service needs it."""
+
+    def submit(self, job_type: str, params: dict[str, Any]) -> str:
+        """Queue a job; its id."""
+
+    async def cancel(self, job_id: str) -> None:
+        """Ask a queued or running job to stop (a no-op for one that has ended)."""
+
+
+def backend_settings(config: ApplianceConfig, state_dir: Path) -> BackendSettings:
+    """The backend new stores go to, and where each backend is, from the configuration."""
+    key = config.retrieval_qdrant_api_key
+    qdrant_path = None
+    if config.retrieval_qdrant_url is None:
+        qdrant_path = str(config.retrieval_qdrant_path or state_dir / "qdrant")
+    return BackendSettings(kind=config.retrieval_backend, sqlite_path=str(state_dir / "vectors.db"),
+                           qdrant_url=config.retrieval_qdrant_url,
+                           qdrant_api_key=key.get_secret_value() if key is not None else None,
+                           qdrant_path=qdrant_path if config.retrieval_backend == "qdrant" else None,
+                           shards=config.retrieval_qdrant_shards, replicas=config.retrieval_qdrant_replicas)
