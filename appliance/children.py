@@ -14,9 +14,15 @@ PR_SET_PDEATHSIG = 1
 DAEMON_ONLY_ENV = ("NOTIFY_SOCKET", "WATCHDOG_")
 # Zero egress: every library the daemon or a child uses is told it is offline and must not phone home. Forced,
 # not defaulted: an operator's shell with HF_HUB_OFFLINE=0 must not reach a hub from the appliance.
+# The training stack: TRL pings huggingface_hub telemetry at each trainer's start (off under HF_HUB_OFFLINE or
+# HF_HUB_DISABLE_TELEMETRY / DISABLE_TELEMETRY), datasets reads HF_DATASETS_OFFLINE, transformers' and
+# accelerate's experiment trackers start from these variables when installed (the trainers also say
+# report_to="none"), Unsloth sends usage statistics unless UNSLOTH_DISABLE_STATISTICS.
 OFFLINE_ENV = {
     "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", "HF_HUB_DISABLE_TELEMETRY": "1",
     "HF_HUB_DISABLE_IMPLICIT_TOKEN": "1", "VLLM_NO_USAGE_STATS": "1", "VLLM_DO_NOT_TRACK": "1", "DO_NOT_TRACK": "1",
+    "DISABLE_TELEMETRY": "1", "UNSLOTH_DISABLE_STATISTICS": "1", "WANDB_MODE": "disabled", "WANDB_DISABLED": "true",
+    "DISABLE_MLFLOW_INTEGRATION": "TRUE",
 }
 # Children die first when memory runs out (the daemon, at 0, then restarts them); a process may raise its own.
 CHILD_OOM_SCORE_ADJ = 500

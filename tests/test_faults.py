@@ -20,6 +20,7 @@ from appliance.registry.starter import find_starter_gguf
 from appliance.testing.daemon import wait_deployment
 from appliance.testing.flow import is_final, poll_job, submit
 from appliance.testing.shopfloor import write_dataset, write_golden
+from appliance.training import checkpoints
 from tests.deploytools import import_model, post, requantize_starter
 from tests.faulttools import assert_consistent, children, wait_gone
 from tests.helpers import DaemonProcess
@@ -110,8 +111,9 @@ def test_kill_during_fine_tune_resumes(lab: Lab) -> None:
     job_id = submit(lab.daemon, "/api/v1/jobs", {"type": "finetune", "params": {
         "base_model": STARTER, "dataset": "shop", "adapter_name": "shop-lora",
         "overrides": {"max_steps": 3, "checkpoint_every": 1, "batch_size": 1, "lora_r": 4}}})
-    checkpoint = lab.daemon.state_dir / "jobs" / job_id / "checkpoint.pt"
-    seen = lab.kill_when(job_id, lambda j: (j["progress"]["step"] or 0) >= 1 and checkpoint.is_file(), 900)
+    job_dir = lab.daemon.state_dir / "jobs" / job_id
+    seen = lab.kill_when(job_id, lambda j: (j["progress"]["step"] or 0) >= 1
+                         and checkpoints.latest(job_dir) is not None, 900)
     assert seen["state"] == "running", seen
     requeued = lab.job(job_id)
     assert requeued["interruptions"] == 1 and "resuming from the last checkpoint" in requeued["progress"]["message"]

@@ -17,6 +17,7 @@ import pytest
 
 from appliance.testing.flow import poll_job
 from appliance.testing.shopfloor import write_dataset, write_golden
+from appliance.training import checkpoints
 from tests.helpers import DaemonProcess
 
 pytestmark = pytest.mark.slow
@@ -152,7 +153,7 @@ def test_kill_9_mid_training_resumes_from_checkpoint(lab: Lab) -> None:
     while _alive(worker) and time.monotonic() < deadline:
         time.sleep(0.1)
     assert not _alive(worker), "the training worker outlived the daemon"
-    assert (lab.daemon.state_dir / "jobs" / job_id / "checkpoint.pt").is_file()
+    assert checkpoints.latest(lab.daemon.state_dir / "jobs" / job_id) is not None
 
     lab.daemon = DaemonProcess(lab.daemon.state_dir).start()
     steps_seen: list[int] = []
@@ -187,7 +188,7 @@ def test_cancel_checkpoints_and_stops(lab: Lab) -> None:
     assert cancel.returncode == 0, cancel.stderr
     job = lab.wait(job_id, _final, 120)
     assert job["state"] == "cancelled", job
-    assert (lab.daemon.state_dir / "jobs" / job_id / "checkpoint.pt").is_file()
+    assert checkpoints.latest(lab.daemon.state_dir / "jobs" / job_id) is not None
     assert job["progress"]["step"] < 200
     names = [m["name"] for m in lab.daemon.get("/api/v1/models").json()]
     assert not any(job_id[:8] in n for n in names)

@@ -45,6 +45,16 @@ def encode(tokenizer: Any, conversation: list[dict[str, str]], max_len: int) -> 
     return example if example else None
 
 
+def encode_answer(tokenizer: Any, prompt: list[dict[str, str]], answer: list[dict[str, str]],
+                  max_len: int) -> Example | None:
+    """Prompt and answer templated together, the labels on the answer's tokens only (everything after the
+    prompt with its generation prompt): how a preference pair's answers are scored."""
+    full = _ids(tokenizer, [*prompt, *answer], False)[:max_len]
+    start = len(_ids(tokenizer, prompt, True))
+    example = Example(full, [IGNORE] * min(start, len(full)) + full[start:])
+    return example if example else None
+
+
 def pad_id(tokenizer: Any) -> int:
     """The id batches are padded with: the tokenizer's pad token, else its end-of-sequence token."""
     value = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id

@@ -3,14 +3,14 @@ with it in `appliance.profiles.recipe`; a job may override them), the run knobs 
 settings a job trains with.
 
 Pre-flight resolves a job's settings once (`resolve`): profile + overrides + the box's cores, validated in one
-pass against one set of bounds. The worker and the training loop take the stored result as it is. Pure
+pass against one set of bounds. The worker and the training core take the stored result as it is. Pure
 pydantic: the daemon imports it without torch.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import Field, ValidationError
 
@@ -26,12 +26,18 @@ class RunKnobs(Frozen):
     warmup_ratio: float = Field(0.05, ge=0.0, le=0.5, description="Share of the steps with a linear warmup")
     seed: int = Field(0, ge=0, description="Seeds the data order and torch")
     checkpoint_every: int = Field(10, ge=1, le=100_000, description="Steps between checkpoints")
+    processes: int | None = Field(None, ge=1, le=64,
+                                  description="Data-parallel processes (default: one per GPU; one on a CPU)")
 
 
 class ResolvedTraining(TrainingRecipe, RunKnobs):
     """Everything one fine-tune job trains with, resolved at submit and stored with the job."""
 
-    threads: int = Field(..., ge=1, description="torch threads: the box's physical cores")
+    threads: int = Field(..., ge=1, description="torch threads of each process: the box's physical cores "
+                                                "shared by the processes on a CPU")
+    processes: int = Field(1, ge=1, le=64, description="Training processes (data parallel when more than one)")
+    layout: Literal["single", "ddp", "fsdp"] = Field(
+        "single", description="single process; DDP (a whole model per process); FSDP (sharded full fine-tune)")
 
     @property
     def sequences_per_step(self) -> int:
@@ -58,14 +64,16 @@ def _check_keys(overrides: Mapping[str, Any], profile_name: str) -> None:
     for key in overrides:
         if key in OVERRIDABLE:
             continue
-        if key in ResolvedTraining.model_fields or key in ("max_base_params_b", "serving_during_training"):
+        if key in ResolvedTraining.model_fields or key in ("max_base_params_b", "serving_during_training",
+                                                           "fallback_methods"):
             raise OverrideRefused(key, f"set by the hardware profile ({profile_name}), not overridable per job")
         raise OverrideRefused(key, f"unknown setting; overridable: {', '.join(sorted(OVERRIDABLE))}")
 
 
 def resolve(recipe: TrainingRecipe, overrides: Mapping[str, Any], threads: int,
             profile_name: str = "in use") -> ResolvedTraining:
-    """The settings a job trains with: the profile's recipe, the job's overrides on top, the run knob defaults.
+    """The settings a job trains with: the profile's recipe, the job's overrides on top, the run knob defaults
+    (one process; `with_layout` sets the planner's layout).
 
     Raises:
         OverrideRefused: an override key is unknown or fixed by the profile, or a value is out of bounds.
@@ -73,7 +81,15 @@ def resolve(recipe: TrainingRecipe, overrides: Mapping[str, Any], threads: int,
     _check_keys(overrides, profile_name)
     fields = {k: v for k, v in recipe.model_dump().items() if k in TrainingRecipe.model_fields}
     try:
-        return ResolvedTraining.model_validate({**fields, **overrides, "threads": threads})
+        return ResolvedTraining.model_validate({**fields, **overrides, "processes": overrides.get("processes") or 1,
+                                                "threads": threads})
     except ValidationError as exc:
         where, why = where_and_why(exc)
         raise OverrideRefused(where.split(".")[0] or None, why) from exc
+
+
+def with_layout(settings: ResolvedTraining, processes: int, layout: Literal["single", "ddp", "fsdp"],
+                cores: int) -> ResolvedTraining:
+    """`settings` trained by `processes` processes in `layout`; on a CPU they share the cores."""
+    threads = max(1, cores // processes) if settings.method == "lora-cpu" else settings.threads
+    return settings.model_copy(update={"processes": processes, "layout": layout, "threads": threads})

@@ -17,13 +17,12 @@ from appliance.jobs.handlers.finetune import golden_items
 from appliance.jobs.kinds.evaluate import EvalParams
 from appliance.registry.registry import Registry, RegistryError
 from appliance.state.store import StateStore
-from appliance.training.encode import encode, pad_id
-from appliance.training.loop import evaluate, perplexity
+from appliance.training.encode import pad_id
+from appliance.training.heldout import encoded, evaluate, perplexity
 
 
 def _heldout_loss(model: Any, tokenizer: Any, conversations: list[Any]) -> float | None:
-    examples = [e for e in (encode(tokenizer, list(c), 2048) for c in conversations) if e is not None]
-    return evaluate(model, examples, 4, pad_id(tokenizer))
+    return evaluate(model, encoded(tokenizer, [list(c) for c in conversations], 2048), 4, pad_id(tokenizer))
 
 
 def run_eval(spec: dict[str, Any], emitter: Emitter) -> dict[str, Any]:

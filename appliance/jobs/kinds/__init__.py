@@ -16,6 +16,11 @@ KINDS = JobKinds.load(__name__, (
     "evaluate",
     "export",
     "dataset_import",
+    "dpo",
+    "kto",
+    "orpo",
+    "distill",
+    "vector_store_ingest",
 ))
 
 __all__ = ["KINDS", "JobKind", "JobKinds"]

@@ -1,9 +1,10 @@
 """`finetune`: a LoRA (or full) training run of a registry base model on a dataset version.
 
 Pre-flight resolves the job's settings once (`training.settings.resolve`: the profile's method ladder, the job's
-overrides, the box's cores), checks memory with the planner and disk, and stores the result in the job's params;
-a job that cannot fit is refused with the planner's numbers. The worker (`jobs/handlers/finetune.py`) trains with
-the stored settings as they are.
+overrides, the box's cores, the layout: one process, or one per GPU), checks memory with the planner and disk, and
+stores the result in the job's params; a job that cannot fit is refused with the planner's numbers. The worker
+(`jobs/handlers/finetune.py`) trains with the stored settings as they are. The preference kinds (`dpo`, `kto`,
+`orpo`) share these params and this pre-flight (`TrainingParams`, `training_preflight`).
 """
 
 from __future__ import annotations
@@ -19,7 +20,8 @@ from appliance.training.settings import OVERRIDES_JSON_SCHEMA
 
 if TYPE_CHECKING:
     from appliance.core import Appliance
-    from appliance.plan.memory import MemoryEstimate
+    from appliance.plan.ladder import Rung
+    from appliance.plan.memory import TrainingStep
     from appliance.registry.registry import ModelRecord
     from appliance.training.settings import ResolvedTraining
 
@@ -28,8 +30,8 @@ FORM_OVERRIDES = {"max_steps": "max steps", "epochs": "epochs", "learning_rate":
                   "batch_size": "batch size", "lora_r": "LoRA rank", "max_seq_length": "max sequence length"}
 
 
-class FinetuneParams(BaseModel):
-    """The `params` of a `finetune` job."""
+class TrainingParams(BaseModel):
+    """The `params` every training kind takes."""
 
     model_config = ConfigDict(extra="forbid")
 
@@ -50,6 +52,10 @@ class FinetuneParams(BaseModel):
         description="Hyperparameters and run knobs over the profile's (checked at submit: `settings.resolve`)")
 
 
+class FinetuneParams(TrainingParams):
+    """The `params` of a `finetune` job."""
+
+
 def _disk_needed(appliance: Appliance, base: ModelRecord, lora_params: int) -> int:
     from appliance.plan.memory import MIB
     from appliance.training.base import HF_BASE_KIND
@@ -61,16 +67,16 @@ def _disk_needed(appliance: Appliance, base: ModelRecord, lora_params: int) -> i
     return conversion + lora_params * 4 * 4 + 64 * MIB
 
 
-def _choose_training(appliance: Appliance, job: FinetuneParams,
-                     base: ModelRecord) -> tuple[ResolvedTraining, MemoryEstimate, list[str]]:
-    """The job's settings, resolved once: the first method of the profile's ladder that fits, with the job's
-    overrides; and why each method tried was or was not chosen."""
+def _choose_training(appliance: Appliance, job: TrainingParams, base: ModelRecord, step: TrainingStep,
+                     precompute: bool | None) -> tuple[ResolvedTraining, Rung, list[str]]:
+    """The job's settings, resolved once: the first method of the profile's ladder that fits (in the layout the
+    box gives it), with the job's overrides; and why each method tried was or was not chosen."""
     import psutil
 
     from appliance.plan.ladder import choose_method, ladder
     from appliance.plan.memory import MIB
     from appliance.registry.shapes import shape_of
-    from appliance.training.settings import OverrideRefused, resolve
+    from appliance.training.settings import OverrideRefused, resolve, with_layout
 
     profile = appliance.selection.profile
     shape = shape_of(base)
@@ -78,19 +84,22 @@ def _choose_training(appliance: Appliance, job: FinetuneParams,
         raise DoesNotFit(
             f"profile {profile.name} trains base models up to {profile.training.max_base_params_b:g}B parameters; "
             f"{base.name} has {shape.params / 1e9:.2f}B")
+    cores = appliance.hardware.cpu.physical_cores
     try:
-        rungs = [resolve(recipe, job.overrides, appliance.hardware.cpu.physical_cores, profile.name)
-                 for recipe in ladder(profile.training)]
+        rungs = [resolve(recipe, job.overrides, cores, profile.name) for recipe in ladder(profile.training)]
     except OverrideRefused as exc:
         where = "params.overrides" + (f".{exc.key}" if exc.key else "")
         raise BadRequest(f"{where}: {exc.message}", param=where) from exc
     hardware = appliance.hardware
     live = hardware.memory.model_copy(update={"available_mib": psutil.virtual_memory().available // MIB})
-    choice = choose_method(shape, list(rungs), hardware.model_copy(update={"memory": live}))
+    choice = choose_method(shape, list(rungs), hardware.model_copy(update={"memory": live}), step=step,
+                           precompute_ref=precompute, processes=job.overrides.get("processes"))
     if choice.chosen is None:
         raise DoesNotFit("refused: " + "; ".join(rung.line for rung in choice.tried))
-    chosen = rungs[choice.tried.index(choice.chosen)]
-    return chosen, choice.chosen.estimate, choice.reasons
+    chosen = choice.chosen
+    settings = with_layout(rungs[choice.tried.index(chosen)], chosen.parallel.processes, chosen.parallel.layout,
+                           cores)
+    return settings, chosen, choice.reasons
 
 
 def _check_adapter_name(appliance: Appliance, name: str | None) -> None:
@@ -102,7 +111,10 @@ def _check_adapter_name(appliance: Appliance, name: str | None) -> None:
         raise Conflict(f"a model named {name!r} already exists", param="params.adapter_name")
 
 
-def preflight(appliance: Appliance, job: FinetuneParams) -> dict[str, Any]:
+def training_preflight(appliance: Appliance, job: TrainingParams, record_kinds: tuple[str, ...] = ("sft",),
+                       step: TrainingStep = "sft", precompute: bool | None = False) -> dict[str, Any]:
+    """The checks of every training kind: the base model, the dataset's record kind, the adapter name, the
+    settings and layout that fit (memory), the disk. Returns the params to store, with `resolved`."""
     import shutil
 
     from appliance.jobs.kinds.checks import dataset_exists, model_named
@@ -111,10 +123,11 @@ def preflight(appliance: Appliance, job: FinetuneParams) -> dict[str, Any]:
 
     base = model_named(appliance, job.base_model, "params.base_model")
     if base.format == "peft":
-        raise BadRequest(f"{base.name!r} is an adapter; pass its base model", param="params.base_model")
-    dataset_exists(appliance, job.dataset, "params.dataset")
+        raise BadRequest(f"{base.name!r} is an adapter; pass its base model (or merge it first with an export job "
+                         "and train on the merged model)", param="params.base_model")
+    dataset_exists(appliance, job.dataset, "params.dataset", kinds=record_kinds)
     _check_adapter_name(appliance, job.adapter_name)
-    training, estimate, ladder_reasons = _choose_training(appliance, job, base)
+    training, rung, ladder_reasons = _choose_training(appliance, job, base, step, precompute)
     need = _disk_needed(appliance, base, lora_parameters(shape_of(base), training.lora_r, training.target_modules))
     free = shutil.disk_usage(appliance.state_dir).free
     if need > free:
@@ -122,8 +135,13 @@ def preflight(appliance: Appliance, job: FinetuneParams) -> dict[str, Any]:
                          f"{free / GIB:.2f} GiB free")
     # The job's settings, resolved once: the worker trains with them as they are.
     resolved = {"training": training.model_dump(mode="json"), "profile": appliance.selection.name,
-                "memory_plan": estimate.message, "method_ladder": ladder_reasons, "disk_needed_bytes": need}
+                "memory_plan": rung.estimate.message, "method_ladder": ladder_reasons, "disk_needed_bytes": need,
+                "precompute_ref_log_probs": rung.precompute_ref}
     return {**job.model_dump(), "resolved": resolved}
+
+
+def preflight(appliance: Appliance, job: FinetuneParams) -> dict[str, Any]:
+    return training_preflight(appliance, job)
 
 
 KIND = JobKind(
