@@ -19,8 +19,6 @@ KINDS = JobKinds.load(__name__, (
     "dpo",
     "kto",
     "orpo",
-    "distill",
-    "vector_store_ingest",
 ))
 
 __all__ = ["KINDS", "JobKind", "JobKinds"]
