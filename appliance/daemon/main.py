@@ -20,7 +20,7 @@ from appliance.children import go_offline
 from appliance.config import ApplianceConfig
 from appliance.core import Appliance
 from appliance.daemon.app import create_app, guarded
-from appliance.daemon.bootstrap import bootstrap_starter
+from appliance.daemon.bootstrap import bootstrap_embeddings, bootstrap_starter
 from appliance.daemon.sdnotify import Notifier
 from appliance.daemon.trials_wiring import trials_runtime
 from appliance.deploy.service import Deployments
@@ -40,6 +40,14 @@ def _bind(host: str, port: int) -> socket.socket:
     sock.listen(512)
     sock.set_inheritable(False)
     return sock
+
+
+def _local_url(sock: socket.socket) -> str:
+    """The bound API as this box reaches it (a wildcard bind through loopback): what job workers call."""
+    host, port = sock.getsockname()[:2]
+    if host in ("0.0.0.0", "::"):
+        host = "127.0.0.1" if sock.family == socket.AF_INET else "::1"
+    return f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
 
 
 def _deployments(appliance: Appliance, registry: CollectorRegistry) -> tuple[Deployments, TrialsRuntime]:
@@ -65,7 +73,7 @@ async def serve(appliance: Appliance, notifier: Notifier) -> int:
     training = appliance.selection.profile.training
     pause = None if training.serving_during_training else ServingPause(deployments.pause_all, deployments.resume)
     jobs = JobRunner(JobStore(appliance.store), appliance.state_dir, appliance.import_roots,
-                     training.max_seq_length, serving_pause=pause)
+                     training.max_seq_length, serving_pause=pause, daemon_url=_local_url(sock))
     app = create_app(appliance, deployments, jobs, trials)
     protocol = guarded_protocol(config.header_timeout_s, 64 * 1024, config.max_connections)
     uv_config = uvicorn.Config(guarded(app, appliance), log_config=None, access_log=False, lifespan="off",
@@ -87,6 +95,7 @@ async def serve(appliance: Appliance, notifier: Notifier) -> int:
     capture: CaptureRuntime = app.state.capture
     capture.start()
     await bootstrap_starter(appliance, deployments)
+    await bootstrap_embeddings(appliance, deployments)
     bound = sock.getsockname()
     appliance.ready = True
     log.info("daemon ready", extra={"listen": f"{bound[0]}:{bound[1]}", "profile": appliance.selection.name})

@@ -45,13 +45,14 @@ LOG_CHECK_EVERY_S = 30.0
 
 class JobRunner:
     def __init__(self, jobs: JobStore, state_dir: Path, import_roots: list[Path], profile_max_seq_length: int,
-                 niceness: int = 15, serving_pause: ServingPause | None = None) -> None:
+                 niceness: int = 15, serving_pause: ServingPause | None = None, daemon_url: str = "") -> None:
         self.jobs = jobs
         self.state_dir = state_dir
         self.import_roots = import_roots
         self.profile_max_seq_length = profile_max_seq_length
         self.niceness = niceness
         self.serving_pause = serving_pause
+        self.daemon_url = daemon_url  # the API and /v1 gateway on loopback, for workers that call a deployment
         self._wake = asyncio.Event()
         self._subscribers: dict[str, set[asyncio.Queue[dict[str, Any]]]] = {}
         self._current: tuple[str, asyncio.subprocess.Process] | None = None
@@ -161,7 +162,8 @@ class JobRunner:
         job_dir.mkdir(parents=True, exist_ok=True)
         spec = {"id": job.id, "type": job.type, "params": job.params, "state_dir": str(self.state_dir),
                 "job_dir": str(job_dir), "import_roots": [str(r) for r in self.import_roots],
-                "profile_max_seq_length": self.profile_max_seq_length, "attempt": job.attempts + 1}
+                "profile_max_seq_length": self.profile_max_seq_length, "attempt": job.attempts + 1,
+                "daemon_url": self.daemon_url}
         (job_dir / "spec.json").write_text(json.dumps(spec))
         self.log_path(job.id).parent.mkdir(parents=True, exist_ok=True)
         rotate_if_large(self.log_path(job.id))

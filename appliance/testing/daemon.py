@@ -24,13 +24,19 @@ def free_port() -> int:
 
 
 class DaemonProcess:
-    """`slm-appliance daemon` as a subprocess, like systemd runs it."""
+    """`slm-appliance daemon` as a subprocess, like systemd runs it.
+
+    `embeddings`: whether its first start deploys the default embeddings model (an operator's daemon does). Off
+    unless asked: a second llama-server costs every test daemon 2-3 s until its deployments are ready and 63 MiB
+    (measured on the 2-core box), and only the tests of embeddings and semantic dedup need it (`env` may still set
+    SLM_DEFAULT_EMBEDDINGS itself)."""
 
     def __init__(self, state_dir: Path, port: int | None = None, env: dict[str, str] | None = None,
-                 extra_args: list[str] | None = None, config: Path | None = None) -> None:
+                 extra_args: list[str] | None = None, config: Path | None = None, embeddings: bool = False) -> None:
         self.state_dir = state_dir
         self.port = port or free_port()
-        self.env = {**os.environ, "HF_HUB_OFFLINE": "1", **(env or {})}
+        self.env = {**os.environ, "HF_HUB_OFFLINE": "1", "SLM_DEFAULT_EMBEDDINGS": "true" if embeddings else "false",
+                    **(env or {})}
         self.extra_args = extra_args or []
         self.config = config
         self.proc: subprocess.Popen[bytes] | None = None

@@ -19,6 +19,9 @@ LLAMA_BIN="${SLM_LLAMA_BIN_DIR:-$CACHE/llama.cpp-0.3.36/bin}"
 for tool in llama-server llama-quantize; do
   [[ -x "$LLAMA_BIN/$tool" ]] || { echo "$LLAMA_BIN/$tool missing: run make llama first" >&2; exit 1; }
 done
+# The default embeddings model (all-MiniLM-L6-v2 as GGUF), converted once by scripts/build-minilm-gguf.sh.
+EMBEDDINGS_GGUF="${SLM_EMBEDDINGS_GGUF:-$CACHE/minilm-0.1.0-llama.cpp-0.3.36/all-minilm-l6-v2.f16.gguf}"
+[[ -s "$EMBEDDINGS_GGUF" ]] || { echo "$EMBEDDINGS_GGUF missing: run make embeddings first" >&2; exit 1; }
 
 # 1. The dependencies' venv (cached).
 KEY="$(cat "$REPO/pyproject.toml" "$0" | sha256sum | cut -c1-12)"
@@ -58,12 +61,14 @@ if grep -rIl --exclude=RECORD --exclude=direct_url.json -e "$DEPS" -e "$STAGE" "
 fi
 
 install -d "$ROOT/usr/bin" "$ROOT/usr/lib/slm-appliance/bin" "$ROOT/lib/systemd/system" "$ROOT/etc/slm-appliance" \
-  "$ROOT/usr/share/doc/slm-appliance" "$ROOT/usr/share/man/man1" "$ROOT/usr/share/lintian/overrides"
+  "$ROOT/usr/share/doc/slm-appliance" "$ROOT/usr/share/man/man1" "$ROOT/usr/share/lintian/overrides" \
+  "$ROOT/usr/share/slm-appliance/models"
 ln -s "$PREFIX/bin/slm-appliance" "$ROOT/usr/bin/slm-appliance"
 for tool in llama-server llama-quantize; do
   install -m 755 "$LLAMA_BIN/$tool" "$ROOT/usr/lib/slm-appliance/bin/$tool"
   strip --strip-unneeded --remove-section=.comment --remove-section=.note "$ROOT/usr/lib/slm-appliance/bin/$tool"
 done
+install -m 644 "$EMBEDDINGS_GGUF" "$ROOT/usr/share/slm-appliance/models/all-minilm-l6-v2.f16.gguf"
 install -m 644 "$REPO/systemd/slm-appliance.service" "$ROOT/lib/systemd/system/"
 install -m 644 "$REPO/packaging/deb/config.toml" "$ROOT/etc/slm-appliance/config.toml"
 install -m 644 "$REPO/packaging/deb/copyright" "$ROOT/usr/share/doc/slm-appliance/copyright"
@@ -97,7 +102,8 @@ Description: local small-language-model appliance for air-gapped boxes
  .
  The package holds the daemon and its Python dependencies in a virtual
  environment under /opt/slm-appliance, the llama.cpp server and quantizer,
- the SmolLM2-135M-Instruct starter model and a hardened systemd unit.
+ the SmolLM2-135M-Instruct starter model, the all-MiniLM-L6-v2 embeddings
+ model and a hardened systemd unit.
 CONTROL
 (cd "$ROOT" && find . -path ./DEBIAN -prune -o -type f -printf '%P\0' | sort -z | xargs -0 md5sum) > "$ROOT/DEBIAN/md5sums"
 chmod 644 "$ROOT/DEBIAN/control" "$ROOT/DEBIAN/conffiles" "$ROOT/DEBIAN/md5sums"

@@ -1,6 +1,7 @@
-"""The .deb under a real systemd: install → active with READY → /healthz and a chat with the official client
-→ the watchdog restarts a stopped daemon → an upgrade keeps an edited conffile and the registry → remove
-keeps state, purge removes it. Slow: builds two package revisions and boots a Debian root."""
+"""The .deb under a real systemd: install → active with READY → /healthz and a chat with the official client,
+the packaged embeddings model deployed → the watchdog restarts a stopped daemon → an upgrade keeps an edited
+conffile and the registry → remove keeps state, purge removes it. Slow: builds two package revisions and boots a
+Debian root."""
 
 from __future__ import annotations
 
@@ -10,8 +11,10 @@ import os
 import shutil
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -23,6 +26,7 @@ pytestmark = [pytest.mark.slow, pytest.mark.packaging,
 BASE = "http://127.0.0.1:8470"
 STATE = Path("var/lib/private/slm-appliance")  # DynamicUser's real state directory
 PROBE = Path(__file__).with_name("probe_chat.py")
+EMBEDDINGS = "minilm-embeddings"
 
 
 @functools.cache  # one build per revision per session: the container test reuses it
@@ -47,6 +51,17 @@ def machine() -> Iterator[Machine]:
         booted.close()
 
 
+def wait_ready(machine: Machine, name: str, timeout: float = 120) -> dict[str, Any]:
+    """The deployment `name` once it is ready, as `slm-appliance deploy list --json` shows it."""
+    deadline = time.monotonic() + timeout
+    while True:
+        listed = {d["name"]: d for d in json.loads(machine.run("slm-appliance", "deploy", "list", "--json").stdout)}
+        if listed.get(name, {}).get("state") == "ready" or time.monotonic() > deadline:
+            assert name in listed, sorted(listed)
+            return dict(listed[name])
+        time.sleep(1)
+
+
 def chat(machine: Machine, key: str | None = None) -> dict[str, object]:
     key = key or (machine.root / STATE / "admin.key").read_text().strip()
     out = machine.host_in_its_network(sys.executable, str(PROBE), BASE, key)
@@ -65,6 +80,8 @@ def test_install_serve_watchdog_upgrade_purge(debs: tuple[Path, Path], machine: 
     # The operator's CLI as root finds the daemon and the admin key on its own.
     models = json.loads(machine.run("slm-appliance", "models", "list", "--json").stdout)
     assert [m["name"] for m in models]
+    embeddings = wait_ready(machine, EMBEDDINGS)  # the packaged MiniLM, deployed by the first start
+    assert embeddings["params"]["embeddings"] is True and embeddings["model"] == "all-minilm-l6-v2", embeddings
     # Keys too, through the daemon: root's CLI leaves no root-owned store file (WAL) the service cannot write.
     app = json.loads(machine.run("slm-appliance", "keys", "create", "--name", "app1", "--json").stdout)
     assert str(chat(machine, str(app["token"]))["answer"]).strip()
