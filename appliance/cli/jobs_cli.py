@@ -29,6 +29,10 @@ def add_job_commands(sub: Any) -> None:
     imp.add_argument("--eval-fraction", type=float, default=0.1)
     imp.add_argument("--seed", type=int, default=0)
     imp.add_argument("--strict", action="store_true", help="refuse the file on any defect")
+    imp.add_argument("--semantic-dedup", action="store_true",
+                     help="also drop records an embeddings deployment finds as close in meaning (SemDeDup)")
+    imp.add_argument("--semantic-threshold", type=float, help="cosine at or above which a record goes (0.9)")
+    imp.add_argument("--embeddings-deployment", help="the deployment that embeds (default: minilm-embeddings)")
     imp.add_argument("--no-wait", action="store_true", help="return the job without following it")
     dsub.add_parser("list", help="list dataset versions")
     show = dsub.add_parser("show", help="a dataset version with its validation report")
@@ -91,13 +95,23 @@ def print_report(record: dict[str, Any]) -> None:
               f"p99 {lengths['p99']}, max {lengths['max']}")
     for error in report.get("errors", [])[:20]:
         print(f"  {error['unit']} {error['line']}: {error['message']}")
+    semantic = report.get("semantic_dedup")
+    if semantic:
+        print(f"semantic dedup ({semantic['embedder']}, cosine >= {semantic['threshold']}): "
+              f"{report.get('semantic_duplicates', 0)} dropped of {semantic['records_compared']}")
+        for d in [d for d in report.get("duplicates", []) if d["kind"] == "semantic"][:20]:
+            print(f"  {d['unit']} {d['line']}: like {d['unit']} {d['duplicate_of']} (cosine {d['similarity']:.3f}, "
+                  f"Jaccard {d['jaccard']:.2f})")
 
 
 def _datasets(args: argparse.Namespace, client: DaemonClient) -> int:
     if args.action == "import":
         body = {"path": os.path.abspath(args.path), "name": args.name, "base_model": args.base_model,
                 "max_seq_length": args.max_seq_length, "eval_fraction": args.eval_fraction, "seed": args.seed,
-                "strict": args.strict}
+                "strict": args.strict, "semantic_dedup": args.semantic_dedup}
+        for option in ("semantic_threshold", "embeddings_deployment"):
+            if getattr(args, option) is not None:
+                body[option] = getattr(args, option)
         job = client.import_dataset(body)
         if args.no_wait:
             print_json(job) if args.json else print(f"job {job['id']} queued")

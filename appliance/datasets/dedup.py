@@ -79,6 +79,10 @@ class Deduplicator:
             result: U64 = _mix(grams[None, :] ^ self._seeds[:, None]).min(axis=1)
         return result
 
+    def jaccard_of(self, key: int, other: int) -> float:
+        """The Jaccard similarity of two kept records' shingles (what the near-duplicate check compared)."""
+        return jaccard(self._shingles[key], self._shingles[other])
+
     def check(self, key: int, messages: list[Message]) -> Verdict | None:
         text = normalized_text(messages)
         digest = hashlib.sha256(text.encode()).digest()

@@ -1,5 +1,6 @@
 """From a file's bytes to train/eval records and the report: read, parse by kind (`kinds.py`), validate,
-deduplicate, split. Pure (no files written, no database), so the store decides what to keep."""
+deduplicate (exact and MinHash, then semantic when asked: `semantic.py`), split. Pure (no files written, no
+database; the semantic pass calls the embedder it is given), so the store decides what to keep."""
 
 from __future__ import annotations
 
@@ -13,6 +14,8 @@ from appliance.datasets.errors import DatasetError, RecordDefect
 from appliance.datasets.formats import NUMBERING, UNITS, read_records
 from appliance.datasets.kinds import DEFAULT_KIND, Record, check_kind, parse
 from appliance.datasets.report import DuplicateNote, ImportReport, RecordError, TokenStats
+from appliance.datasets.semantic import SemanticOptions, semantic_pass
+from appliance.datasets.shapes import Message
 from appliance.datasets.split import split
 from appliance.datasets.validate import ChatTokenizer, TokenCounter
 
@@ -25,9 +28,12 @@ class Options:
     seed: int = 0
     near_dup_threshold: float = 0.9
     kind: str = DEFAULT_KIND  # the record kind: "sft", "preference" or "kto" (kinds.py)
+    semantic: SemanticOptions | None = None  # SemDeDup after exact and MinHash dedup (semantic.py)
 
     def check(self) -> None:
         check_kind(self.kind)
+        if self.semantic is not None:
+            self.semantic.check()
         if not 0.0 <= self.eval_fraction < 1.0:
             raise DatasetError(f"eval fraction {self.eval_fraction} must be at least 0 and below 1")
         if not 0.0 < self.near_dup_threshold <= 1.0:
@@ -57,6 +63,8 @@ def prepare(data: bytes, fmt: str, options: Options) -> Prepared:
     shapes: Counter[str] = Counter()
     kept: list[Record] = []
     lengths: list[int] = []
+    lines: list[int] = []  # of the kept records, and what dedup compares of each (for the semantic pass)
+    texts: list[list[Message]] = []
     for raw in read_records(data, fmt):
         report.records_read += 1
         try:
@@ -77,11 +85,31 @@ def prepare(data: bytes, fmt: str, options: Options) -> Prepared:
             continue
         kept.append(parsed.record)
         lengths.append(tokens)
+        lines.append(raw.line)
+        texts.append(parsed.text)
+    if options.semantic is not None:
+        kept, lengths = _semantic(kept, lengths, lines, texts, options.semantic, dedup, report, unit)
     report.shapes = dict(sorted(shapes.items()))
     report.token_lengths = _stats(lengths)
     train, evaluation = split(kept, options.eval_fraction, options.seed)
     report.train_count, report.eval_count = len(train), len(evaluation)
     return Prepared(train, evaluation, report)
+
+
+def _semantic(kept: list[Record], lengths: list[int], lines: list[int], texts: list[list[Message]],
+              options: SemanticOptions, dedup: Deduplicator, report: ImportReport, unit: str
+              ) -> tuple[list[Record], list[int]]:
+    """The records the semantic pass keeps; each dropped one in the report with its pair, cosine and Jaccard."""
+    found, report.semantic_dedup = semantic_pass(texts, options)
+    dropped = set()
+    for pair in found:
+        dropped.add(pair.index)
+        report.add_duplicate(DuplicateNote(
+            unit=unit, line=lines[pair.index], duplicate_of=lines[pair.duplicate_of], kind="semantic",
+            jaccard=round(dedup.jaccard_of(lines[pair.index], lines[pair.duplicate_of]), 4),
+            similarity=round(pair.similarity, 4)))
+    keep = [i for i in range(len(kept)) if i not in dropped]
+    return [kept[i] for i in keep], [lengths[i] for i in keep]
 
 
 def _stats(lengths: list[int]) -> TokenStats | None:

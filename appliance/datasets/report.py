@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from pydantic import BaseModel, Field
 
+from appliance.datasets.semantic import SemanticSummary
+
 # Enough for an operator to see the pattern; the true totals are kept alongside.
 MAX_LISTED = 200
 
@@ -20,16 +22,20 @@ class RecordError(BaseModel):
 
 
 class DuplicateNote(BaseModel):
-    """A record dropped because an earlier one (kept) has the same or nearly the same text."""
+    """A record dropped because an earlier one (kept) has the same or nearly the same text, or (semantic) the same
+    meaning in other words."""
 
     unit: str
     line: int
     duplicate_of: int
-    kind: str  # "exact" or "near"
-    jaccard: float = 1.0
+    kind: str  # "exact", "near" (MinHash) or "semantic" (embeddings)
+    jaccard: float = 1.0  # of the two texts' word shingles (for a semantic pair: what MinHash saw)
+    similarity: float | None = None  # semantic: the cosine of the two records' embeddings
 
     def __str__(self) -> str:
-        how = "exact duplicate" if self.kind == "exact" else f"near duplicate (Jaccard {self.jaccard:.2f})"
+        how = {"exact": "exact duplicate",
+               "semantic": f"semantic duplicate (cosine {self.similarity or 0:.3f}, Jaccard {self.jaccard:.2f})"
+               }.get(self.kind, f"near duplicate (Jaccard {self.jaccard:.2f})")
         return f"{self.unit} {self.line}: {how} of {self.unit} {self.duplicate_of}"
 
 
@@ -49,6 +55,7 @@ class ImportReport(BaseModel):
     records_invalid: int = 0
     exact_duplicates: int = 0
     near_duplicates: int = 0
+    semantic_duplicates: int = 0
     duplicates_removed: int = 0
     error_count: int = 0  # the true count; `errors` holds at most MAX_LISTED of them
     errors: list[RecordError] = Field(default_factory=list)
@@ -62,6 +69,7 @@ class ImportReport(BaseModel):
     eval_fraction: float = 0.1
     seed: int = 0
     near_dup_threshold: float = 0.9
+    semantic_dedup: SemanticSummary | None = None  # when the import asked for it (the pairs are in duplicates)
 
     def add_error(self, error: RecordError) -> None:
         self.error_count += 1
@@ -73,9 +81,14 @@ class ImportReport(BaseModel):
         self.duplicates_removed += 1
         if note.kind == "exact":
             self.exact_duplicates += 1
+            count = self.exact_duplicates
+        elif note.kind == "semantic":
+            self.semantic_duplicates += 1
+            count = self.semantic_duplicates
         else:
             self.near_duplicates += 1
-        if len(self.duplicates) < MAX_LISTED:
+            count = self.near_duplicates
+        if count <= MAX_LISTED:  # per kind: the semantic pairs, found last, are listed too
             self.duplicates.append(note)
 
     def first_errors(self, count: int = 5) -> str:

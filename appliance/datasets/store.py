@@ -28,6 +28,7 @@ from appliance.datasets.kinds import DEFAULT_KIND, Record
 from appliance.datasets.paths import checked_source
 from appliance.datasets.pipeline import Options, prepare
 from appliance.datasets.report import ImportReport
+from appliance.datasets.semantic import SemanticOptions
 from appliance.datasets.split import Conversation, canonical_jsonl, content_id
 from appliance.datasets.validate import ChatTokenizer
 from appliance.names import NAME
@@ -89,7 +90,8 @@ class DatasetStore:
     def import_dataset(self, source: Path, name: str, *, tokenizer: ChatTokenizer | None = None,
                        max_seq_length: int | None = None, eval_fraction: float = 0.1, seed: int = 0,
                        near_dup_threshold: float = 0.9, strict: bool = False,
-                       file_format: str | None = None, kind: str = DEFAULT_KIND) -> DatasetRecord:
+                       file_format: str | None = None, kind: str = DEFAULT_KIND,
+                       semantic: SemanticOptions | None = None) -> DatasetRecord:
         """Validate, deduplicate and split `source` and store it as a new version of `name` (or return the
         existing version of `name` with exactly this content). The operator's file is only read.
 
@@ -99,6 +101,7 @@ class DatasetStore:
             strict: refuse the whole file on any defect instead of keeping the valid records.
             file_format: "jsonl", "csv" or "parquet"; None tells it from the suffix.
             kind: what a record holds: sft (conversations), preference or kto (appliance.datasets.kinds).
+            semantic: also drop records an embeddings model finds too close in meaning (datasets.semantic).
         Raises:
             DatasetError: refused (bad name or path, unreadable file); DatasetInvalid: no valid record, or a
             defect in strict mode; the message names the first defects with their line or row numbers.
@@ -111,7 +114,7 @@ class DatasetStore:
         fmt = detect_format(real, file_format)
         data = _read_source(real)
         options = Options(tokenizer=tokenizer, max_seq_length=max_seq_length, eval_fraction=eval_fraction,
-                          seed=seed, near_dup_threshold=near_dup_threshold, kind=kind)
+                          seed=seed, near_dup_threshold=near_dup_threshold, kind=kind, semantic=semantic)
         prepared = prepare(data, fmt, options)
         report = prepared.report
         if report.records_read == 0:

@@ -30,7 +30,8 @@ def report_text(record: Json, now: float) -> str:
         f"{r.get('format', record.get('format'))} · {r.get('numbering', '')}",
         f"read {record['records_read']} · valid {record['records_valid']} · "
         f"[red]invalid {record['records_invalid']}[/red] · duplicates removed {record['duplicates_removed']} "
-        f"({r.get('exact_duplicates', 0)} exact, {r.get('near_duplicates', 0)} near)",
+        f"({r.get('exact_duplicates', 0)} exact, {r.get('near_duplicates', 0)} near"
+        + (f", {r['semantic_duplicates']} semantic)" if r.get("semantic_dedup") else ")"),
         f"split: {record['train_count']} train / {record['eval_count']} eval "
         f"(eval {r.get('eval_fraction', 0):.0%}, seed {r.get('seed', 0)})",
     ]
@@ -51,7 +52,8 @@ def report_text(record: Json, now: float) -> str:
     if dupes:
         lines += ["", "[b]Duplicates[/b]"]
         for d in dupes[:SHOWN_ERRORS]:
-            how = "exact" if d["kind"] == "exact" else f"near, Jaccard {d['jaccard']:.2f}"
+            how = {"exact": "exact", "semantic": f"semantic, cosine {d.get('similarity') or 0:.3f}"}.get(
+                d["kind"], f"near, Jaccard {d['jaccard']:.2f}")
             lines.append(f"  {d['unit']} {d['line']}: {how} duplicate of {d['unit']} {d['duplicate_of']}")
     return "\n".join(lines)
 

@@ -1,18 +1,25 @@
-"""Dataset import as a job: loading the model's tokenizer (transformers) belongs in a worker, not the daemon."""
+"""Dataset import as a job: loading the model's tokenizer (transformers) belongs in a worker, not the daemon; so
+does semantic dedup, which embeds every record through an embeddings deployment (the job's own gateway key)."""
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 from appliance.datasets.errors import DatasetError
+from appliance.datasets.semantic import SemanticOptions
 from appliance.datasets.store import DatasetStore
 from appliance.jobs.events import Emitter, JobFailed
+from appliance.jobs.handlers.gateway import GatewayRefused, WorkerGateway
 from appliance.registry.registry import Registry, RegistryError
 from appliance.state.store import StateStore
 
+EMBED_BATCH = 32  # texts per /v1/embeddings request
 
-def _tokenizer(registry: Registry, name: str) -> Any:
+
+def load_tokenizer(registry: Registry, name: str) -> Any:
     from transformers import AutoTokenizer
 
     model = registry.get(name)
@@ -21,6 +28,30 @@ def _tokenizer(registry: Registry, name: str) -> Any:
         # transformers rebuilds the tokenizer (and chat template) from the GGUF metadata, offline.
         return AutoTokenizer.from_pretrained(str(path.parent), gguf_file=path.name)
     return AutoTokenizer.from_pretrained(str(path))
+
+
+@contextlib.contextmanager
+def semantic_options(spec: dict[str, Any], store: StateStore, emitter: Emitter) -> Iterator[SemanticOptions | None]:
+    """The semantic dedup of this import, embedding through the gateway with the job's key; None when not asked."""
+    params = spec["params"]
+    if not params.get("semantic_dedup"):
+        yield None
+        return
+    deployment = str(params["embeddings_deployment"])
+
+    def progress(done: int, total: int) -> None:
+        emitter.check_cancelled()
+        emitter.progress(phase="embedding", step=done, total=total, message=f"{done}/{total} records embedded")
+
+    with WorkerGateway(spec, store) as gateway:
+        def embed(texts: list[str]) -> list[list[float]]:
+            try:
+                return gateway.embed(deployment, texts, EMBED_BATCH, progress)
+            except GatewayRefused as exc:
+                raise JobFailed(f"semantic dedup: {deployment!r} refused the records: {exc.message}") from exc
+
+        yield SemanticOptions(embed=embed, threshold=float(params.get("semantic_threshold", 0.9)),
+                              embedder=deployment)
 
 
 def run_dataset_import(spec: dict[str, Any], emitter: Emitter) -> dict[str, Any]:
@@ -33,15 +64,16 @@ def run_dataset_import(spec: dict[str, Any], emitter: Emitter) -> dict[str, Any]
         if params.get("base_model"):
             emitter.progress(phase="loading tokenizer", message=f"chat template of {params['base_model']}",
                              force=True)
-            tokenizer = _tokenizer(Registry(store, state_dir / "models", roots), params["base_model"])
+            tokenizer = load_tokenizer(Registry(store, state_dir / "models", roots), params["base_model"])
         emitter.check_cancelled()
         emitter.progress(phase="validating", message=params["path"], force=True)
-        record = DatasetStore(store, state_dir / "datasets", roots).import_dataset(
-            Path(params["path"]), params["name"], tokenizer=tokenizer,
-            max_seq_length=params.get("max_seq_length") or spec["profile_max_seq_length"],
-            eval_fraction=float(params.get("eval_fraction", 0.1)), seed=int(params.get("seed", 0)),
-            strict=bool(params.get("strict", False)), kind=str(params.get("kind") or "sft"),
-        )
+        with semantic_options(spec, store, emitter) as semantic:
+            record = DatasetStore(store, state_dir / "datasets", roots).import_dataset(
+                Path(params["path"]), params["name"], tokenizer=tokenizer,
+                max_seq_length=params.get("max_seq_length") or spec["profile_max_seq_length"],
+                eval_fraction=float(params.get("eval_fraction", 0.1)), seed=int(params.get("seed", 0)),
+                strict=bool(params.get("strict", False)), kind=str(params.get("kind") or "sft"), semantic=semantic,
+            )
     except (DatasetError, RegistryError) as exc:
         raise JobFailed(str(exc)) from exc
     finally:
@@ -49,4 +81,5 @@ def run_dataset_import(spec: dict[str, Any], emitter: Emitter) -> dict[str, Any]
     emitter.progress(phase="done", step=1, total=1, message=f"{record.name} v{record.version}", force=True)
     return {"dataset": record.name, "version": record.version, "id": record.id, "kind": record.report.kind,
             "train": record.train_count, "eval": record.eval_count, "invalid": record.records_invalid,
-            "duplicates_removed": record.duplicates_removed}
+            "duplicates_removed": record.duplicates_removed,
+            "semantic_duplicates": record.report.semantic_duplicates}
