@@ -27,7 +27,9 @@ from appliance.datasets.shapes import Message
 Vectors = npt.NDArray[np.float64]
 Embed = Callable[[list[str]], Sequence[Sequence[float]]]  # texts -> one vector each, in order
 BLOCK = 512
-MAX_CHARS = 2000  # ~500 word pieces: MiniLM's 512-token context holds it; longer texts are cut
+# ~250 word pieces of English: what MiniLM was trained on (256 tokens), well inside the deployment's 512-token
+# slots; a longer text is embedded by its beginning.
+MAX_CHARS = 1000
 
 
 @dataclass(frozen=True)

@@ -19,6 +19,7 @@ KINDS = JobKinds.load(__name__, (
     "dpo",
     "kto",
     "orpo",
+    "distill",
 ))
 
 __all__ = ["KINDS", "JobKind", "JobKinds"]
