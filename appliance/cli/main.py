@@ -22,6 +22,8 @@ EPILOG = """examples:
   slm-appliance deploy list
   slm-appliance deploy switch my-model my-model-v2   blue/green behind the eval gate
   slm-appliance deploy rollback my-model            back to the previous version
+  slm-appliance deploy shadow set my-model --candidate my-model-next   compare a candidate on live requests
+  slm-appliance deploy canary start my-model --candidate my-model-next --weight 0.05   a share of the keys on it
   slm-appliance datasets import data.jsonl --name faq --base-model smollm2-135m-instruct
   slm-appliance jobs list
   slm-appliance deploy policy set my-model --file policy.toml   guardrails and capture, versioned

@@ -14,6 +14,7 @@ from appliance.cli.output import print_json
 from appliance.cli.remote import add_client_options, print_switch
 from appliance.cli.trials_output import print_canary, print_pairs, print_shadow
 from appliance.client import ApiError, DaemonClient
+from appliance.client.calls import shadow_gate
 
 EPILOG = """examples:
   slm-appliance deploy create my-model-v2 --name my-model-next     the candidate, beside the live one
@@ -77,6 +78,9 @@ def _add_canary(dsub: Any) -> list[Any]:
     promote.add_argument("--golden", help="golden set JSONL under an import root (default as for switch)")
     promote.add_argument("--force", action="store_true", help="switch even if the eval gate finds a regression")
     promote.add_argument("--reason", help="why (kept in the history and the audit log)")
+    promote.add_argument("--shadow-gate-min-agreement", type=float, metavar="X", help="also require NAME's shadow, "
+                         "when it is the candidate, to agree at least X on average")
+    promote.add_argument("--shadow-gate-min-pairs", type=int, metavar="N", help="... over at least N pairs")
     abort = csub.add_parser("abort", help="every key back on the live version at once")
     abort.add_argument("name")
     abort.add_argument("--reason", default="", help="why (kept in the audit log)")
@@ -89,13 +93,14 @@ def add_trial_commands(dsub: Any) -> None:
 
 def _promote(args: argparse.Namespace, client: DaemonClient) -> Any:
     """The switch request when an option overrides the default one (the candidate's model, as it is)."""
-    body = None
-    if args.golden or args.force or args.reason:
-        candidate = client.trials(args.name).get("canary") or {}
-        if not candidate:
-            raise ApiError("No canary", f"deployment {args.name!r} has no canary")
-        body = {"model": client.deployment(candidate["candidate"])["model"], "golden": args.golden,
-                "force": args.force, "reason": args.reason}
+    gate = shadow_gate(args.shadow_gate_min_agreement, args.shadow_gate_min_pairs)
+    if not (args.golden or args.force or args.reason or gate):
+        return client.promote_canary(args.name)
+    canary = client.trials(args.name).get("canary")
+    if not canary:
+        raise ApiError("No canary", f"deployment {args.name!r} has no canary")
+    body = {"model": client.deployment(canary["candidate"])["model"], "golden": args.golden, "force": args.force,
+            "reason": args.reason, "shadow_gate": gate}
     return client.promote_canary(args.name, body)
 
 

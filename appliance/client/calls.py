@@ -52,6 +52,13 @@ def _read_job_types(response: httpx.Response) -> list[str]:
     return job_types(response.json())
 
 
+def shadow_gate(min_agreement: float | None, min_pairs: int | None) -> Json | None:
+    """A switch request's `shadow_gate`: None when neither is given; one left out takes the daemon's default."""
+    if min_agreement is None and min_pairs is None:
+        return None
+    return {k: v for k, v in (("min_agreement", min_agreement), ("min_pairs", min_pairs)) if v is not None}
+
+
 def _q(name: str) -> str:
     return quote(name)
 
@@ -172,9 +179,8 @@ class Calls(ABC, Generic[R, S]):
         """Blue/green to `body["model"]` behind the eval gate; gives the SwitchResult. `min_agreement` or
         `min_pairs` also puts it behind the shadow gate (the other takes the daemon's default): 409
         `shadow_gate_failed` with the numbers when the shadow serving that model agrees less or has fewer pairs."""
-        if min_agreement is not None or min_pairs is not None:
-            gate = {"min_agreement": min_agreement, "min_pairs": min_pairs}
-            body = {**body, "shadow_gate": {k: v for k, v in gate.items() if v is not None}}
+        if (gate := shadow_gate(min_agreement, min_pairs)) is not None:
+            body = {**body, "shadow_gate": gate}
         return self._call("POST", f"/api/v1/deployments/{_q(name)}/switch", json=body, timeout=CHANGE_TIMEOUT)
 
     def rollback(self, name: str, body: Json | None = None) -> R:
