@@ -2,7 +2,7 @@
 gateway's `file_search` calls. No HTTP here: the routes parse a body into `requests.*`, call a method, and return
 the `models.*` object it gives (`model_dump(mode="json")`); errors are `ApplianceError`s with their status.
 
-Adding files to a store queues one ingestion job (`vector-store-ingest`) for them: their rows start
+Adding files to a store queues one ingestion job for them (`jobs/kinds/vector_store_ingest.py`): their rows start
 `in_progress`, the job's worker parses, chunks, embeds and stores each, and marks it `completed` or `failed`.
 Synchronous methods touch only SQLite and small files (call them from a worker thread in async routes);
 `search`, `search_store` and `cancel_batch` are coroutines.

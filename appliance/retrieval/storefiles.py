@@ -24,7 +24,7 @@ from appliance.retrieval.models import (
 )
 from appliance.retrieval.requests import AddFile, AddFileBatch, UpdateFileAttributes, resolve_chunking
 from appliance.retrieval.rows import batch, file_status, page_rows, store_file, store_row
-from appliance.retrieval.wiring import INGEST_JOB, JobQueue
+from appliance.retrieval.wiring import JobQueue
 from appliance.state.store import StateStore
 
 if TYPE_CHECKING:
@@ -55,7 +55,7 @@ class StoreFiles:
                     "job_id = NULL, chunks = 0, done = 0, usage_bytes = 0, updated_at = excluded.updated_at",
                     (store_id, file_id, int(now), json.dumps(attributes) if attributes is not None else None,
                      chunking.model_dump_json(), batch_id, now))
-        job_id = self.jobs.submit(INGEST_JOB, {"vector_store_id": store_id, "file_ids": [e[0] for e in entries]})
+        job_id = self.jobs.submit({"vector_store_id": store_id, "file_ids": [e[0] for e in entries]})
         with self.store.transaction() as conn:
             conn.executemany("UPDATE vector_store_files SET job_id = ? WHERE vector_store_id = ? AND file_id = ? "
                              "AND job_id IS NULL", [(job_id, store_id, e[0]) for e in entries])

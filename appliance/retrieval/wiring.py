@@ -10,17 +10,16 @@ from typing import Any, Protocol
 from appliance.config import ApplianceConfig
 from appliance.retrieval.backend import BackendSettings
 
-INGEST_JOB = "vector-store-ingest"
-
 # (served name of an embeddings deployment, texts) -> one vector per text, in order
 Embed = Callable[[str, list[str]], Awaitable[list[list[float]]]]
 
 
 class JobQueue(Protocol):
-    """The daemon's job runner as the service needs it."""
+    """The daemon's job runner as the service needs it: ingestion jobs are of the kind declared in
+    `appliance/jobs/kinds/vector_store_ingest.py` (the daemon passes `runner.submit(KIND.name, params)`)."""
 
-    def submit(self, job_type: str, params: dict[str, Any]) -> str:
-        """Queue a job; its id."""
+    def submit(self, params: dict[str, Any]) -> str:
+        """Queue an ingestion job with these params (`vector_store_id`, `file_ids`); its id."""
 
     async def cancel(self, job_id: str) -> None:
         """Ask a queued or running job to stop (a no-op for one that has ended)."""

@@ -20,6 +20,7 @@ KINDS = JobKinds.load(__name__, (
     "kto",
     "orpo",
     "distill",
+    "vector_store_ingest",
 ))
 
 __all__ = ["KINDS", "JobKind", "JobKinds"]
