@@ -230,3 +230,39 @@ def test_a_served_name_is_a_deployment_or_an_attached_adapter(store: StateStore)
         with pytest.raises(error) as refused:
             served(appliance, name, "params.teacher", embeddings=embeddings)
         assert refused.value.param == "params.teacher"
+
+
+def test_the_prompt_set_takes_a_pinned_version_and_captured_requests_each_prompt_once(tmp_path: Path) -> None:
+    from appliance.capture.models import CapturedItem
+    from appliance.capture.rows import INSERT_ITEM, item_params
+    from appliance.datasets.store import DatasetStore
+    from appliance.jobs.handlers.distill_prompts import prompt_set
+
+    imports = tmp_path / "imports"
+    imports.mkdir()
+    store = StateStore(tmp_path / "state.db").open()
+    datasets = DatasetStore(store, tmp_path / "datasets", [imports])
+    rows = [{"messages": [{"role": "system", "content": "be brief"}, {"role": "user", "content": "q1"},
+                          {"role": "assistant", "content": "a1"}]},
+            {"messages": [{"role": "user", "content": "q2"}, {"role": "assistant", "content": "a2"}]}]
+    (imports / "p.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    version = datasets.import_dataset(imports / "p.jsonl", "p", eval_fraction=0.0)
+    pairs = [{"prompt": "q3", "chosen": "good", "rejected": "bad"}]
+    (imports / "pref.jsonl").write_text("".join(json.dumps(r) + "\n" for r in pairs))
+    preference = datasets.import_dataset(imports / "pref.jsonl", "pref", eval_fraction=0.0, kind="preference")
+    for i, (content, at) in enumerate((("q2", 10.0), ("q4", 20.0), ("q5", 30.0))):
+        item = CapturedItem(response_id=f"chatcmpl-{i}", deployment="d" if i else "other", key_id="k", key_name="app",
+                            created_at=at, messages=[{"role": "user", "content": content}], answer="x")
+        with store.transaction() as conn:
+            conn.execute(INSERT_ITEM, item_params(item))
+    pinned = {"name": "p", "version": 1, "id": version.id, "kind": "sft"}
+    found = prompt_set(datasets, {"dataset": pinned, "capture_filter": {"limit": 1000}}, "both")
+    assert [p.key for p in found] == ["dataset:train:0", "dataset:train:1", "capture:chatcmpl-1", "capture:chatcmpl-2"]
+    assert found[0].messages == rows[0]["messages"][:2] and found[2].source["deployment"] == "d"  # q2 asked once
+    only = prompt_set(datasets, {"capture_filter": {"deployment": "d", "since": 25.0, "limit": 1000}}, "both")
+    assert [p.messages[-1]["content"] for p in only] == ["q5"]
+    pref = {"name": "pref", "version": 1, "id": preference.id, "kind": "preference"}
+    assert [p.messages for p in prompt_set(datasets, {"dataset": pref}, "train")] == [[{"role": "user",
+                                                                                         "content": "q3"}]]
+    with pytest.raises(JobFailed, match="not the version this job was given"):
+        prompt_set(datasets, {"dataset": {**pinned, "id": "0" * 64}}, "both")
