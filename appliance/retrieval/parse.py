@@ -3,8 +3,9 @@ HTML through lxml (scripts, styles and the head dropped; block elements on their
 items marked as in Markdown, table cells joined by ` | `); PDF through pypdf (page by page); DOCX through
 python-docx (paragraphs and tables in document order, heading styles as Markdown headings).
 
-markitdown was measured against these (docs/retrieval.md): it pulls onnxruntime and magika for type detection,
-pdfminer for PDFs, and was slower on the same files; the text it gives is the same for retrieval's needs.
+markitdown 0.1.9 (with its pdf and docx extras) was measured on the same generated manuals (docs/retrieval.md):
+the same facts come out, but a PDF took 1.0 s against 55 ms here, a DOCX 730 ms against 66 ms, and it pulls
+onnxruntime (78 MB) and magika for type detection, pdfminer and mammoth.
 """
 
 from __future__ import annotations

@@ -21,7 +21,9 @@ def _cosine(a: Sequence[float], b: Sequence[float]) -> float:
 
 
 def _lists(client: Any, models: Any, store_id: str, query: Query) -> tuple[list[Any], list[Any]]:
-    where = store_filter(store_id, query.filters)
+    # One collection per store: the store's own condition only matters beside attribute filters (and local mode
+    # checks every condition in Python, point by point).
+    where = store_filter(store_id, query.filters) if query.filters is not None else None
     dense = client.query_points(store_id, query=list(query.vector), using="dense", query_filter=where,
                                 limit=query.candidates, with_payload=True).points
     keyword: list[Any] = []

@@ -34,23 +34,27 @@ def _bm25(conn: Any, store_id: str, files: list[str] | None, query: Query) -> li
     expression = fts_query(query.text)
     if not expression:
         return []
-    sql = ("SELECT c.rowid, f.rank FROM chunks_fts f JOIN chunks c ON c.rowid = f.rowid "
-           "WHERE chunks_fts MATCH ? AND c.store_id = ?")
+    # The FTS5 match first (materialized: else SQLite walks the store's chunks and probes FTS5 for each), then
+    # the store and the files.
+    sql = ("WITH m AS MATERIALIZED (SELECT rowid, rank FROM chunks_fts WHERE chunks_fts MATCH ?) "
+           "SELECT m.rowid, m.rank FROM m JOIN chunks c ON c.rowid = m.rowid WHERE c.store_id = ?")
     args: list[Any] = [expression, store_id]
     if files is not None:
         sql += f" AND c.file_id IN ({','.join('?' * len(files))})"
         args += files
-    sql += " ORDER BY f.rank LIMIT ?"
+    sql += " ORDER BY m.rank LIMIT ?"
     return [(int(r[0]), float(r[1])) for r in conn.execute(sql, [*args, query.candidates])]
 
 
 def _cosines(conn: Any, table: str, rowids: list[int], query: Query) -> dict[int, float]:
-    if not rowids:
-        return {}
-    marks = ",".join("?" * len(rowids))
-    rows = conn.execute(f"SELECT rowid, vec_distance_cosine(embedding, ?) FROM {table} WHERE rowid IN ({marks})",
-                        [_blob(query.vector), *rowids])
-    return {int(r[0]): similarity(float(r[1])) for r in rows}
+    """Cosine of chunks by rowid: one point lookup each (an `IN` list makes vec0 scan the whole table)."""
+    blob, found = _blob(query.vector), {}
+    for rowid in rowids:
+        row = conn.execute(f"SELECT vec_distance_cosine(embedding, ?) FROM {table} WHERE rowid = ?",
+                           (blob, rowid)).fetchone()
+        if row is not None:
+            found[rowid] = similarity(float(row[0]))
+    return found
 
 
 def _hits(conn: Any, rowids: list[int], cosine: dict[int, float]) -> list[Hit]:

@@ -35,10 +35,22 @@ KNN_MAX = 4096  # vec0's largest k
 _TERM = re.compile(r"\w+", re.UNICODE)
 
 
+STOPWORDS = frozenset(str.split("""
+a about above after again against all am an and any are as at be because been before being below between both
+but by can could did do does doing down during each few for from further had has have having he her here hers
+him his how i if in into is it its itself just me more most my no nor not now of off on once only or other our
+ours out over own same she should so some such than that the their theirs them then there these they this
+those through to too under until up very was we were what when where which while who whom why will with would
+you your yours
+"""))
+
+
 def fts_query(text: str) -> str:
-    """A free-text query as an FTS5 expression: every word quoted (no operators from the user), OR-ed."""
-    terms = dict.fromkeys(t.lower() for t in _TERM.findall(text))
-    return " OR ".join(f'"{t}"' for t in terms)
+    """A free-text query as an FTS5 expression: every word quoted (no operators from the user), OR-ed; common
+    English words left out (they match nearly every chunk and cost a BM25 score each) unless nothing else is."""
+    terms = list(dict.fromkeys(t.lower() for t in _TERM.findall(text)))
+    kept = [t for t in terms if t not in STOPWORDS] or terms
+    return " OR ".join(f'"{t}"' for t in kept)
 
 
 def _blob(vector: Sequence[float]) -> bytes:
