@@ -79,7 +79,7 @@ def test_kill9_mid_ingestion_resumes(tmp_path_factory: pytest.TempPathFactory) -
     daemon = start_embeddings_daemon(tmp_path_factory.mktemp("kill9") / "state")
     try:
         service = service_on(daemon)
-        big = "\n\n".join(documents(seed=s)[0].data.decode() for s in range(8)).encode()
+        big = "\n\n".join(documents(seed=s)[0].data.decode() for s in range(12)).encode()
         file = service.create_file("big-manual.md", big)
         store = service.create_store(CreateVectorStore(name="kill9", file_ids=[file.id]))
         row_of = lambda: service.store.query_one(  # noqa: E731
