@@ -11,12 +11,11 @@ from pathlib import Path
 
 import pytest
 
-from appliance.testing.daemon import DaemonProcess, wait_deployment
+from appliance.testing.daemon import DaemonProcess
 from tests.test_cli_review import as_json, cli, ok
-from tests.trialtools import add_candidate, ask, canary_traffic, wait_pairs
+from tests.trialtools import STARTER, ask, canary_traffic, daemon_with_candidate, wait_pairs
 
 pytestmark = pytest.mark.slow
-STARTER = "smollm2-135m-instruct"
 CANDIDATE = "smol-next"
 PROMPTS = ["Write to ops@example.com that the backup finished.", "Name three primary colours.",
            "What do bees make?"]
@@ -34,17 +33,7 @@ COMMANDS = [("shadow", "set"), ("shadow", "clear"), ("shadow", "show"), ("shadow
 
 @pytest.fixture(scope="module")
 def daemon(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DaemonProcess]:
-    proc = DaemonProcess(tmp_path_factory.mktemp("cli-trials") / "state",
-                         env={"SLM_RATE_LIMIT_PER_MINUTE": "100000", "SLM_WATCH_INTERVAL_S": "1"})
-    proc.start()
-    try:
-        wait_deployment(proc, STARTER)
-        add_candidate(proc.url, proc.admin_key(), STARTER, CANDIDATE)
-    except BaseException:
-        proc.stop()
-        raise
-    yield proc
-    assert proc.stop() == 0, proc.log()[-3000:]
+    yield from daemon_with_candidate(tmp_path_factory.mktemp("cli-trials"), CANDIDATE)
 
 
 def test_every_command_has_help_and_json() -> None:

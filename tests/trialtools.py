@@ -5,13 +5,32 @@ from __future__ import annotations
 
 import secrets
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import httpx
 import openai
 
+from appliance.testing.daemon import DaemonProcess, wait_deployment
+
 Json = dict[str, Any]
+STARTER = "smollm2-135m-instruct"
+
+
+def daemon_with_candidate(root: Path, candidate: str) -> Iterator[DaemonProcess]:
+    """A module fixture's body: a daemon serving the starter and `candidate` (the starter again), judging its
+    watches every second, no rate limit in the way; stopped cleanly after."""
+    proc = DaemonProcess(root / "state", env={"SLM_RATE_LIMIT_PER_MINUTE": "100000", "SLM_WATCH_INTERVAL_S": "1"})
+    proc.start()
+    try:
+        wait_deployment(proc, STARTER)
+        add_candidate(proc.url, proc.admin_key(), STARTER, candidate)
+    except BaseException:
+        proc.stop()
+        raise
+    yield proc
+    assert proc.stop() == 0, proc.log()[-3000:]
 
 
 def admin(url: str, admin_key: str) -> httpx.Client:

@@ -18,10 +18,14 @@ from tui.app import ApplianceApp
 
 
 class Replay:
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, *overlays: Path) -> None:
+        """`overlays`: recordings laid over `path`'s responses, in order (on its clock: their times were moved to
+        it when they were recorded), e.g. a deployment's trials over the base recording."""
         data = json.loads(path.read_text())
         self.recorded_at: float = float(data["recorded_at"])
         self.responses: dict[str, dict[str, Any]] = data["responses"]
+        for overlay in overlays:
+            self.responses.update(json.loads(overlay.read_text())["responses"])
         self.requests: list[str] = []
 
     def handle(self, request: httpx.Request) -> httpx.Response:
