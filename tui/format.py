@@ -7,7 +7,7 @@ from typing import Any
 # Progress is shown by the CLI too: one formatting for both.
 from appliance.client.progress import duration, fraction, progress_line
 
-__all__ = ["ago", "duration", "fraction", "mib", "number", "params", "percent", "progress_line", "size"]
+__all__ = ["ago", "duration", "fraction", "literal", "mib", "number", "params", "percent", "progress_line", "size"]
 
 
 def size(num_bytes: float | None) -> str:
@@ -46,3 +46,9 @@ def percent(value: float | None) -> str:
 
 def number(value: Any, fmt: str = "{}") -> str:
     return "—" if value is None else fmt.format(value)
+
+
+def literal(text: str) -> str:
+    """`text` as markup that shows it as it is. Textual's markup takes any `[WORD]` for a tag (a masked `[EMAIL]`
+    would vanish), while `escape` (Rich's and Textual's) only escapes tags that start lower case."""
+    return text.replace("[", "\\[")

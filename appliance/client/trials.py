@@ -8,7 +8,7 @@ from typing import Any
 Json = dict[str, Any]
 RULES = {"error_rate": "error rate", "p95_latency": "p95 latency", "guardrail_blocks": "guardrail blocks",
          "thumbs_down": "thumbs down"}
-BLOCKS = " ▁▂▃▄▅▆▇█"
+BLOCKS = "·▁▂▃▄▅▆▇█"
 
 
 def share(value: float | None, digits: int = 1) -> str:
@@ -69,7 +69,7 @@ def histogram_rows(histogram: list[Json], width: int = 30) -> list[str]:
 
 
 def sparkline(histogram: list[Json]) -> str:
-    """The histogram as one character a bucket (an empty bucket is a space), scaled to the fullest one."""
+    """The histogram as one character a bucket (an empty bucket is a dot), scaled to the fullest one."""
     most = max((int(b["count"]) for b in histogram), default=0)
     return "".join(BLOCKS[0 if not b["count"] else max(1, round(8 * int(b["count"]) / most))] for b in histogram)
 

@@ -7,7 +7,6 @@ from __future__ import annotations
 import asyncio
 from typing import Any, ClassVar
 
-from rich.markup import escape
 from textual import on, work
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
@@ -35,20 +34,21 @@ def _state(state: str) -> str:
 
 
 def _messages(messages: list[Json]) -> list[str]:
-    return [f"[b]{escape(m['role'])}[/b]  {escape(str(m['content']))}" for m in messages]
+    return [f"[b]{fmt.literal(m['role'])}[/b]  {fmt.literal(str(m['content']))}" for m in messages]
 
 
 def detail_text(detail: Json, now: float) -> str:
     """Rich text of one item: id, age and review; the redacted conversation and answer; the feedback; the edit."""
     item, review = detail["item"], detail.get("review") or {}
     state = str(review.get("state", "pending"))
-    lines = [f"[b]{escape(item['response_id'])}[/b] · {fmt.ago(item['created_at'], now)} · {_state(state)}"
-             f"{escape(review_text(review).removeprefix(state))}",
-             f"[dim]{escape(item_heading(item))}[/dim]", "", "[b $accent]Conversation[/] [dim](redacted)[/dim]"]
+    lines = [f"[b]{fmt.literal(item['response_id'])}[/b] · {fmt.ago(item['created_at'], now)} · {_state(state)}"
+             f"{fmt.literal(review_text(review).removeprefix(state))}",
+             f"[dim]{fmt.literal(item_heading(item))}[/dim]", "", "[b $accent]Conversation[/] [dim](redacted)[/dim]"]
     lines += _messages(item["messages"])
-    lines += ["", "[b $accent]Answer[/]", escape(item["answer"]), "", "[b $accent]Feedback[/]"]
+    lines += ["", "[b $accent]Answer[/]", fmt.literal(item["answer"]), "", "[b $accent]Feedback[/]"]
     rows = feedback_lines(detail.get("feedback"))
-    lines += [f"  [dim]{label:<10}[/dim] {escape(text)}" for label, text in rows] or ["  none: captured by the sample"]
+    lines += [f"  [dim]{label:<10}[/dim] {fmt.literal(text)}" for label, text in rows] \
+        or ["  none: captured by the sample"]
     if review.get("messages"):
         kept = " [dim](kept for the next decision)[/dim]" if review.get("state") == "pending" else ""
         lines += ["", f"[b $accent]Edited conversation[/]{kept}", *_messages(review["messages"])]
@@ -132,7 +132,7 @@ class ReviewScreen(ApplianceScreen):
         now, items = self.now(), event.listing["items"]
         rows = [(i["response_id"], [fmt.ago(i["created_at"], now), _state(i["state"]),
                                     rating(i.get("score"), i.get("label")) + (" ✎" if i.get("corrected") else ""),
-                                    i["key_name"], escape(i["preview"][:48]), i["deployment"]]) for i in items]
+                                    i["key_name"], fmt.literal(i["preview"][:48]), i["deployment"]]) for i in items]
         if event.detail is not None and self.open_id is None:
             self.open_id = event.detail["item"]["response_id"]  # already fetched: no second fetch on highlight
         sync_rows(self.query_one("#captures", DataTable), rows)

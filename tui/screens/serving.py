@@ -85,9 +85,9 @@ class ServingScreen(ApplianceScreen):
         with Horizontal(id="lower"):
             with VerticalScroll(id="info"):
                 yield Static("Select a deployment.", id="deployment")
+                yield Static("", id="trials")
                 yield Static("Requests", classes="section")
                 yield Static("", id="metrics")
-                yield Static("", id="trials")
                 yield Static("", id="policy")
             with Vertical(id="log-box"):
                 yield Static("Backend log", classes="section")

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 from typing import Any, ClassVar
 
-from rich.markup import escape
 from textual import on
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
@@ -37,11 +36,11 @@ def has_trials(view: Json | None) -> bool:
 
 def _shadow(view: Json) -> list[str]:
     shadow, summary = view["shadow"], view.get("shadow_summary") or {}
-    lines = [f"  [b]{escape(shadow_heading(shadow))}[/b]"]
+    lines = [f"  [b]{fmt.literal(shadow_heading(shadow))}[/b]"]
     if not summary.get("pairs"):
         return [*lines, "    [dim]no pairs yet[/dim]"]
-    lines.append(f"    {summary['pairs']} pairs · agreement {fixed(summary.get('agreement_mean'))} · exact "
-                 f"{share(summary.get('exact_rate'), 0)}")
+    lines.append(f"    {summary['pairs']} pairs · agreement {fixed(summary.get('agreement_mean'))} · "
+                 f"exact {share(summary.get('exact_rate'))}")
     bars = sparkline(summary.get("histogram") or [])
     return [*lines, f"    [dim]agreement 0[/dim] [$accent]{bars}[/] [dim]1[/dim]"]
 
@@ -62,7 +61,7 @@ def _verdict(verdict: Json, watching: bool) -> list[str]:
     labels = ("requests", "errors", "p95", "blocked", "thumbs down")
     for label, ours, theirs in zip(labels, _side(verdict["candidate"]), _side(verdict["baseline"]), strict=True):
         lines.append(f"    [dim]{label:<12}[/dim]{ours:>9} {theirs:>9}")
-    lines += [f"    [red]{escape(reason)}[/]" for reason in verdict.get("reasons") or []]
+    lines += [f"    [red]{fmt.literal(reason)}[/]" for reason in verdict.get("reasons") or []]
     return lines
 
 
@@ -73,7 +72,7 @@ def trials_text(view: Json, now: float) -> str:
     if view.get("shadow"):
         lines += _shadow(view)
     if canary := view.get("canary"):
-        lines.append(f"  [b]{escape(canary_heading(canary))}[/b] · {fmt.ago(canary['started_at'], now)}")
+        lines.append(f"  [b]{fmt.literal(canary_heading(canary))}[/b] · {fmt.ago(canary['started_at'], now)}")
     if verdict := view.get("watch"):
         lines += _verdict(verdict, bool(view.get("watching")))
     return "\n".join(lines)
@@ -86,10 +85,10 @@ def pairs_text(pairs: list[Json], now: float) -> str:
     blocks = []
     for number, pair in enumerate(pairs, 1):
         blocks.append("\n".join([
-            f"[b]#{number}[/b] {escape(pair_heading(pair))} · {fmt.ago(pair['created_at'], now)}",
-            f"  [dim]asked[/dim]      {escape(prompt_of(pair))}",
-            f"  [dim]live[/dim]       {escape(pair['live_answer'])}",
-            f"  [dim]candidate[/dim]  {escape(pair['candidate_answer'])}"]))
+            f"[b]#{number}[/b] {fmt.literal(pair_heading(pair))} · {fmt.ago(pair['created_at'], now)}",
+            f"  [dim]asked[/dim]      {fmt.literal(prompt_of(pair))}",
+            f"  [dim]live[/dim]       {fmt.literal(pair['live_answer'])}",
+            f"  [dim]candidate[/dim]  {fmt.literal(pair['candidate_answer'])}"]))
     return "\n\n".join(blocks)
 
 
@@ -98,7 +97,7 @@ class ShadowPairsModal(ModalScreen[None]):
 
     DEFAULT_CSS = MODAL_CSS.format(name="ShadowPairsModal") + """
     ShadowPairsModal > Vertical { width: 110; height: 90%; }
-    ShadowPairsModal #pairs-box { height: 1fr; }
+    ShadowPairsModal #pairs-box { height: 1fr; margin: 1 0 0 0; }
     """
     BINDINGS: ClassVar[list[BindingType]] = [Binding("escape", "close", "Close")]
 
@@ -108,7 +107,7 @@ class ShadowPairsModal(ModalScreen[None]):
 
     def compose(self) -> ComposeResult:
         with Vertical():
-            yield Static(f"Worst shadow pairs: {escape(self.deployment)} ← {escape(self.candidate)}",
+            yield Static(f"Worst shadow pairs: {fmt.literal(self.deployment)} ← {fmt.literal(self.candidate)}",
                          classes="title")
             yield Static("Worst agreement first; redacted as the deployment's capture redacts.", classes="hint")
             with VerticalScroll(id="pairs-box"):
