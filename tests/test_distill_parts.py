@@ -266,3 +266,25 @@ def test_the_prompt_set_takes_a_pinned_version_and_captured_requests_each_prompt
                                                                                          "content": "q3"}]]
     with pytest.raises(JobFailed, match="not the version this job was given"):
         prompt_set(datasets, {"dataset": {**pinned, "id": "0" * 64}}, "both")
+
+
+def test_a_text_too_long_for_the_embeddings_model_is_embedded_by_its_beginning(store: StateStore) -> None:
+    from appliance.jobs.handlers.dataset_import import embed_batch
+
+    sent: list[list[str]] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        texts = json.loads(request.content)["input"]
+        sent.append(texts)
+        if any(len(t) > 100 for t in texts):  # as llama-server says it, through the gateway
+            return httpx.Response(500, json={"error": {"message": f"input ({len(texts[0])} tokens) is too large to "
+                                                                  "process. increase the physical batch size"}})
+        return httpx.Response(200, json={"data": [{"index": i, "embedding": [float(len(t))]}
+                                                  for i, t in enumerate(texts)]})
+
+    with _gateway(store, handler) as gateway:
+        assert embed_batch(gateway, "e", ["short", "y" * 300]) == [[5.0], [75.0]]
+        assert [len(batch) for batch in sent] == [2, 1, 1, 1, 1]  # the batch, then one by one: 300, 150, 75
+    with _gateway(store, lambda r: httpx.Response(500, json={"error": {"message": "boom"}})) as gateway, \
+            pytest.raises(JobFailed, match="refused the records: .*boom"):
+        embed_batch(gateway, "e", ["a"])

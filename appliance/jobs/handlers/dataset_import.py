@@ -30,6 +30,31 @@ def load_tokenizer(registry: Registry, name: str) -> Any:
     return AutoTokenizer.from_pretrained(str(path))
 
 
+def _too_large(exc: Exception) -> bool:
+    return "too large" in str(exc)  # llama-server: "input (N tokens) is too large to process"
+
+
+def embed_batch(gateway: WorkerGateway, deployment: str, texts: list[str]) -> list[list[float]]:
+    """The texts' vectors. A batch with a text longer than the model's context (a text of many tokens per
+    character) goes again one text at a time, such a text by its first half, quarter ... until it fits."""
+    try:
+        return gateway.embed(deployment, texts, len(texts))
+    except (GatewayRefused, JobFailed) as exc:
+        if not _too_large(exc):
+            raise JobFailed(f"semantic dedup: {deployment!r} refused the records: {exc}") from exc
+    vectors = []
+    for text in texts:
+        while True:
+            try:
+                vectors += gateway.embed(deployment, [text], 1)
+                break
+            except (GatewayRefused, JobFailed) as exc:
+                if not _too_large(exc) or len(text) < 2:
+                    raise JobFailed(f"semantic dedup: {deployment!r} refused a record: {exc}") from exc
+                text = text[:len(text) // 2]
+    return vectors
+
+
 @contextlib.contextmanager
 def semantic_options(spec: dict[str, Any], store: StateStore, emitter: Emitter) -> Iterator[SemanticOptions | None]:
     """The semantic dedup of this import, embedding through the gateway with the job's key; None when not asked."""
@@ -43,12 +68,13 @@ def semantic_options(spec: dict[str, Any], store: StateStore, emitter: Emitter) 
         emitter.check_cancelled()
         emitter.progress(phase="embedding", step=done, total=total, message=f"{done}/{total} records embedded")
 
-    with WorkerGateway(spec, store) as gateway:
+    with WorkerGateway(spec, store, stop=lambda: emitter.cancel_requested) as gateway:
         def embed(texts: list[str]) -> list[list[float]]:
-            try:
-                return gateway.embed(deployment, texts, EMBED_BATCH, progress)
-            except GatewayRefused as exc:
-                raise JobFailed(f"semantic dedup: {deployment!r} refused the records: {exc.message}") from exc
+            vectors: list[list[float]] = []
+            for start in range(0, len(texts), EMBED_BATCH):
+                vectors += embed_batch(gateway, deployment, texts[start:start + EMBED_BATCH])
+                progress(len(vectors), len(texts))
+            return vectors
 
         yield SemanticOptions(embed=embed, threshold=float(params.get("semantic_threshold", 0.9)),
                               embedder=deployment)
