@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from appliance.errors import ApplianceError
@@ -46,6 +46,7 @@ class Ingestion:
     check_cancelled: Callable[[], None] = lambda: None
     progress: Callable[[str, int, int], None] = lambda file_id, done, total: None
     job_id: str = ""
+    resumed: dict[str, int] = field(default_factory=dict)  # file -> the cursor it resumed from (when above 0)
 
     def _row(self, store_id: str, file_id: str) -> Any:
         return self.store.query_one("SELECT f.*, s.backend, s.embeddings, s.dims FROM vector_store_files f JOIN "
@@ -95,6 +96,8 @@ class Ingestion:
         attributes = json.loads(row["attributes"]) if row["attributes"] else {}
         if done == 0:
             backend.delete_file(store_id, file_id)
+        else:
+            self.resumed[file_id] = done
         self._set_cursor(store_id, file_id, len(chunks), done)
         self.progress(file_id, done, len(chunks))
         dims = row["dims"]

@@ -10,7 +10,8 @@ import time
 
 import pytest
 
-from appliance.retrieval.requests import CreateVectorStore, SearchRequest
+from appliance.retrieval.models import StaticChunking
+from appliance.retrieval.requests import CreateVectorStore, SearchRequest, StaticChunkingParam
 from appliance.retrieval.service import RetrievalService
 from appliance.testing.daemon import DaemonProcess
 from tests.retrieval.conftest import ApiJobs, service_on
@@ -73,15 +74,15 @@ def assert_no_orphans(daemon: DaemonProcess) -> None:
     conn.close()
 
 
-def test_kill9_mid_ingestion_resumes(tmp_path_factory: pytest.TempPathFactory) -> None:
-    from tests.retrieval.conftest import start_embeddings_daemon
-
-    daemon = start_embeddings_daemon(tmp_path_factory.mktemp("kill9") / "state")
+def test_kill9_mid_ingestion_resumes(embeddings_daemon: DaemonProcess) -> None:
+    """Last in this module: it kills the shared daemon (and starts it again)."""
+    daemon = embeddings_daemon
     try:
         service = service_on(daemon)
-        big = "\n\n".join(documents(seed=s)[0].data.decode() for s in range(12)).encode()
+        big = "\n\n".join(documents(seed=s)[0].data.decode() for s in range(8)).encode()
         file = service.create_file("big-manual.md", big)
-        store = service.create_store(CreateVectorStore(name="kill9", file_ids=[file.id]))
+        small = StaticChunkingParam(static=StaticChunking(max_chunk_size_tokens=250, chunk_overlap_tokens=50))
+        store = service.create_store(CreateVectorStore(name="kill9", file_ids=[file.id], chunking_strategy=small))
         row_of = lambda: service.store.query_one(  # noqa: E731
             "SELECT done, chunks, job_id FROM vector_store_files WHERE vector_store_id = ?", (store.id,))
         deadline = time.monotonic() + 120
@@ -93,6 +94,7 @@ def test_kill9_mid_ingestion_resumes(tmp_path_factory: pytest.TempPathFactory) -
         daemon.start()
         job = ApiJobs(daemon).wait(before["job_id"])
         assert job["state"] == "succeeded", job
+        assert 0 < job["result"]["resumed_from"][file.id] >= before["done"], job["result"]  # not from the start
         wait_completed(service, store.id)
         total = row_of()["chunks"]
         ids = service.backend("sqlite-vec").chunk_ids(store.id, file.id)
@@ -102,4 +104,5 @@ def test_kill9_mid_ingestion_resumes(tmp_path_factory: pytest.TempPathFactory) -
         assert page.data and "torque" in page.data[0].content[0].text
         service.close()
     finally:
-        daemon.stop()
+        if daemon.proc is not None and daemon.proc.poll() is not None:
+            daemon.start()  # the fixture stops it

@@ -91,4 +91,4 @@ def run_ingest(spec: dict[str, Any], emitter: Emitter) -> dict[str, Any]:
     counts = {k: sum(1 for v in outcomes.values() if v == k) for k in ("completed", "failed", "skipped", "gone")}
     emitter.progress(phase="done", step=len(file_ids), total=len(file_ids), force=True,
                      message=", ".join(f"{n} {k}" for k, n in counts.items() if n))
-    return {"vector_store_id": store_id, "files": outcomes, **counts}
+    return {"vector_store_id": store_id, "files": outcomes, "resumed_from": ingestion.resumed, **counts}
