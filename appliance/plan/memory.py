@@ -43,7 +43,8 @@ class Parallel:
     def describe(self, device: str) -> str:
         if self.processes == 1:
             return ""
-        return f" per {device}, {self.layout.upper()} over {self.processes} {device}s"
+        plural = device + ("es" if device.endswith("s") else "s")
+        return f" per {device}, {self.layout.upper()} over {self.processes} {plural}"
 
 
 SINGLE = Parallel()

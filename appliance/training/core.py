@@ -123,12 +123,13 @@ def train(request: TrainRequest, progress: ProgressFn, should_stop: Callable[[],
     _barrier()  # rank 0 measured before the others start the first collective
     resumed_from = checkpoints.step_of(resume) if resume is not None else 0
     if resume is not None:
-        progress(phase="resumed", step=resumed_from, total=trainer.args.max_steps, force=True,
-                 message=f"resumed from step {resumed_from}")
+        progress(phase="resumed", step=resumed_from, force=True, message=f"resumed from step {resumed_from}")
     trainer.train(resume_from_checkpoint=str(resume) if resume is not None else None)
     if stop.stopped_at is not None:
         raise InterruptedError(f"stopped at step {stop.stopped_at}")
     after = _after(request, trainer, built.tokenizer, eval_records, progress) if _rank0() else {}
+    if settings.layout == "fsdp":  # checkpoints stay sharded; the model we register is saved whole
+        trainer.accelerator.state.fsdp_plugin.set_state_dict_type("FULL_STATE_DICT")
     trainer.save_model(str(request.adapter_dir))
     if _rank0():
         built.tokenizer.save_pretrained(str(request.adapter_dir))
