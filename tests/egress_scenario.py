@@ -1,7 +1,7 @@
 """The appliance's day in one process tree, run by test_zero_egress under `unshare -n` and strace: the daemon
 starts and serves the starter, a dataset is imported, a short fine-tune runs, the official client chats under a
 policy that redacts and captures, the app gives feedback, the operator accepts the item and exports it into a
-new dataset version. Prints one JSON line with what it saw."""
+new dataset version, a DPO job trains on an imported preference set. Prints one JSON line with what it saw."""
 
 from __future__ import annotations
 
@@ -14,7 +14,8 @@ import httpx
 import openai
 
 from appliance.testing.daemon import DaemonProcess
-from appliance.testing.flow import finetune, import_dataset, wait_job
+from appliance.testing.flow import finetune, import_dataset, submit, wait_job
+from appliance.testing.preference_set import preference_rows, write_rows
 from appliance.testing.shopfloor import write_dataset
 
 STARTER = "smollm2-135m-instruct"
@@ -32,7 +33,7 @@ def main(state_dir: Path) -> None:
         answer = client.chat.completions.create(model=STARTER, max_tokens=16, temperature=0, messages=[
             {"role": "user", "content": "What is the capital of France?"}]).choices[0].message.content
         loop = capture_review_export(daemon, client)
-        print(json.dumps({"finetune": job["state"], "answer": answer, **loop}))
+        print(json.dumps({"finetune": job["state"], "answer": answer, **loop, "dpo": preference(daemon)}))
     finally:
         daemon.stop()
 
@@ -57,6 +58,18 @@ def capture_review_export(daemon: DaemonProcess, client: openai.OpenAI) -> dict[
     export.raise_for_status()
     job = wait_job(daemon, export.json()["job"]["id"], timeout=300)
     return {"feedback": feedback.status_code, "export_job": job["state"]}
+
+
+def preference(daemon: DaemonProcess) -> str:
+    """An imported preference dataset and a two-step DPO job on it: TRL, accelerate and datasets in the worker."""
+    pairs = write_rows(daemon.state_dir / "imports" / "pairs.jsonl", preference_rows(12))
+    import_job = submit(daemon, "/api/v1/datasets", {"path": str(pairs), "name": "pairs", "base_model": STARTER,
+                                                      "kind": "preference", "eval_fraction": 0.25})
+    wait_job(daemon, import_job, timeout=300)
+    job = wait_job(daemon, submit(daemon, "/api/v1/jobs", {"type": "dpo", "params": {
+        "base_model": STARTER, "dataset": "pairs",
+        "overrides": {"max_steps": 2, "batch_size": 1, "max_seq_length": 128, "lora_r": 4}}}), timeout=1500)
+    return str(job["state"])
 
 
 if __name__ == "__main__":

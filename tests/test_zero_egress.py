@@ -64,6 +64,7 @@ def test_daemon_finetune_and_chat_work_with_no_network_and_try_none(tmp_path: Pa
     seen = json.loads(result.stdout.strip().splitlines()[-1])
     assert seen["finetune"] == "succeeded" and seen["answer"].strip(), seen
     assert seen["feedback"] == 200 and seen["export_job"] == "succeeded", seen  # capture, feedback, review export
+    assert seen["dpo"] == "succeeded", seen  # TRL, accelerate and datasets in a DPO worker
     found = addresses(trace.read_text())
     outside = [(f, a) for f, a in found if f == "AF_INET" and not a.startswith(LOOPBACK)]
     assert not outside, outside
