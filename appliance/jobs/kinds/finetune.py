@@ -97,6 +97,11 @@ def _choose_training(appliance: Appliance, job: TrainingParams, base: ModelRecor
     if choice.chosen is None:
         raise DoesNotFit("refused: " + "; ".join(rung.line for rung in choice.tried))
     chosen = choice.chosen
+    asked = job.overrides.get("processes")
+    if asked and asked != chosen.parallel.processes:  # more processes than this box has GPUs
+        raise BadRequest(f"params.overrides.processes: {chosen.recipe.method} trains with at most "
+                         f"{chosen.parallel.processes} process(es) here (one per whole GPU)",
+                         param="params.overrides.processes")
     settings = with_layout(rungs[choice.tried.index(chosen)], chosen.parallel.processes, chosen.parallel.layout,
                            cores)
     return settings, chosen, choice.reasons
