@@ -1,7 +1,8 @@
 """The appliance's day in one process tree, run by test_zero_egress under `unshare -n` and strace: the daemon
 starts and serves the starter, a dataset is imported, a short fine-tune runs, the official client chats under a
 policy that redacts and captures, the app gives feedback, the operator accepts the item and exports it into a
-new dataset version, a DPO job trains on an imported preference set. Prints one JSON line with what it saw."""
+new dataset version, a DPO job trains on an imported preference set, and the starter as teacher distills a few
+prompts into another (its worker calls the gateway). Prints one JSON line with what it saw."""
 
 from __future__ import annotations
 
@@ -16,14 +17,16 @@ import openai
 from appliance.testing.daemon import DaemonProcess
 from appliance.testing.flow import finetune, import_dataset, submit, wait_job
 from appliance.testing.preference_set import preference_rows, write_rows
-from appliance.testing.shopfloor import write_dataset
+from appliance.testing.shopfloor import conversations, write_dataset
 
 STARTER = "smollm2-135m-instruct"
 
 
 def main(state_dir: Path) -> None:
     # No HF_* variable from here: the daemon must force the offline modes itself.
-    daemon = DaemonProcess(state_dir, env={"HF_HUB_OFFLINE": "0", "TRANSFORMERS_OFFLINE": "0"}).start(timeout=120)
+    # As an operator's box starts: the default embeddings model deployed too.
+    daemon = DaemonProcess(state_dir, env={"HF_HUB_OFFLINE": "0", "TRANSFORMERS_OFFLINE": "0"},
+                           embeddings=True).start(timeout=120)
     try:
         dataset = write_dataset(state_dir / "imports" / "shop.jsonl")
         import_dataset(daemon, str(dataset), "shop", STARTER)
@@ -33,7 +36,8 @@ def main(state_dir: Path) -> None:
         answer = client.chat.completions.create(model=STARTER, max_tokens=16, temperature=0, messages=[
             {"role": "user", "content": "What is the capital of France?"}]).choices[0].message.content
         loop = capture_review_export(daemon, client)
-        print(json.dumps({"finetune": job["state"], "answer": answer, **loop, "dpo": preference(daemon)}))
+        print(json.dumps({"finetune": job["state"], "answer": answer, **loop, "distill": distill(daemon),
+                          "dpo": preference(daemon)}))
     finally:
         daemon.stop()
 
@@ -58,6 +62,17 @@ def capture_review_export(daemon: DaemonProcess, client: openai.OpenAI) -> dict[
     export.raise_for_status()
     job = wait_job(daemon, export.json()["job"]["id"], timeout=300)
     return {"feedback": feedback.status_code, "export_job": job["state"]}
+
+
+def distill(daemon: DaemonProcess) -> str:
+    """The starter answers four shop-floor prompts through the gateway; the answers become a dataset version."""
+    prompts = daemon.state_dir / "imports" / "prompts.jsonl"
+    prompts.write_text("".join(json.dumps(row) + "\n" for row in conversations(4)))
+    import_dataset(daemon, str(prompts), "prompts", STARTER)
+    job = wait_job(daemon, submit(daemon, "/api/v1/jobs", {"type": "distill", "params": {
+        "teacher": STARTER, "dataset": "prompts", "output_dataset": "distilled", "max_tokens": 16,
+        "keep_truncated": True}}), timeout=600)
+    return str(job["state"])
 
 
 def preference(daemon: DaemonProcess) -> str:

@@ -1,6 +1,7 @@
-"""Zero egress: the daemon, a fine-tune worker, a llama.cpp backend and the official client, all in a network
-namespace with nothing but loopback (`unshare -n`), succeed; and strace of the whole process tree shows every
-connection attempt going to loopback, a Unix socket or the kernel (netlink), none anywhere else."""
+"""Zero egress: the daemon, a fine-tune worker, a distillation worker, llama.cpp backends (the starter and the
+default embeddings model) and the official client, all in a network namespace with nothing but loopback
+(`unshare -n`), succeed; and strace of the whole process tree shows every connection attempt going to loopback, a
+Unix socket or the kernel (netlink), none anywhere else."""
 
 from __future__ import annotations
 
@@ -65,6 +66,7 @@ def test_daemon_finetune_and_chat_work_with_no_network_and_try_none(tmp_path: Pa
     assert seen["finetune"] == "succeeded" and seen["answer"].strip(), seen
     assert seen["feedback"] == 200 and seen["export_job"] == "succeeded", seen  # capture, feedback, review export
     assert seen["dpo"] == "succeeded", seen  # TRL, accelerate and datasets in a DPO worker
+    assert seen["distill"] == "succeeded", seen  # a distillation worker calling the gateway
     found = addresses(trace.read_text())
     outside = [(f, a) for f, a in found if f == "AF_INET" and not a.startswith(LOOPBACK)]
     assert not outside, outside
