@@ -1,14 +1,15 @@
 """Records the API responses the snapshot tests replay: run once against a real daemon.
 
-    .venv/bin/python -m tests.tui.record_api --url http://127.0.0.1:8470 --state-dir STATE [--only review]
+    .venv/bin/python -m tests.tui.record_api --url http://127.0.0.1:8470 --state-dir STATE [--only review|trials]
 
 It imports a small dataset (with defects, so the report has line-numbered errors), creates and revokes keys,
 streams one chat answer, follows a short fine-tune halfway (its events give the Jobs screen a loss curve), then
 saves every GET the screens make and cancels the fine-tune; then the Review screen's captured items
-(tests/tui/record_review.py). The daemon takes no NVML replay, so /api/v1/hardware and /api/v1/profiles are
-answered as the daemon would on a recorded RTX 4090 box: the same response models, filled by detection and
-profile selection over `RecordedNvml`. `--only review` records the Review screen's part alone into the existing
-fixture, leaving the rest as it was.
+(tests/tui/record_review.py); last the trials laid over them (tests/tui/record_trials.py). The daemon takes no
+NVML replay, so /api/v1/hardware and /api/v1/profiles are answered as the daemon would on a recorded RTX 4090
+box: the same response models, filled by detection and profile selection over `RecordedNvml`. `--only review`
+records the Review screen's part alone into the existing fixture, leaving the rest as it was; `--only trials`
+the trials' overlay alone.
 """
 
 from __future__ import annotations
@@ -29,8 +30,9 @@ from appliance.hardware.nvml import sample_gpus
 from appliance.profiles import load_profiles
 from appliance.profiles.select import select_profile
 from tests.helpers import HW_FIXTURES, REPO
-from tests.tui import FIXTURE
+from tests.tui import FIXTURE, TRIALS
 from tests.tui.record_review import merge, record_review
+from tests.tui.record_trials import overlay, record_trials
 
 GPU_MACHINE = "linux_nvidia_1_rtx_4090_24564mib.json"
 DATASET_LINES = [
@@ -130,25 +132,34 @@ def record(url: str, state_dir: Path) -> dict[str, Any]:
     return {"recorded_at": round(time.time() + 60), "responses": responses}
 
 
+def _write(path: Path, data: dict[str, Any], state_dir: Path) -> None:
+    text = json.dumps(data, indent=1, sort_keys=True)
+    # Paths of the temporary state dir say nothing to a reader; a stable one keeps the snapshots stable.
+    text = text.replace(str(state_dir), "/var/lib/slm-appliance").replace(str(REPO), "/opt/slm-appliance")
+    path.parent.mkdir(exist_ok=True)
+    path.write_text(text + "\n")
+    print(f"wrote {path} ({len(data['responses'])} responses)")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--url", required=True)
     parser.add_argument("--state-dir", type=Path, required=True)
-    parser.add_argument("--only", choices=["review"], help="record this screen's part into the existing fixture")
+    parser.add_argument("--only", choices=["review", "trials"],
+                        help="record this screen's part into the existing fixture (trials: fixtures/trials.json)")
     args = parser.parse_args()
-    if args.only:
+    token = (args.state_dir / ADMIN_KEY_FILE).read_text().strip()
+    http = httpx.Client(base_url=args.url, headers={"Authorization": f"Bearer {token}"}, timeout=120)
+    live = http.get("/api/v1/deployments").json()[0]["name"]
+    if args.only == "review":
         data = json.loads(FIXTURE.read_text())
-        token = (args.state_dir / ADMIN_KEY_FILE).read_text().strip()
-        http = httpx.Client(base_url=args.url, headers={"Authorization": f"Bearer {token}"}, timeout=120)
-        merge(data, record_review(http, args.url, token, http.get("/api/v1/deployments").json()[0]["name"]))
-    else:
-        data = record(args.url, args.state_dir)
-    text = json.dumps(data, indent=1, sort_keys=True)
-    # Paths of the temporary state dir say nothing to a reader; a stable one keeps the snapshots stable.
-    text = text.replace(str(args.state_dir), "/var/lib/slm-appliance").replace(str(REPO), "/opt/slm-appliance")
-    FIXTURE.parent.mkdir(exist_ok=True)
-    FIXTURE.write_text(text + "\n")
-    print(f"wrote {FIXTURE} ({len(data['responses'])} responses)")
+        merge(data, record_review(http, args.url, token, live))
+        _write(FIXTURE, data, args.state_dir)
+    elif args.only is None:
+        _write(FIXTURE, record(args.url, args.state_dir), args.state_dir)
+    # Last: the candidate it deploys must not show in api.json's lists.
+    recorded_at = float(json.loads(FIXTURE.read_text())["recorded_at"])
+    _write(TRIALS, overlay(record_trials(http, args.url, token, live, args.state_dir), recorded_at), args.state_dir)
 
 
 if __name__ == "__main__":

@@ -9,7 +9,7 @@ from __future__ import annotations
 import pytest
 from textual.pilot import Pilot
 
-from tests.tui import FIXTURE
+from tests.tui import FIXTURE, TRIALS
 from tui.replay import Replay, replay_app
 from tui.tour import KEYS, settle, show
 
@@ -34,3 +34,27 @@ def test_submit_form(snap_compare, size: tuple[int, int]) -> None:
         await settle(pilot)
 
     assert snap_compare(replay_app(Replay(FIXTURE)), terminal_size=size, run_before=run_before)
+
+
+@pytest.mark.parametrize("size", SIZES, ids=lambda s: f"{s[0]}x{s[1]}")
+def test_serving_trials(snap_compare, size: tuple[int, int]) -> None:
+    """The starter with a shadow (a Q2_K quant of it), a canary of the same and the live watch's verdict
+    (fixtures/trials.json over the base recording), scrolled into view as an operator would; the footer offers
+    the shadow's pairs and the abort."""
+    async def run_before(pilot: Pilot[None]) -> None:
+        await show(pilot, "serving")
+        pilot.app.screen.query_one("#info").scroll_to_widget(pilot.app.screen.query_one("#trials"), animate=False,
+                                                              top=True)
+        await settle(pilot)
+
+    assert snap_compare(replay_app(Replay(FIXTURE, TRIALS)), terminal_size=size, run_before=run_before)
+
+
+def test_shadow_pairs_dialog(snap_compare) -> None:
+    """The shadow's worst pairs, redacted (an e-mail address in a question is masked)."""
+    async def run_before(pilot: Pilot[None]) -> None:
+        await show(pilot, "serving")
+        await pilot.press("w")
+        await settle(pilot)
+
+    assert snap_compare(replay_app(Replay(FIXTURE, TRIALS)), terminal_size=(120, 40), run_before=run_before)

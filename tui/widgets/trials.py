@@ -12,16 +12,7 @@ from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.screen import ModalScreen
 from textual.widgets import Button, Static
 
-from appliance.client.trials import (
-    canary_heading,
-    fixed,
-    pair_heading,
-    prompt_of,
-    seconds,
-    shadow_heading,
-    share,
-    sparkline,
-)
+from appliance.client.trials import fixed, pair_heading, prompt_of, seconds, share, sparkline
 from tui import format as fmt
 from tui.widgets.modals import MODAL_CSS
 
@@ -36,13 +27,12 @@ def has_trials(view: Json | None) -> bool:
 
 def _shadow(view: Json) -> list[str]:
     shadow, summary = view["shadow"], view.get("shadow_summary") or {}
-    lines = [f"  [b]{fmt.literal(shadow_heading(shadow))}[/b]"]
+    lines = [f"  [b]shadow {fmt.literal(shadow['candidate'])}[/b] · {share(shadow['sample_rate'], 0)} sampled"]
     if not summary.get("pairs"):
         return [*lines, "    [dim]no pairs yet[/dim]"]
-    lines.append(f"    {summary['pairs']} pairs · agreement {fixed(summary.get('agreement_mean'))} · "
-                 f"exact {share(summary.get('exact_rate'))}")
     bars = sparkline(summary.get("histogram") or [])
-    return [*lines, f"    [dim]agreement 0[/dim] [$accent]{bars}[/] [dim]1[/dim]"]
+    return [*lines, f"    {summary['pairs']} pairs · exact {share(summary.get('exact_rate'))}",
+            f"    agreement {fixed(summary.get('agreement_mean'))}  [dim]0[/dim] [$accent]{bars}[/] [dim]1[/dim]"]
 
 
 def _side(side: Json) -> list[str]:
@@ -66,30 +56,23 @@ def _verdict(verdict: Json, watching: bool) -> list[str]:
 
 
 def trials_text(view: Json, now: float) -> str:
-    """Rich text of a TrialsView: the shadow (candidate, pairs, agreement, exact rate, the agreement's histogram),
-    the canary (candidate, weight, age), the watch's verdict with both sides side by side and its reasons."""
+    """Rich text of a TrialsView, in lines that fit the detail's 40 columns on an 80-column terminal: the shadow
+    (candidate, sample, pairs, exact rate, mean agreement and its histogram), the canary (candidate, weight, age),
+    the watch's verdict with both sides side by side and its reasons."""
     lines = ["[b $accent]Trials[/]"]
     if view.get("shadow"):
         lines += _shadow(view)
     if canary := view.get("canary"):
-        lines.append(f"  [b]{fmt.literal(canary_heading(canary))}[/b] · {fmt.ago(canary['started_at'], now)}")
+        lines += [f"  [b]canary {fmt.literal(canary['candidate'])}[/b] · {share(canary['weight'], 0)} of keys",
+                  f"    started {fmt.ago(canary['started_at'], now)}"]
     if verdict := view.get("watch"):
         lines += _verdict(verdict, bool(view.get("watching")))
     return "\n".join(lines)
 
 
-def pairs_text(pairs: list[Json], now: float) -> str:
-    """Each pair: its figures, then the (redacted) question and both answers."""
-    if not pairs:
-        return "No pairs yet."
-    blocks = []
-    for number, pair in enumerate(pairs, 1):
-        blocks.append("\n".join([
-            f"[b]#{number}[/b] {fmt.literal(pair_heading(pair))} · {fmt.ago(pair['created_at'], now)}",
-            f"  [dim]asked[/dim]      {fmt.literal(prompt_of(pair))}",
-            f"  [dim]live[/dim]       {fmt.literal(pair['live_answer'])}",
-            f"  [dim]candidate[/dim]  {fmt.literal(pair['candidate_answer'])}"]))
-    return "\n\n".join(blocks)
+def pair_rows(pair: Json) -> list[tuple[str, str]]:
+    """(label, text) rows of one pair: the (redacted) question, then both answers."""
+    return [("asked", prompt_of(pair)), ("live", pair["live_answer"]), ("candidate", pair["candidate_answer"])]
 
 
 class ShadowPairsModal(ModalScreen[None]):
@@ -97,7 +80,11 @@ class ShadowPairsModal(ModalScreen[None]):
 
     DEFAULT_CSS = MODAL_CSS.format(name="ShadowPairsModal") + """
     ShadowPairsModal > Vertical { width: 110; height: 90%; }
-    ShadowPairsModal #pairs-box { height: 1fr; margin: 1 0 0 0; }
+    ShadowPairsModal #pairs-box { height: 1fr; }
+    ShadowPairsModal .pair-heading { margin: 1 0 0 0; }
+    ShadowPairsModal .pair-row { height: auto; }
+    ShadowPairsModal .pair-label { width: 13; padding: 0 0 0 2; color: $text-muted; }
+    ShadowPairsModal .pair-text { width: 1fr; }
     """
     BINDINGS: ClassVar[list[BindingType]] = [Binding("escape", "close", "Close")]
 
@@ -111,7 +98,15 @@ class ShadowPairsModal(ModalScreen[None]):
                          classes="title")
             yield Static("Worst agreement first; redacted as the deployment's capture redacts.", classes="hint")
             with VerticalScroll(id="pairs-box"):
-                yield Static(pairs_text(self.pairs, self.now), id="pairs")
+                if not self.pairs:
+                    yield Static("No pairs yet.", classes="pair-heading")
+                for number, pair in enumerate(self.pairs, 1):
+                    yield Static(f"[b]#{number}[/b] {fmt.literal(pair_heading(pair))} · "
+                                 f"{fmt.ago(pair['created_at'], self.now)}", classes="pair-heading")
+                    for label, text in pair_rows(pair):
+                        with Horizontal(classes="pair-row"):
+                            yield Static(label, classes="pair-label")
+                            yield Static(fmt.literal(text.strip()) or "[dim](empty)[/dim]", classes="pair-text")
             with Horizontal(classes="buttons"):
                 yield Button("Close", variant="primary", id="close")
 
