@@ -20,20 +20,22 @@ from appliance.capture.runtime import CaptureRuntime
 from appliance.core import Appliance
 from appliance.deploy.service import Deployments
 from appliance.gateway import feedback as gateway_feedback
-from appliance.gateway import responses_api
+from appliance.gateway import files_api, responses_api, vector_store_files_api, vector_stores_api
 from appliance.gateway import routes as gateway_routes
 from appliance.gateway.admission import Gates
 from appliance.gateway.context import GatewayContext, RequestLimits
 from appliance.gateway.metrics import GatewayMetrics
 from appliance.gateway.upstream import UpstreamPool
 from appliance.jobs.runner import JobRunner
+from appliance.retrieval.service import RetrievalService
 from appliance.security.usage import UsageMeter
 from appliance.trials.runtime import TrialsRuntime
 from appliance.web.errors import install_error_handlers
-from appliance.web.guard import Limits, RequestGuard
+from appliance.web.guard import UPLOAD_FRAMING, Limits, RequestGuard
 
 
-def create_app(appliance: Appliance, deployments: Deployments, jobs: JobRunner, trials: TrialsRuntime) -> FastAPI:
+def create_app(appliance: Appliance, deployments: Deployments, jobs: JobRunner, trials: TrialsRuntime,
+               retrieval: RetrievalService | None = None) -> FastAPI:
     # No /docs or /redoc (their pages load scripts from a CDN an air-gapped box cannot reach); the OpenAPI
     # document is served behind a key by routes_system.
     app = FastAPI(
@@ -58,17 +60,18 @@ def create_app(appliance: Appliance, deployments: Deployments, jobs: JobRunner, 
     app.state.usage = usage
     app.state.capture = capture  # started and stopped by the daemon's serve loop
     app.state.trials = trials  # started and stopped with the deployments (reconcile, shutdown)
+    app.state.retrieval = retrieval  # /v1/files, /v1/vector_stores; closed by the serve loop
     app.state.gateway = GatewayContext(
         deployments=view, backend_client=deployments.backend_client,
         upstream=UpstreamPool(config.upstream_read_timeout_s),
         gates=Gates(config.queue_depth, config.per_key_concurrency), metrics=metrics, usage=usage,
         limits=RequestLimits(config.max_json_depth, config.max_messages), capture=capture.writer,
-        shadows=trials.runner, outcomes=trials.outcomes, audit=appliance.store.audit)
+        shadows=trials.runner, outcomes=trials.outcomes, audit=appliance.store.audit, retrieval=retrieval)
     install_error_handlers(app)
     for router in (routes_system.router, routes_keys.router, routes_keys.usage_router, routes_models.router,
                    routes_deploy.router, routes_trials.router, routes_jobs.router, routes_capture.router,
-                   gateway_routes.router, responses_api.router,
-                   gateway_feedback.router):
+                   gateway_routes.router, responses_api.router, gateway_feedback.router, files_api.router,
+                   vector_stores_api.router, vector_store_files_api.router):
         app.include_router(router)
     return app
 
@@ -78,4 +81,5 @@ def guarded(app: FastAPI, appliance: Appliance) -> RequestGuard:
     config = appliance.config
     return RequestGuard(app, appliance, Limits(config.max_body_bytes_v1, config.max_body_bytes_control,
                                                config.body_timeout_s, config.auth_failures_per_minute,
-                                               config.rate_limit_per_minute))
+                                               config.rate_limit_per_minute,
+                                               upload_body_bytes=config.retrieval_max_file_bytes + UPLOAD_FRAMING))

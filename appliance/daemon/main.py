@@ -21,11 +21,13 @@ from appliance.config import ApplianceConfig
 from appliance.core import Appliance
 from appliance.daemon.app import create_app, guarded
 from appliance.daemon.bootstrap import bootstrap_embeddings, bootstrap_starter
+from appliance.daemon.retrieval_wiring import retrieval_service
 from appliance.daemon.sdnotify import Notifier
 from appliance.daemon.trials_wiring import trials_runtime
 from appliance.deploy.service import Deployments
 from appliance.jobs.runner import JobRunner, ServingPause
 from appliance.jobs.store import JobStore
+from appliance.retrieval.service import RetrievalService
 from appliance.trials.runtime import TrialsRuntime
 from appliance.web.protocol import guarded_protocol
 
@@ -60,6 +62,16 @@ def _deployments(appliance: Appliance, registry: CollectorRegistry) -> tuple[Dep
     return deployments, trials
 
 
+async def _stop_parts(jobs: JobRunner, retrieval: RetrievalService, capture: CaptureRuntime,
+                      deployments: Deployments) -> None:
+    """Once the server has stopped: running jobs checkpoint, then the vector backends, the capture writer and the
+    backends go."""
+    await jobs.shutdown()
+    retrieval.close()
+    await capture.stop()
+    await deployments.shutdown()
+
+
 async def serve(appliance: Appliance, notifier: Notifier) -> int:
     """Run until SIGTERM/SIGINT. Returns the process exit code."""
     config = appliance.config
@@ -74,7 +86,8 @@ async def serve(appliance: Appliance, notifier: Notifier) -> int:
     pause = None if training.serving_during_training else ServingPause(deployments.pause_all, deployments.resume)
     jobs = JobRunner(JobStore(appliance.store), appliance.state_dir, appliance.import_roots,
                      training.max_seq_length, serving_pause=pause, daemon_url=_local_url(sock))
-    app = create_app(appliance, deployments, jobs, trials)
+    retrieval = retrieval_service(appliance, deployments, jobs)
+    app = create_app(appliance, deployments, jobs, trials, retrieval)
     protocol = guarded_protocol(config.header_timeout_s, 64 * 1024, config.max_connections)
     uv_config = uvicorn.Config(guarded(app, appliance), log_config=None, access_log=False, lifespan="off",
                                timeout_graceful_shutdown=10, http=protocol, timeout_keep_alive=5)
@@ -114,9 +127,7 @@ async def serve(appliance: Appliance, notifier: Notifier) -> int:
     server.should_exit = True
     await ticker
     await server.shutdown(sockets=[sock])
-    await jobs.shutdown()
-    await capture.stop()
-    await deployments.shutdown()
+    await _stop_parts(jobs, retrieval, capture, deployments)
     sock.close()
     log.info("stopped")
     return 0

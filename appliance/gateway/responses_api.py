@@ -6,7 +6,6 @@ any input), and the answer cites their files. Served as a chat completion (polic
 
 from __future__ import annotations
 
-import asyncio
 import json
 
 from fastapi import APIRouter, Depends, Request
@@ -46,9 +45,9 @@ async def _file_search(request: Request, tool: FileSearchTool, turn: Turn, messa
     if retrieval is None:
         raise BadRequest("file_search: this appliance has no vector stores configured", param="tools")
     query = _last_user_text(messages)
-    threshold = (tool.ranking_options or {}).get("score_threshold")
-    hits = await asyncio.to_thread(retrieval.search, tool.vector_store_ids, query, tool.max_num_results,
-                                   tool.filters, threshold)
+    ranker, threshold = tool.ranking()
+    hits = await retrieval.search(tool.vector_store_ids, query, tool.max_num_results, tool.filters, threshold,
+                                  ranker)
     results = [{"file_id": h.file_id, "filename": h.filename, "score": h.score, "text": h.text,
                 "attributes": h.attributes} for h in hits]
     turn.search = {"type": "file_search_call", "id": new_id("fs"), "status": "completed", "queries": [query],

@@ -16,6 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from appliance.errors import BadRequest
 
 Json = dict[str, Any]
+RANKERS = ("auto", "default-2024-11-15", "none")
 
 
 def new_id(prefix: str) -> str:
@@ -30,6 +31,19 @@ class FileSearchTool(BaseModel):
     max_num_results: int = Field(5, ge=1, le=50)
     filters: Json | None = None
     ranking_options: Json | None = None
+
+    def ranking(self) -> tuple[str, float]:
+        """(ranker, score_threshold) from `ranking_options`: OpenAI's rankers (`none`: vector similarity only)
+        and a threshold from 0 to 1; other keys are left alone."""
+        options = self.ranking_options or {}
+        ranker, threshold = options.get("ranker") or "auto", options.get("score_threshold") or 0.0
+        if ranker not in RANKERS:
+            raise BadRequest(f"ranking_options.ranker: {ranker!r} is not one of {', '.join(RANKERS)}",
+                             param="tools.ranking_options.ranker")
+        if isinstance(threshold, bool) or not isinstance(threshold, int | float) or not 0 <= threshold <= 1:
+            raise BadRequest("ranking_options.score_threshold: a number from 0 to 1",
+                             param="tools.ranking_options.score_threshold")
+        return str(ranker), float(threshold)
 
 
 class ResponsesRequest(BaseModel):

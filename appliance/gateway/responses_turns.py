@@ -13,11 +13,12 @@ Json = dict[str, Any]
 
 
 class Retriever(Protocol):
-    """Search over the appliance's vector stores (appliance.retrieval); hits best first, each with file_id,
-    filename, score, text and attributes."""
+    """Search over the appliance's vector stores (`appliance.retrieval.service.RetrievalService.search`); hits
+    best first, each with file_id, filename, score, text and attributes. Raises its `ApplianceError`s (an unknown
+    store 404, a bad filter 400, the embeddings deployment down 503)."""
 
-    def search(self, store_ids: list[str], query: str, max_num_results: int, filters: Json | None,
-               score_threshold: float | None) -> list[Any]: ...
+    async def search(self, store_ids: list[str], query: str, max_num_results: int = 10, filters: object = None,
+                     score_threshold: float = 0.0, ranker: str = "auto") -> list[Any]: ...
 
 
 class TurnStore:

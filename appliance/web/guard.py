@@ -34,6 +34,9 @@ from appliance.web.errors import error_body
 from appliance.web.limits import TokenBuckets
 
 PUBLIC_PATHS = frozenset({"/healthz", "/readyz"})
+# Uploads (multipart) take retrieval_max_file_bytes plus this much of framing and fields, and longer to arrive.
+UPLOAD_PATHS = frozenset({"/v1/files"})
+UPLOAD_FRAMING = 1024 * 1024
 QUIET_PATHS = PUBLIC_PATHS | {"/metrics"}
 log = logging.getLogger("appliance.access")
 # An id a client sends is kept when it is short and plain (it ends up in logs and headers); else one is made.
@@ -47,9 +50,16 @@ class Limits:
     body_timeout_s: float = 30.0
     auth_failures_per_minute: int = 30
     requests_per_minute_per_key: int = 600
+    upload_body_bytes: int = 64 * 1024 * 1024 + UPLOAD_FRAMING
+    upload_timeout_s: float = 600.0  # 64 MiB at about 1 Mbit/s
 
     def body_limit(self, path: str) -> int:
+        if path in UPLOAD_PATHS:
+            return self.upload_body_bytes
         return self.v1_body_bytes if path.startswith("/v1/") else self.control_body_bytes
+
+    def body_timeout(self, path: str) -> float:
+        return max(self.body_timeout_s, self.upload_timeout_s) if path in UPLOAD_PATHS else self.body_timeout_s
 
 
 class _TooLarge(Exception):
@@ -119,14 +129,15 @@ class RequestGuard:
         if declared is None and _header(scope, b"transfer-encoding") is None:
             await self.app(scope, receive, send)  # no body (GET, DELETE): nothing to read
             return
+        timeout = self.limits.body_timeout(path)
         try:
-            body = await asyncio.wait_for(self._read(receive, limit), self.limits.body_timeout_s)
+            body = await asyncio.wait_for(self._read(receive, limit), timeout)
         except _TooLarge:
             await _reply(send, 413, f"request body over the {limit} byte limit of {path}", "invalid_request_error",
                          "request_too_large")
             return
         except TimeoutError:
-            await _reply(send, 408, f"request body not received within {self.limits.body_timeout_s:g} s",
+            await _reply(send, 408, f"request body not received within {timeout:g} s",
                          "invalid_request_error", "request_timeout")
             return
         if body is None:

@@ -6,11 +6,14 @@ from typing import TYPE_CHECKING
 
 from fastapi import Request
 
+from appliance.errors import Unavailable
+
 if TYPE_CHECKING:  # the gateway imports this module; the job runner need not be loaded for it
     from appliance.capture.runtime import CaptureRuntime
     from appliance.core import Appliance
     from appliance.deploy.service import Deployments
     from appliance.jobs.runner import JobRunner
+    from appliance.retrieval.service import RetrievalService
     from appliance.security.usage import UsageMeter
     from appliance.trials.runtime import TrialsRuntime
 
@@ -43,3 +46,11 @@ def capture_of(request: Request) -> CaptureRuntime:
 def trials_of(request: Request) -> TrialsRuntime:
     trials: TrialsRuntime = request.app.state.trials
     return trials
+
+
+def retrieval_of(request: Request) -> RetrievalService:
+    """The retrieval service (/v1/files, /v1/vector_stores); 503 on an app built without one."""
+    service: RetrievalService | None = getattr(request.app.state, "retrieval", None)
+    if service is None:
+        raise Unavailable("this appliance has no retrieval service (files and vector stores)")
+    return service

@@ -21,6 +21,9 @@ from tests.deploytools import import_model, minilm_gguf
 
 EMBEDDINGS = "minilm-embeddings"
 DIMS = 64
+# The shared daemon's upload limit: over /v1's 8 MiB body limit (uploads have their own), small enough that the
+# 413 test sends little.
+MAX_UPLOAD = 10 * 1024 * 1024
 
 
 def bag_of_words(text: str, dims: int = DIMS) -> list[float]:
@@ -94,7 +97,8 @@ def embeddings_daemon(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Daem
 
 
 def start_embeddings_daemon(state_dir: Path) -> DaemonProcess:
-    daemon = DaemonProcess(state_dir, env={"SLM_STARTER_MODEL": "false", "SLM_RATE_LIMIT_PER_MINUTE": "100000"})
+    daemon = DaemonProcess(state_dir, env={"SLM_STARTER_MODEL": "false", "SLM_RATE_LIMIT_PER_MINUTE": "100000",
+                                           "SLM_RETRIEVAL_MAX_FILE_BYTES": str(MAX_UPLOAD)})
     daemon.start()
     try:
         import_model(daemon, minilm_gguf(state_dir.parent / "all-minilm-l6-v2.f16.gguf"), "all-minilm-l6-v2")
