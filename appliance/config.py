@@ -123,7 +123,8 @@ class ApplianceConfig(BaseSettings):
     )
     retrieval_qdrant_api_key: SecretStr | None = Field(None, description="Qdrant API key (never logged).")
     retrieval_qdrant_path: Path | None = Field(
-        None, description="Qdrant local-mode folder when no URL is set (default: state_dir/qdrant)."
+        None, description="Qdrant local-mode folder when no URL is set (default: state_dir/qdrant). Set, it also "
+        "keeps the stores there reachable while retrieval_backend is sqlite-vec."
     )
     retrieval_qdrant_shards: int = Field(1, ge=1, le=64, description="Shards of each new Qdrant collection.")
     retrieval_qdrant_replicas: int = Field(1, ge=1, le=8, description="Replicas of each shard (Qdrant cluster).")

@@ -26,13 +26,16 @@ class JobQueue(Protocol):
 
 
 def backend_settings(config: ApplianceConfig, state_dir: Path) -> BackendSettings:
-    """The backend new stores go to, and where each backend is, from the configuration."""
+    """The backend new stores go to, and where each backend is, from the configuration. Qdrant's local mode is
+    there when Qdrant is the backend without a URL, or when its folder is configured by name (stores made there
+    stay reachable while new ones go to sqlite-vec)."""
     key = config.retrieval_qdrant_api_key
     qdrant_path = None
-    if config.retrieval_qdrant_url is None:
+    if config.retrieval_qdrant_url is None and (config.retrieval_backend == "qdrant"
+                                                or config.retrieval_qdrant_path is not None):
         qdrant_path = str(config.retrieval_qdrant_path or state_dir / "qdrant")
     return BackendSettings(kind=config.retrieval_backend, sqlite_path=str(state_dir / "vectors.db"),
                            qdrant_url=config.retrieval_qdrant_url,
                            qdrant_api_key=key.get_secret_value() if key is not None else None,
-                           qdrant_path=qdrant_path if config.retrieval_backend == "qdrant" else None,
+                           qdrant_path=qdrant_path,
                            shards=config.retrieval_qdrant_shards, replicas=config.retrieval_qdrant_replicas)

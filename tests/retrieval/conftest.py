@@ -98,7 +98,9 @@ def embeddings_daemon(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Daem
 
 def start_embeddings_daemon(state_dir: Path) -> DaemonProcess:
     daemon = DaemonProcess(state_dir, env={"SLM_STARTER_MODEL": "false", "SLM_RATE_LIMIT_PER_MINUTE": "100000",
-                                           "SLM_RETRIEVAL_MAX_FILE_BYTES": str(MAX_UPLOAD)})
+                                           "SLM_RETRIEVAL_MAX_FILE_BYTES": str(MAX_UPLOAD),
+                                           # stores a test makes on Qdrant's local mode stay reachable over HTTP
+                                           "SLM_RETRIEVAL_QDRANT_PATH": str(state_dir / "qdrant")})
     daemon.start()
     try:
         import_model(daemon, minilm_gguf(state_dir.parent / "all-minilm-l6-v2.f16.gguf"), "all-minilm-l6-v2")
