@@ -29,6 +29,7 @@ EPILOG = """examples:
   slm-appliance deploy policy set my-model --file policy.toml   guardrails and capture, versioned
   slm-appliance review list --rated down   captured answers the apps rated down
   slm-appliance review export --kind sft --dataset faq   accepted answers into a new dataset version
+  slm-appliance stores create manuals docs/*.pdf   a vector store for the apps' file_search
   slm-appliance tui                    the operator's control panel (terminal UI)
   slm-appliance bundle verify /media/usb/bundle   check a signed offline bundle before installing it
   slm-appliance daemon                 run the appliance (systemd runs this)
@@ -69,6 +70,7 @@ def _parser() -> argparse.ArgumentParser:
     from appliance.cli.keys_cli import add_key_commands
     from appliance.cli.remote import add_key_options, add_remote_commands
     from appliance.cli.review_cli import add_review_commands
+    from appliance.cli.stores_cli import add_store_commands
 
     add_key_commands(sub)
     tui = sub.add_parser("tui", help="the operator's control panel (terminal UI, through the daemon's API)")
@@ -77,6 +79,7 @@ def _parser() -> argparse.ArgumentParser:
     add_remote_commands(sub)
     add_job_commands(sub)
     add_review_commands(sub)
+    add_store_commands(sub)
     add_bundle_commands(sub)
     return parser
 
@@ -104,8 +107,8 @@ def _fail(message: object, code: int) -> int:
 
 
 def _through_daemon(args: argparse.Namespace, config: ApplianceConfig) -> int:
-    """`tui`, `keys`, `models`, `deploy`, `datasets`, `jobs`, `review`, `captures`: clients of the daemon's API,
-    told only where it is (the state directory holds the admin key they call with)."""
+    """`tui`, `keys`, `models`, `deploy`, `datasets`, `jobs`, `review`, `captures`, `stores`: clients of the
+    daemon's API, told only where it is (the state directory holds the admin key they call with)."""
     from appliance.cli.remote import connect, describe
     from appliance.client import ApiError, CredentialsError
 
@@ -121,9 +124,10 @@ def _through_daemon(args: argparse.Namespace, config: ApplianceConfig) -> int:
     from appliance.cli.keys_cli import run_keys
     from appliance.cli.remote import run_remote
     from appliance.cli.review_cli import run_review
+    from appliance.cli.stores_cli import run_stores
 
     command = {"keys": run_keys, "datasets": run_jobs, "jobs": run_jobs, "review": run_review,
-               "captures": run_review}.get(args.command, run_remote)
+               "captures": run_review, "stores": run_stores}.get(args.command, run_remote)
     try:
         with connect(args, base_url, state_dir) as client:
             return command(args, client)
@@ -146,7 +150,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         from appliance.cli.bundle_cli import run_bundle
 
         return run_bundle(args, config)
-    if args.command in ("tui", "keys", "models", "deploy", "datasets", "jobs", "review", "captures"):
+    if args.command in ("tui", "keys", "models", "deploy", "datasets", "jobs", "review", "captures", "stores"):
         return _through_daemon(args, config)
     from appliance.cli import commands
 

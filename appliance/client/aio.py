@@ -8,14 +8,14 @@ from typing import Any
 
 import httpx
 
-from appliance.client.calls import STREAM_TIMEOUT, Json, Reader, read_json
+from appliance.client.calls import STREAM_TIMEOUT, Form, Json, Reader, read_json
 from appliance.client.errors import check, transport_error
 from appliance.client.sse import END, parse_data_line
+from appliance.client.store_calls import StoreCalls
 from appliance.client.transport import decode, headers, options
-from appliance.client.trial_calls import TrialCalls
 
 
-class AsyncDaemonClient(TrialCalls[Awaitable[Any], AsyncIterator[Json]]):
+class AsyncDaemonClient(StoreCalls[Awaitable[Any], AsyncIterator[Json]]):
     """Awaitable calls; every failure is an ApiError (DaemonUnreachable when nothing answers)."""
 
     def __init__(self, base_url: str, token: str, transport: httpx.AsyncBaseTransport | None = None,
@@ -28,8 +28,9 @@ class AsyncDaemonClient(TrialCalls[Awaitable[Any], AsyncIterator[Json]]):
         await self._http.aclose()
 
     def _call(self, method: str, path: str, *, params: Json | None = None, json: Any = None,
-              timeout: float | httpx.Timeout | None = None, read: Reader = read_json) -> Awaitable[Any]:
-        return self._request(method, path, options(params, json, timeout), read)
+              timeout: float | httpx.Timeout | None = None, read: Reader = read_json,
+              form: Form | None = None) -> Awaitable[Any]:
+        return self._request(method, path, options(params, json, timeout, form), read)
 
     async def _request(self, method: str, path: str, kwargs: dict[str, Any], read: Reader) -> Any:
         try:

@@ -17,6 +17,7 @@ import httpx
 
 Json = dict[str, Any]
 Reader = Callable[[httpx.Response], Any]
+Form = tuple[dict[str, tuple[str, bytes]], dict[str, str]]  # multipart: files {field: (name, bytes)}, fields
 R = TypeVar("R")  # what a call gives: the decoded body, or an awaitable of it
 S = TypeVar("S")  # what a stream gives: an iterator of event payloads, sync or async
 
@@ -70,8 +71,9 @@ class Calls(ABC, Generic[R, S]):
 
     @abstractmethod
     def _call(self, method: str, path: str, *, params: Json | None = None, json: Any = None,
-              timeout: float | httpx.Timeout | None = None, read: Reader = read_json) -> R:
-        """One request; `timeout` None is the client's default; `read` decodes a successful response."""
+              timeout: float | httpx.Timeout | None = None, read: Reader = read_json, form: Form | None = None) -> R:
+        """One request; `timeout` None is the client's default; `read` decodes a successful response; `form`: a
+        multipart body (files, fields) instead of `json`."""
 
     @abstractmethod
     def _stream(self, method: str, path: str, *, json: Any = None) -> S:

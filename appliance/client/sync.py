@@ -7,14 +7,14 @@ from typing import Any
 
 import httpx
 
-from appliance.client.calls import STREAM_TIMEOUT, Json, Reader, read_json
+from appliance.client.calls import STREAM_TIMEOUT, Form, Json, Reader, read_json
 from appliance.client.errors import check, transport_error
 from appliance.client.sse import data_events
+from appliance.client.store_calls import StoreCalls
 from appliance.client.transport import decode, headers, options
-from appliance.client.trial_calls import TrialCalls
 
 
-class DaemonClient(TrialCalls[Any, Iterator[Json]]):
+class DaemonClient(StoreCalls[Any, Iterator[Json]]):
     """Blocking calls; every failure is an ApiError (DaemonUnreachable when nothing answers)."""
 
     def __init__(self, base_url: str, token: str, transport: httpx.BaseTransport | None = None,
@@ -33,9 +33,9 @@ class DaemonClient(TrialCalls[Any, Iterator[Json]]):
         self.close()
 
     def _call(self, method: str, path: str, *, params: Json | None = None, json: Any = None,
-              timeout: float | httpx.Timeout | None = None, read: Reader = read_json) -> Any:
+              timeout: float | httpx.Timeout | None = None, read: Reader = read_json, form: Form | None = None) -> Any:
         try:
-            response = self._http.request(method, path, **options(params, json, timeout))
+            response = self._http.request(method, path, **options(params, json, timeout, form))
         except httpx.HTTPError as exc:
             raise transport_error(exc, self.base_url, method, path) from exc
         return decode(method, path, response, read)

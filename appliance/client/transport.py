@@ -6,7 +6,7 @@ from typing import Any
 
 import httpx
 
-from appliance.client.calls import Reader
+from appliance.client.calls import Form, Reader
 from appliance.client.errors import ApiError, check
 
 
@@ -14,9 +14,12 @@ def headers(token: str) -> dict[str, str]:
     return {"Authorization": f"Bearer {token}"}
 
 
-def options(params: dict[str, Any] | None, json: Any, timeout: float | httpx.Timeout | None) -> dict[str, Any]:
+def options(params: dict[str, Any] | None, json: Any, timeout: float | httpx.Timeout | None,
+            form: Form | None = None) -> dict[str, Any]:
     """httpx keyword arguments; a timeout of None is left out so the client's default applies."""
     kwargs: dict[str, Any] = {"params": params, "json": json}
+    if form is not None:
+        kwargs["files"], kwargs["data"] = form
     if timeout is not None:
         kwargs["timeout"] = timeout
     return kwargs
