@@ -110,6 +110,11 @@ def test_store_polled_to_completed_and_recall_at_5(client: OpenAI, manuals: dict
     in_store = client.vector_stores.files.list(vector_store_id=store.id)
     assert {f.id for f in in_store} == {f.id for f in files.values()}
     assert all(f.status == "completed" and f.chunking_strategy.type == "static" for f in in_store)
+    chunks = 0
+    for doc in manuals["docs"]:
+        parts = list(client.vector_stores.files.content(file_id=files[doc.filename].id, vector_store_id=store.id))
+        assert parts and doc.facts[0].sentence.split(" is ")[0] in " ".join(" ".join(p.text for p in parts).split())
+        chunks += len(parts)
     held_out = questions(manuals["docs"])
     missed = []
     for question in held_out:
@@ -117,8 +122,8 @@ def test_store_polled_to_completed_and_recall_at_5(client: OpenAI, manuals: dict
         if not any(answers(question, part.text) for hit in page for part in hit.content):
             missed.append(f"{question.text} -> {[h.filename for h in page]}")
     recall = 1 - len(missed) / len(held_out)
-    print(f"{manuals['backend']}: ingestion of 3 files {manuals['seconds']:.1f} s; recall@5 over HTTP {recall:.2f}; "
-          f"missed: {missed}")
+    print(f"{manuals['backend']}: ingestion of 3 files, {chunks} chunks, {manuals['seconds']:.1f} s; recall@5 over "
+          f"HTTP {recall:.2f}; missed: {missed}")
     assert recall >= 0.9, missed
 
 
