@@ -95,6 +95,10 @@ def test_tool_result_round_trip_and_auto_choice(daemon: DaemonProcess) -> None:
                                             max_tokens=64, temperature=0).choices[0]
     assert follow.finish_reason in ("stop", "tool_calls", "length")
     assert follow.message.content or follow.message.tool_calls
+    # tool_choice "none": an answer in words from the result (the call and result rendered for the template)
+    final = client.chat.completions.create(model=STARTER, messages=history, tools=WEATHER, tool_choice="none",
+                                           max_tokens=32, temperature=0).choices[0].message
+    assert final.content and not final.tool_calls
 
 
 def test_bad_tools_are_400_naming_the_reason(daemon: DaemonProcess) -> None:

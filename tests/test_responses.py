@@ -42,17 +42,22 @@ def test_text_instructions_and_a_follow_up(serving_daemon: DaemonProcess) -> Non
 def test_streamed_events_spell_the_final_text(serving_daemon: DaemonProcess) -> None:
     client = _client(serving_daemon)
     deltas: list[str] = []
-    with client.responses.stream(model=STARTER, input="Name three colours.", max_output_tokens=24) as stream:
-        kinds = []
-        for event in stream:
-            kinds.append(event.type)
-            if event.type == "response.output_text.delta":
-                deltas.append(event.delta)
-        final = stream.get_final_response()
-    assert kinds[:2] == ["response.created", "response.in_progress"] and kinds[-1] in (
-        "response.completed", "response.incomplete")
+    kinds: list[str] = []
+    final = None
+    # The raw events (the SDK's stream helper only finishes on response.completed; a cut answer ends with
+    # response.incomplete, as OpenAI's does).
+    for event in client.responses.create(model=STARTER, input="Name three colours.", max_output_tokens=24,
+                                         stream=True):
+        kinds.append(event.type)
+        if event.type == "response.output_text.delta":
+            deltas.append(event.delta)
+        if event.type in ("response.completed", "response.incomplete"):
+            final = event.response
+    assert kinds[:2] == ["response.created", "response.in_progress"] and final is not None
     assert "response.output_item.added" in kinds and "response.output_text.done" in kinds
     assert "".join(deltas) == final.output_text and final.output_text
+    with client.responses.stream(model=STARTER, input="Say yes.", max_output_tokens=200) as stream:
+        assert stream.get_final_response().status == "completed"  # the SDK's helper on a whole answer
 
 
 def test_function_tool_round_trip(serving_daemon: DaemonProcess) -> None:
@@ -62,9 +67,12 @@ def test_function_tool_round_trip(serving_daemon: DaemonProcess) -> None:
     calls = [item for item in asked.output if item.type == "function_call"]
     assert len(calls) == 1 and calls[0].name == "get_weather" and "city" in calls[0].arguments
     answered = client.responses.create(
-        model=STARTER, previous_response_id=asked.id, tools=WEATHER, max_output_tokens=32,
+        model=STARTER, previous_response_id=asked.id, tools=WEATHER, tool_choice="none", max_output_tokens=32,
         input=[{"type": "function_call_output", "call_id": calls[0].call_id, "output": '{"celsius": 21}'}])
-    assert answered.output_text  # the model answered from the tool's result
+    assert answered.output_text and answered.usage is not None
+    alone = client.responses.create(model=STARTER, input="What is the weather in Paris?", max_output_tokens=1)
+    assert alone.usage is not None  # the question alone, without the call and its result, is shorter
+    assert answered.usage.input_tokens > alone.usage.input_tokens
 
 
 def test_guardrails_and_capture_apply_to_responses(serving_daemon: DaemonProcess) -> None:

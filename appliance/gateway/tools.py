@@ -102,8 +102,9 @@ def plan_tools(data: dict[str, Any]) -> ToolPlan | None:
     functions = _functions(data["tools"])
     rest = {k: v for k, v in data.items() if k not in ("tools", "tool_choice", "parallel_tool_calls", "stream",
                                                       "stream_options")}
-    if data.get("tool_choice") == "none":
-        return ToolPlan({**rest, "stream": False}, may_reply=True)
+    if data.get("tool_choice") == "none":  # earlier calls and results still in words the template can render
+        return ToolPlan({**rest, "messages": _history(list(data.get("messages") or [])), "stream": False},
+                        may_reply=True)
     if data.get("response_format"):
         raise BadRequest("tools and response_format cannot be combined", param="response_format",
                          code="invalid_tools")

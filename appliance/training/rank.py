@@ -22,14 +22,16 @@ EXIT_OK, EXIT_FAILED, EXIT_STOPPED = 0, 1, 3
 
 
 class _Progress:
-    """The worker's progress lines ({"event": "progress", ...}), at most 5 a second unless forced."""
+    """The worker's progress lines ({"event": "progress", ...}), at most 5 a second unless forced; the last
+    step always goes out (a run that ends within 0.2 s of its previous line would otherwise end short of it)."""
 
     def __init__(self) -> None:
         self.last = 0.0
 
     def __call__(self, *, force: bool = False, **fields: Any) -> None:
         now = time.monotonic()
-        if force or now - self.last >= 0.2:
+        last_step = fields.get("step") is not None and fields.get("step") == fields.get("total")
+        if force or last_step or now - self.last >= 0.2:
             self.last = now
             sys.stdout.write(json.dumps({"event": "progress", **fields}) + "\n")
             sys.stdout.flush()
