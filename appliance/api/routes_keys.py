@@ -18,14 +18,20 @@ router = APIRouter(prefix="/api/v1/keys", tags=["keys"])
 usage_router = APIRouter(prefix="/api/v1")
 
 
+# SQLite keeps an INTEGER in 64 bits: a larger quota must be a 422, not an OverflowError at the insert.
+MAX_QUOTA = 2**63 - 1
+
+
 class CreateKeyRequest(BaseModel):
     name: str
     scope: Scope = "inference"
-    daily_token_quota: int | None = Field(None, ge=1, description="Tokens (prompt + completion) per UTC day")
+    daily_token_quota: int | None = Field(None, ge=1, le=MAX_QUOTA,
+                                          description="Tokens (prompt + completion) per UTC day")
 
 
 class QuotaRequest(BaseModel):
-    daily_token_quota: int | None = Field(..., ge=1, description="Tokens per UTC day; null lifts the quota")
+    daily_token_quota: int | None = Field(..., ge=1, le=MAX_QUOTA,
+                                          description="Tokens per UTC day; null lifts the quota")
 
 
 class UsageRow(BaseModel):

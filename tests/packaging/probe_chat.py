@@ -12,7 +12,9 @@ import openai
 base, key = sys.argv[1], sys.argv[2]
 health = httpx.get(f"{base}/healthz", timeout=10).json()
 client = openai.OpenAI(base_url=f"{base}/v1", api_key=key, max_retries=0, timeout=120)
-model = client.models.list().data[0].id
+served = [m.id for m in client.models.list().data]
+# The starter (the default embeddings deployment is listed too, and answers /v1/embeddings only).
+model = "smollm2-135m-instruct" if "smollm2-135m-instruct" in served else served[0]
 deadline = time.monotonic() + 240
 while True:  # READY comes before the starter's backend has loaded: 503 until then
     try:
