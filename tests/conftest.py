@@ -15,6 +15,33 @@ from tests.helpers import HW_FIXTURES, REPO
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 
+# Folders whose modules share one session fixture (a daemon, a built image) and so go to one xdist worker.
+_SHARED_FOLDERS = ("retrieval", "packaging")
+
+
+# The longest groups (measured: minutes each), handed out first so that neither worker is left with one at the end.
+_LONGEST_FIRST = ("tests/test_e2e.py", "packaging", "tests/test_trials_live.py", "tests/test_vllm.py",
+                  "tests/test_zero_egress.py", "tests/test_preference_jobs.py", "tests/test_distill.py",
+                  "tests/test_finetune.py", "tests/test_load.py", "tests/test_faults.py", "retrieval",
+                  "tests/test_cli_trials.py", "tests/test_fuzz.py", "tests/test_export.py")
+
+
+def _group(nodeid: str) -> str:
+    path = nodeid.split("::")[0]
+    parts = Path(path).parts
+    return parts[1] if len(parts) > 2 and parts[1] in _SHARED_FOLDERS else path
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Under `pytest -n 2 --dist loadgroup` (make test), a module's tests stay on one worker, so its module-scoped
+    daemon starts once; the modules of a folder in _SHARED_FOLDERS stay together for their session fixture.
+    Modules run side by side: most wait on model processes, not on the CPU."""
+    rank = {name: n for n, name in enumerate(_LONGEST_FIRST)}
+    items.sort(key=lambda item: rank.get(_group(item.nodeid), len(rank)))  # stable: a module's order is kept
+    for item in items:
+        item.add_marker(pytest.mark.xdist_group(_group(item.nodeid)))
+
 
 @pytest.fixture(scope="session")
 def profiles() -> list[Profile]:
