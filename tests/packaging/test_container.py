@@ -106,12 +106,15 @@ def test_read_only_non_root_container_serves_and_keeps_state(podman: list[str], 
         subprocess.run([*podman, "rm", "-f", "-t", "5", name], capture_output=True)
 
 
+STARTER_NAME = "smollm2-135m-instruct"
+
+
 def _wait_for_model(client: openai.OpenAI, timeout: float = 240) -> str:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        models = client.models.list().data
-        if models:
-            return models[0].id
+        served = [m.id for m in client.models.list().data]
+        if STARTER_NAME in served:  # the default embeddings deployment is listed too (it answers embeddings only)
+            return STARTER_NAME
         time.sleep(1)
     raise TimeoutError("no model served")
 
