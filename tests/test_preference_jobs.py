@@ -80,6 +80,8 @@ def test_dpo_raises_the_held_out_margin(lab: Lab) -> None:
                           "overrides": {**SMALL, "max_steps": 8, "learning_rate": 5e-4}})
     result = job["result"]
     assert result["objective"] == "dpo" and result["steps"] == 8 and result["beta"] == 0.1
+    print(f"\nheld-out margin (chosen - rejected, summed log-probs): before {result['margin_before']:.3f}, "
+          f"after {result['margin_after']:.3f}")
     assert result["margin_after"] > result["margin_before"], result  # chosen − rejected, summed log-probs
     assert result["heldout_after"]["accuracy"] >= result["heldout_before"]["accuracy"]
     assert result["golden_before"] and result["golden_after"]
