@@ -28,13 +28,18 @@ OFFLINE_ENV = {
 CHILD_OOM_SCORE_ADJ = 500
 
 
-def child_setup(niceness: int) -> Callable[[], None]:
+def child_setup(niceness: int, umask: int | None = None) -> Callable[[], None]:
+    """What a child does between fork and exec; `umask` for a child whose files (a backend's Unix socket, which
+    it binds itself) must be its user's alone."""
+
     def setup() -> None:
         # Runs in the child between fork and exec: if the daemon dies (even by SIGKILL), the kernel kills us.
         libc = ctypes.CDLL("libc.so.6", use_errno=True)
         libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
         if niceness:
             os.nice(niceness)
+        if umask is not None:
+            os.umask(umask)
         with contextlib.suppress(OSError), open("/proc/self/oom_score_adj", "w") as fh:
             fh.write(str(CHILD_OOM_SCORE_ADJ))
 

@@ -1,7 +1,8 @@
 """Serving benchmark: our gateway against the backend directly, measured in one run on the starter model.
 
 Both paths hit the same backend process (the daemon's own deployment), in interleaved rounds so load drift on
-a small box cancels out. With --backend vllm the starter is converted to an HF folder and served by vLLM's CPU
+a small box cancels out. Direct is the backend's own listener: llama-server's loopback port, vLLM's Unix socket
+(it has no port). With --backend vllm the starter is converted to an HF folder and served by vLLM's CPU
 build (the direct path needs the backend's own key, read from its environment: run as the daemon's user).
 Prints ratios against baselines measured in this same run:
   - tokens/s through the gateway ÷ direct, at 1 and 8 concurrent streams (target ≥ 0.97)
@@ -33,7 +34,7 @@ from typing import Any
 import httpx
 
 from appliance.backends.llamacpp import find_llama_tool
-from appliance.testing.daemon import DaemonProcess, backend_key_headers, wait_deployment
+from appliance.testing.daemon import DaemonProcess, backend_key_headers, backend_socket, wait_deployment
 
 MODEL = "smollm2-135m-instruct"
 TOKENS = 128
@@ -71,6 +72,11 @@ class Way:
     base: str
     headers: dict[str, str]
     model: str
+    uds: str | None = None  # a backend on its Unix socket alone (vLLM): reached through it
+
+    def client(self, limits: httpx.Limits) -> httpx.AsyncClient:
+        transport = httpx.AsyncHTTPTransport(uds=self.uds, limits=limits) if self.uds else None
+        return httpx.AsyncClient(timeout=300, limits=limits, transport=transport)
 
 
 async def one_request(client: httpx.AsyncClient, path: Way, prompt: str) -> Result:
@@ -111,7 +117,7 @@ async def run_round(path: Way, streams: int, requests: int) -> Round:
             out.results.append(await one_request(client, path, PROMPTS[index % len(PROMPTS)]))
 
     limits = httpx.Limits(max_connections=streams, max_keepalive_connections=streams, keepalive_expiry=2.0)
-    async with httpx.AsyncClient(timeout=300, limits=limits) as client:
+    async with path.client(limits) as client:
         start = time.perf_counter()
         await asyncio.gather(*(worker(client) for _ in range(streams)))
         out.wall = time.perf_counter() - start
@@ -121,12 +127,12 @@ async def run_round(path: Way, streams: int, requests: int) -> Round:
 async def paired_ttft(direct: Way, gateway: Way, pairs: int) -> list[tuple[float, float]]:
     """TTFT of the same request on both paths, alternating one by one, so both see the same box."""
     out = []
-    limits = httpx.Limits(max_keepalive_connections=2, keepalive_expiry=2.0)
-    async with httpx.AsyncClient(timeout=300, limits=limits) as client:
+    limits = httpx.Limits(max_keepalive_connections=1, keepalive_expiry=2.0)
+    async with direct.client(limits) as direct_client, gateway.client(limits) as gateway_client:
         for index in range(pairs):
             prompt = PROMPTS[index % len(PROMPTS)]
-            first = await one_request(client, direct, prompt)
-            second = await one_request(client, gateway, prompt)
+            first = await one_request(direct_client, direct, prompt)
+            second = await one_request(gateway_client, gateway, prompt)
             out.append((first.ttft, second.ttft))
     return out
 
@@ -175,7 +181,10 @@ def measure(args: argparse.Namespace) -> Measured:
         if args.backend == "vllm":
             deployment, served = _serve_on_vllm(daemon)
         direct_headers = backend_key_headers(int(deployment["pid"]))
-        direct = Way(f"http://127.0.0.1:{deployment['port']}", direct_headers, served)
+        if deployment["port"] is None:  # on its socket alone: the direct path is that socket
+            direct = Way("http://backend", direct_headers, served, backend_socket(int(deployment["pid"])))
+        else:
+            direct = Way(f"http://127.0.0.1:{deployment['port']}", direct_headers, served)
         gateway = Way(daemon.url, daemon.admin_headers(), served)
         threads = int(deployment["params"]["threads"] or os.cpu_count() or 1) if args.backend == "vllm" else \
             int(deployment["injected_args"]["compute"].split()[1])

@@ -34,6 +34,7 @@ def test_every_backend_process_gets_a_distinct_key_that_parses(profiles: list[Pr
         for _ in range(300 if backend == "vllm" else 3):
             spec = parts.reconciler.new_process(plan, []).process.spec
             assert spec.api_key is not None and not spec.api_key.startswith("-")
-            assert (spec.unix_socket is None) == (backend == "vllm")  # llama-server also listens on a socket
+            # Both listen on a socket in the private runtime dir (vLLM on it alone, llama-server beside its port).
+            assert spec.unix_socket is not None and spec.unix_socket.parent == tmp_path
             keys.add(spec.api_key)
     assert len(keys) == 303

@@ -21,8 +21,7 @@ STORES = {"history", "adapters"}  # as attributes whose own members are used: x.
 SURFACE = {"create", "start", "stop", "delete", "switch", "rollback", "attach", "detach", "logs", "all", "get",
            "history_of", "adapters_of", "set_policy", "policies_of", "set_shadow", "clear_shadow", "start_canary",
            "promote_canary", "abort_canary", "trials_of", "auto_rollback", "reconcile", "shutdown", "pause_all",
-           "resume", "gateway_view",
-           "backend_client"}
+           "resume", "gateway_view"}
 
 
 def _outside_deploy() -> list[Path]:

@@ -16,7 +16,7 @@ import pytest
 
 from appliance.backends.base import BackendUnavailable
 from appliance.backends.vllm import find_vllm_python
-from appliance.testing.daemon import DaemonProcess, wait_deployment
+from appliance.testing.daemon import DaemonProcess, backend_key_headers, backend_socket, wait_deployment
 from appliance.testing.flow import deploy_call, finetune, import_dataset
 from appliance.testing.shopfloor import GOLDEN, write_dataset, write_golden
 from tests.deploytools import StreamingClient
@@ -108,10 +108,18 @@ def test_vllm_serves_through_the_gateway_and_only_through_it(lab: tuple[DaemonPr
     assert deployment["injected_args"]["security"].startswith("API key in $VLLM_API_KEY")
     assert "--enforce-eager" in deployment["injected_args"]["compute"]
     assert "--dtype float32" in deployment["injected_args"]["batching"]
-    # The backend's own port answers nobody without its key: keys, limits and queues cannot be bypassed.
-    direct = httpx.post(f"http://127.0.0.1:{deployment['port']}/v1/chat/completions", timeout=30,
-                        json={"model": SERVED, "messages": [{"role": "user", "content": "hi"}]})
-    assert direct.status_code == 401
+    # vLLM listens on its Unix socket alone (the gateway's hop; no TCP port), private to the daemon's user, and
+    # answers nobody there without its key: keys, limits and queues cannot be bypassed.
+    assert deployment["port"] is None
+    socket_path = Path(backend_socket(int(deployment["pid"])))
+    assert socket_path.stat().st_mode & 0o077 == 0 and socket_path.parent.stat().st_mode & 0o077 == 0
+    body = {"model": SERVED, "messages": [{"role": "user", "content": "hi"}], "max_tokens": 4}
+    with httpx.Client(transport=httpx.HTTPTransport(uds=str(socket_path)), timeout=30) as unix:
+        assert unix.post("http://backend/v1/chat/completions", json=body).status_code == 401
+        keyed = unix.post("http://backend/v1/chat/completions", json=body,
+                          headers=backend_key_headers(int(deployment["pid"])))
+        assert keyed.status_code == 200
+    assert "--port" not in Path(f"/proc/{deployment['pid']}/cmdline").read_bytes().decode().split("\0")
     metrics = daemon.get("/metrics").text
     assert f'slm_backend_vllm_num_requests_running{{deployment="{SERVED}",' in metrics
 

@@ -43,7 +43,8 @@ class LaunchSpec:
     adapters: tuple[tuple[str, Path], ...] = ()
     extra_args: tuple[str, ...] = ()
     host: str = "127.0.0.1"
-    # Also listen here when set: the gateway's hop over a Unix socket costs less CPU than loopback TCP.
+    # Listen here when set (beside the port, or instead of it where the backend says so): the gateway's hop over
+    # a Unix socket costs less CPU than loopback TCP.
     unix_socket: Path | None = None
     # Required by the backend on its API when set: only the gateway (which adds it) gets answers there.
     api_key: str | None = None
@@ -74,7 +75,8 @@ class Capabilities:
     adapter_scale_fixed: bool = False  # applies adapters at scale 1.0 only (no per-adapter scale)
     embeddings: bool = False  # can serve /v1/embeddings (a deployment created with embeddings: true)
     takes_api_key: bool = False  # serves its API only to callers with the per-process key we give it
-    unix_socket: bool = False  # also listens on a Unix socket (the gateway's cheaper hop)
+    unix_socket: bool = False  # listens on a Unix socket in the private runtime dir (the gateway's cheaper hop)
+    tcp_port: bool = True  # also on a loopback TCP port; False: on the socket alone, where all our calls then go
     # Operator flags a deployment's `extra_args` may add; anything else (--host, --model, --api-key, log or
     # path flags) would let a deployment rebind the backend, read files or drop its key.
     tunable_flags: frozenset[str] = frozenset()

@@ -29,6 +29,10 @@ HEALTH_FAILURES_BEFORE_RESTART = 3
 BACKOFF_START_S, BACKOFF_MAX_S = 1.0, 30.0
 STABLE_AFTER_S = 60.0
 MAX_FAILED_STARTS = 5  # in a row, none of them healthy: a circuit breaker, not a restart loop forever
+# A backend's socket (0700: bound with mode 0777 & ~umask) and its caches are ours alone, in a 0700 runtime dir.
+BACKEND_UMASK = 0o077
+# The client of a process on its socket alone: expire idle connections before uvicorn does (5 s).
+SOCKET_LIMITS = httpx.Limits(max_connections=64, max_keepalive_connections=16, keepalive_expiry=2.0)
 LOG_CHECK_EVERY = 15  # health intervals between log size checks
 StateCallback = Callable[[str, str, str, dict[str, int | None]], Awaitable[None]]
 
@@ -41,13 +45,14 @@ class BackendProcess:
         self.spec = spec
         self.log_path = log_path
         self.on_state = on_state
-        self.client = client
+        self.shared_client = client
         self.state = "pending"
         self.state_message = ""
         self.restarts = 0
         self.failed_starts = 0  # consecutive starts that never became healthy
         self._unreported = False  # the last state did not reach the store (its write failed)
         self.proc: asyncio.subprocess.Process | None = None
+        self._own_client: httpx.AsyncClient | None = None  # made in start() for a backend on its socket alone
         self.injected: dict[str, str] = {}
         self._stopping = False
         self._task: asyncio.Task[None] | None = None
@@ -72,7 +77,27 @@ class BackendProcess:
     def endpoint(self) -> str:
         return self.backend.endpoint(self.spec)
 
+    @property
+    def socket_only(self) -> bool:
+        """It listens on its Unix socket and on no TCP port (vLLM with --uds)."""
+        return self.spec.unix_socket is not None and not self.backend.capabilities.tcp_port
+
+    @property
+    def address(self) -> str:
+        """Where it listens, for the operator."""
+        return f"socket {self.spec.unix_socket}" if self.socket_only else self.endpoint
+
+    @property
+    def client(self) -> httpx.AsyncClient:
+        """The HTTP client that reaches this process (health, probes, gate, metrics, adapters): the shared pool,
+        or, for a process on its socket alone, a client of its own over that socket."""
+        return self._own_client or self.shared_client
+
     def start(self) -> None:
+        if self.socket_only and self._own_client is None:
+            assert self.spec.unix_socket is not None
+            transport = httpx.AsyncHTTPTransport(uds=str(self.spec.unix_socket), limits=SOCKET_LIMITS)
+            self._own_client = httpx.AsyncClient(transport=transport, timeout=httpx.Timeout(None))
         self._task = asyncio.create_task(self._supervise(), name=f"supervise-{self.spec.deployment}")
 
     async def wait_ready(self, timeout: float) -> bool:
@@ -124,9 +149,10 @@ class BackendProcess:
 
     async def _report(self) -> None:
         pid = self.proc.pid if self.proc and self.proc.returncode is None else None
+        port = None if self.socket_only else self.spec.port
         try:
             await self.on_state(self.spec.deployment, self.state, self.state_message,
-                                {"pid": pid, "port": self.spec.port, "restarts": self.restarts})
+                                {"pid": pid, "port": port, "restarts": self.restarts})
         except Exception as exc:  # supervision outlives its bookkeeping; the next health check reports again
             self._unreported = True
             log.error("deployment state not recorded", extra={"deployment": self.spec.deployment,
@@ -149,7 +175,7 @@ class BackendProcess:
                                .encode())
             return await asyncio.create_subprocess_exec(
                 *launch.argv, stdin=asyncio.subprocess.DEVNULL, stdout=log_file, stderr=log_file, env=env,
-                start_new_session=True, preexec_fn=child_setup(self.niceness),
+                start_new_session=True, preexec_fn=child_setup(self.niceness, BACKEND_UMASK),
             )
 
     async def _wait_healthy(self, proc: asyncio.subprocess.Process) -> bool:
@@ -185,7 +211,7 @@ class BackendProcess:
     async def _supervise(self) -> None:
         backoff = BACKOFF_START_S
         while not self._stopping:
-            await self._set("starting", f"starting {self.backend.name} on port {self.spec.port}")
+            await self._set("starting", f"starting {self.backend.name} on {self.address}")
             try:
                 self.proc = proc = await self._spawn()
             except (BackendUnavailable, OSError) as exc:
@@ -194,7 +220,7 @@ class BackendProcess:
             if await self._wait_healthy(proc):
                 self.failed_starts = 0
                 started = time.monotonic()
-                await self._set("ready", f"serving on {self.endpoint}")
+                await self._set("ready", f"serving on {self.address}")
                 reason = await self._watch(proc)
                 if time.monotonic() - started > STABLE_AFTER_S:
                     backoff = BACKOFF_START_S
@@ -234,4 +260,9 @@ class BackendProcess:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
+        if self._own_client is not None:
+            await self._own_client.aclose()
+            self._own_client = None
+        if self.spec.unix_socket is not None:
+            self.spec.unix_socket.unlink(missing_ok=True)  # a server that binds its path leaves it behind
         await self._set("stopped", message)

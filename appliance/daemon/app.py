@@ -62,7 +62,7 @@ def create_app(appliance: Appliance, deployments: Deployments, jobs: JobRunner, 
     app.state.trials = trials  # started and stopped with the deployments (reconcile, shutdown)
     app.state.retrieval = retrieval  # /v1/files, /v1/vector_stores; closed by the serve loop
     app.state.gateway = GatewayContext(
-        deployments=view, backend_client=deployments.backend_client,
+        deployments=view,
         upstream=UpstreamPool(config.upstream_read_timeout_s),
         gates=Gates(config.queue_depth, config.per_key_concurrency), metrics=metrics, usage=usage,
         limits=RequestLimits(config.max_json_depth, config.max_messages), capture=capture.writer,

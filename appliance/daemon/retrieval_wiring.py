@@ -51,7 +51,7 @@ def deployment_embedder(deployments: Deployments) -> Embed:
             raise BadRequest(f"{served!r} is a chat deployment; vector stores embed with a deployment created "
                              "with embeddings: true", code="unsupported_model")
         try:
-            response = await deployments.backend_client.post(
+            response = await route.process.client.post(
                 f"{route.process.endpoint}/v1/embeddings",
                 json={"model": served, "input": texts, **(route.selector or {})},
                 headers=route.process.spec.auth_headers(), timeout=EMBED_TIMEOUT_S)

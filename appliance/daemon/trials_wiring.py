@@ -34,7 +34,7 @@ def trials_runtime(appliance: Appliance, registry: CollectorRegistry,
             raise RuntimeError(f"shadow candidate {body['model']!r} is not serving")
         path = "/v1/chat/completions" if "messages" in body else "/v1/completions"
         started = time.perf_counter()
-        response = await service.backend_client.post(
+        response = await route.process.client.post(
             f"{route.process.endpoint}{path}", json={**body, **(route.selector or {})},
             headers=route.process.spec.auth_headers(), timeout=SHADOW_TIMEOUT_S)
         latency = time.perf_counter() - started
@@ -50,7 +50,7 @@ def trials_runtime(appliance: Appliance, registry: CollectorRegistry,
         route = service.gateway_view.route(embeddings or "")
         if route is None:
             raise RuntimeError(f"no embeddings deployment {embeddings!r} serving")
-        response = await service.backend_client.post(
+        response = await route.process.client.post(
             f"{route.process.endpoint}/v1/embeddings", json={"model": embeddings, "input": texts},
             headers=route.process.spec.auth_headers(), timeout=30.0)
         response.raise_for_status()

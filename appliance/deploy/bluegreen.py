@@ -135,7 +135,6 @@ class Switcher:
     async def _trial(self, change: Change, planned: PlannedChange, live: Served, attached: list[AttachedAdapter],
                      started: float) -> Trial:
         """Start the candidate and judge it; stops it and raises if it fails."""
-        client = self.parts.reconciler.client
         # On CPU the trial runs single-threaded: two multi-threaded llama.cpp processes busy on the same cores
         # stall each other at every thread barrier (4 short answers took 35 s beside a busy live backend on 2
         # cores). The version that takes over is then started with the deployment's threads and smoke-tested.
@@ -144,9 +143,9 @@ class Switcher:
                                                 attached)
         trial = Trial(candidate, "", None, {"candidate_ready": round(time.monotonic() - started, 2)})
         try:
-            trial.smoke = await smoke_test(client, candidate.process)
+            trial.smoke = await smoke_test(candidate.process)
             if change.items is not None:
-                trial.gate = await eval_gate(client, live.process, candidate.process, change.items,
+                trial.gate = await eval_gate(live.process, candidate.process, change.items,
                                              change.golden_label, planned.previous.name, planned.model.name)
                 trial.timings["eval_gate"] = round(time.monotonic() - started - trial.timings["candidate_ready"], 2)
                 if trial.gate.regressed and not change.force:
@@ -154,7 +153,7 @@ class Switcher:
             if trial_first:
                 await candidate.process.stop("trial passed")
                 trial.candidate = candidate = await self._start_candidate(planned.plan, attached)
-                trial.smoke = await smoke_test(client, candidate.process)
+                trial.smoke = await smoke_test(candidate.process)
                 trial.timings["final_ready"] = round(time.monotonic() - started, 2)
         except GateFailed as exc:
             await candidate.process.stop("candidate refused")

@@ -39,7 +39,7 @@ class EvalGate(BaseModel):
                 "reason": self.reason, "forgotten": self.forgotten}
 
 
-async def chat(client: httpx.AsyncClient, process: BackendProcess, messages: list[dict[str, str]],
+async def chat(process: BackendProcess, messages: list[dict[str, str]],
                max_tokens: int, extra: dict[str, Any] | None = None) -> str:
     """One greedy chat completion straight to a backend (not through the gateway).
 
@@ -49,8 +49,8 @@ async def chat(client: httpx.AsyncClient, process: BackendProcess, messages: lis
     body = {"model": process.spec.deployment, "messages": messages, "max_tokens": max_tokens, "temperature": 0.0,
             "seed": 0, **(extra or {})}
     try:
-        response = await client.post(f"{process.endpoint}/v1/chat/completions", json=body, timeout=120.0,
-                                     headers=process.spec.auth_headers())
+        response = await process.client.post(f"{process.endpoint}/v1/chat/completions", json=body, timeout=120.0,
+                                             headers=process.spec.auth_headers())
         data = response.json()
         if response.status_code != 200:
             raise GateFailed(f"backend answered {response.status_code}: {str(data)[:300]}")
@@ -59,17 +59,17 @@ async def chat(client: httpx.AsyncClient, process: BackendProcess, messages: lis
         raise GateFailed(f"no usable answer from the backend: {type(exc).__name__}: {exc}") from exc
 
 
-async def smoke_test(client: httpx.AsyncClient, process: BackendProcess) -> str:
-    return await chat(client, process, [{"role": "user", "content": SMOKE_PROMPT}], 8)
+async def smoke_test(process: BackendProcess) -> str:
+    return await chat(process, [{"role": "user", "content": SMOKE_PROMPT}], 8)
 
 
-async def golden_answers(client: httpx.AsyncClient, process: BackendProcess, items: list[GoldenItem],
+async def golden_answers(process: BackendProcess, items: list[GoldenItem],
                          extra: dict[str, Any] | None = None, max_tokens: int = ANSWER_TOKENS) -> list[str]:
     limit = asyncio.Semaphore(CONCURRENT_PROMPTS)
 
     async def one(item: GoldenItem) -> str:
         async with limit:
-            return await chat(client, process, item.messages(), max_tokens, extra)
+            return await chat(process, item.messages(), max_tokens, extra)
 
     return list(await asyncio.gather(*(one(item) for item in items)))
 
@@ -89,12 +89,12 @@ def judge(live: GoldenReport, candidate: GoldenReport) -> tuple[bool, str]:
     return False, f"general items passed {live.general_passed} → {candidate.general_passed} of {live.general_total}"
 
 
-async def eval_gate(client: httpx.AsyncClient, live: BackendProcess, candidate: BackendProcess,
+async def eval_gate(live: BackendProcess, candidate: BackendProcess,
                     items: list[GoldenItem], golden: str, live_model: str, candidate_model: str) -> EvalGate:
     # One backend at a time: two llama.cpp processes computing at once on the same cores stall each other at
     # every thread barrier (a 10-token answer took 25 s on 2 cores with both busy, under 1 s alone).
-    live_answers = await golden_answers(client, live, items)
-    candidate_answers = await golden_answers(client, candidate, items)
+    live_answers = await golden_answers(live, items)
+    candidate_answers = await golden_answers(candidate, items)
     live_report, candidate_report = make_report(items, live_answers), make_report(items, candidate_answers)
     regressed, reason = judge(live_report, candidate_report)
     return EvalGate(golden=golden, live_model=live_model, candidate_model=candidate_model, live=live_report,

@@ -98,8 +98,8 @@ class Reconciler:
         self._generation += 1
         backend = self.backends[plan.backend]
         paths = tuple((a.name, self.registry.get(a.model_id).file) for a in attached)
-        # Every backend answers only to the per-process key the gateway adds. llama-server also listens on a
-        # Unix socket (the cheaper hop); vLLM serves loopback TCP only.
+        # Every backend answers only to the per-process key the gateway adds, on a Unix socket in the private
+        # runtime dir (the cheaper hop): llama-server beside its loopback port, vLLM on the socket alone.
         socket_path = self.runtime_dir / f"{plan.deployment}.{self._generation}.sock" \
             if backend.capabilities.unix_socket else None
         # Hex: a urlsafe token may start with '-', which the backend's argparse reads as an option (seen in CI).
@@ -123,9 +123,9 @@ class Reconciler:
             process = served.process
             for gone in current.keys() - wanted.keys():
                 self.routing.set_adapters(name, [a for a in current.values() if a.name != gone])
-                await process.backend.unload_adapter(self.client, process.spec, gone)
+                await process.backend.unload_adapter(process.client, process.spec, gone)
             for new in wanted.keys() - current.keys():
-                refused = await process.backend.load_adapter(self.client, process.spec, new,
+                refused = await process.backend.load_adapter(process.client, process.spec, new,
                                                              self.registry.get(wanted[new].model_id).file)
                 if refused:
                     raise DeploymentError(f"adapter {new!r} did not load: {refused}; nothing else changed")
@@ -142,7 +142,7 @@ class Reconciler:
         for adapter in self.adapters.of(name):
             if adapter.name in launched:
                 continue
-            refused = await process.backend.load_adapter(self.client, process.spec, adapter.name,
+            refused = await process.backend.load_adapter(process.client, process.spec, adapter.name,
                                                          self.registry.get(adapter.model_id).file)
             if refused:
                 log.error("adapter not restored", extra={"deployment": name, "adapter": adapter.name,

@@ -10,8 +10,6 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-import httpx
-
 from appliance.backends.base import Backend
 from appliance.deploy.bluegreen import Change, EvalRegression, Outcome, Switcher
 from appliance.deploy.changes import check_adapter, check_served_name, golden_for
@@ -249,11 +247,6 @@ class Deployments:
     @property
     def gateway_view(self) -> GatewayView:
         return self._view
-
-    @property
-    def backend_client(self) -> httpx.AsyncClient:
-        """The HTTP client of the backend hop (health, tools probes, metrics scrapes): one pool for all."""
-        return self._parts.reconciler.client
 
     # -- internals ------------------------------------------------------------------------------------
     async def _set_desired(self, name: str, desired: str) -> Deployment:

@@ -43,13 +43,13 @@ def fold(texts: Mapping[str, str]) -> str:
     return "".join("\n".join([*meta, *samples]) + "\n" for meta, samples in families.values())
 
 
-async def scrape(client: httpx.AsyncClient, processes: Mapping[str, BackendProcess]) -> str:
+async def scrape(processes: Mapping[str, BackendProcess]) -> str:
     """Each ready backend's /metrics (with its key); a backend that does not answer in time is left out."""
 
     async def one(process: BackendProcess) -> str:
         try:
-            response = await client.get(f"{process.endpoint}/metrics", headers=process.spec.auth_headers(),
-                                        timeout=SCRAPE_TIMEOUT_S)
+            response = await process.client.get(f"{process.endpoint}/metrics", headers=process.spec.auth_headers(),
+                                                timeout=SCRAPE_TIMEOUT_S)
         except httpx.HTTPError:
             return ""
         return response.text if response.status_code == 200 else ""

@@ -9,7 +9,6 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-import httpx
 from fastapi import Request
 
 from appliance.capture.writer import CaptureWriter
@@ -35,7 +34,6 @@ class RequestLimits:
 @dataclass
 class GatewayContext:
     deployments: GatewayView
-    backend_client: httpx.AsyncClient  # health-style calls to backends (/props, /metrics)
     upstream: UpstreamPool  # the relay's own pool for the requests themselves
     gates: Gates
     metrics: GatewayMetrics

@@ -96,7 +96,7 @@ async def native_tools(request: Request, process: BackendProcess) -> bool:
     gateway = gateway_of(request)
     key = (process.spec.deployment, process.spec.port)
     if key not in gateway.tool_support:
-        answer = await process.backend.renders_tools(gateway.backend_client, process.spec)
+        answer = await process.backend.renders_tools(process.client, process.spec)
         if answer is None:
             return False
         gateway.tool_support[key] = answer

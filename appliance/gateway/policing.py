@@ -143,8 +143,8 @@ class Exchange:
             process = route.process
             body = {"model": deployment, "messages": messages, "max_tokens": GUARD_ANSWER_TOKENS,
                     "temperature": 0.0, "stream": False}
-            response = await self.gateway.backend_client.post(f"{process.endpoint}/v1/chat/completions", json=body,
-                                                              headers=process.spec.auth_headers())
+            response = await process.client.post(f"{process.endpoint}/v1/chat/completions", json=body,
+                                                 headers=process.spec.auth_headers())
             response.raise_for_status()
             return str(response.json()["choices"][0]["message"].get("content") or "")
 

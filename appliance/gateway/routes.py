@@ -235,5 +235,5 @@ async def model(name: str, request: Request) -> dict[str, Any]:
 async def metrics(request: Request) -> Response:
     """Prometheus text format; any valid key may scrape."""
     gateway = gateway_of(request)
-    backends = await scrape(gateway.backend_client, gateway.deployments.ready_processes())
+    backends = await scrape(gateway.deployments.ready_processes())
     return Response(generate_latest(gateway.metrics.registry) + backends.encode(), media_type=CONTENT_TYPE_LATEST)

@@ -3,6 +3,7 @@ tests and the benches drive (never a stand-in)."""
 
 from __future__ import annotations
 
+import itertools
 import os
 import signal
 import socket
@@ -131,3 +132,17 @@ def backend_key_headers(pid: int) -> dict[str, str]:
 def backend_headers(daemon: DaemonProcess, deployment: str) -> dict[str, str]:
     """The key of `deployment`'s live backend process."""
     return backend_key_headers(int(daemon.get(f"/api/v1/deployments/{deployment}").json()["pid"]))
+
+
+def backend_socket(pid: int) -> str:
+    """The Unix socket a backend process listens on (the gateway's hop), read from its command line: `--uds PATH`
+    or a `.sock` entry of `--host`."""
+    argv = [a.decode() for a in Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")]
+    for flag, value in itertools.pairwise(argv):
+        if flag == "--uds":
+            return value
+        if flag == "--host":
+            sockets = [h for h in value.split(",") if h.endswith(".sock")]
+            if sockets:
+                return sockets[0]
+    raise LookupError(f"backend process {pid} listens on no Unix socket")
