@@ -59,13 +59,13 @@ lint: $(STAMP)
 
 # Two workers, a module (or a folder sharing a daemon) per worker at a time: most tests wait on model processes.
 test: setup lint
-	SLM_REQUIRE_VLLM=1 $(BIN)/pytest -q -n 2 --dist loadgroup --durations=10
+	SLM_REQUIRE_VLLM=1 $(BIN)/pytest -q -n 2 --dist loadgroup --no-loadscope-reorder --durations=10
 
 test-vllm: setup
 	SLM_REQUIRE_VLLM=1 $(BIN)/pytest -q -m vllm
 
 e2e: setup
-	$(BIN)/pytest -q -m slow -n 2 --dist loadgroup
+	$(BIN)/pytest -q -m slow -n 2 --dist loadgroup --no-loadscope-reorder
 
 bench-serving: setup
 	$(BIN)/python bench/serving.py

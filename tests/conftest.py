@@ -19,7 +19,8 @@ os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 _SHARED_FOLDERS = ("retrieval", "packaging")
 
 
-# The longest groups (measured: minutes each), handed out first so that neither worker is left with one at the end.
+# The longest groups (measured: minutes each), handed out first so that neither worker is left with one at the end
+# (make test passes --no-loadscope-reorder: xdist would otherwise order groups by their number of tests).
 _LONGEST_FIRST = ("tests/test_e2e.py", "packaging", "tests/test_trials_live.py", "tests/test_vllm.py",
                   "tests/test_zero_egress.py", "tests/test_preference_jobs.py", "tests/test_distill.py",
                   "tests/test_finetune.py", "tests/test_load.py", "tests/test_faults.py", "retrieval",
