@@ -1,8 +1,9 @@
 """The appliance's day in one process tree, run by test_zero_egress under `unshare -n` and strace: the daemon
 starts and serves the starter, a dataset is imported, a short fine-tune runs, the official client chats under a
 policy that redacts and captures, the app gives feedback, the operator accepts the item and exports it into a
-new dataset version, a DPO job trains on an imported preference set, and the starter as teacher distills a few
-prompts into another (its worker calls the gateway). Prints one JSON line with what it saw."""
+new dataset version, a DPO job trains on an imported preference set, the starter as teacher distills a few
+prompts into another (its worker calls the gateway), and a file is ingested into a vector store that a
+`file_search` answers from. Prints one JSON line with what it saw."""
 
 from __future__ import annotations
 
@@ -37,7 +38,7 @@ def main(state_dir: Path) -> None:
             {"role": "user", "content": "What is the capital of France?"}]).choices[0].message.content
         loop = capture_review_export(daemon, client)
         print(json.dumps({"finetune": job["state"], "answer": answer, **loop, "distill": distill(daemon),
-                          "dpo": preference(daemon)}))
+                          "dpo": preference(daemon), **retrieval(daemon, client)}))
     finally:
         daemon.stop()
 
@@ -85,6 +86,27 @@ def preference(daemon: DaemonProcess) -> str:
         "base_model": STARTER, "dataset": "pairs",
         "overrides": {"max_steps": 2, "batch_size": 1, "max_seq_length": 128, "lora_r": 4}}}), timeout=1500)
     return str(job["state"])
+
+
+def retrieval(daemon: DaemonProcess, client: openai.OpenAI) -> dict[str, object]:
+    """A markdown file uploaded, ingested by the job (the embeddings deployment embeds it), then a Responses
+    request with file_search over the store: the answer's citations and the store's status."""
+    manual = daemon.state_dir / "imports" / "press.md"
+    manual.write_text("# Press P-7 maintenance\n\nThe hydraulic oil of press P-7 is changed every 500 operating "
+                      "hours. Use ISO VG 46 oil.\n")
+    with manual.open("rb") as handle:
+        uploaded = client.files.create(file=handle, purpose="assistants")
+    store = client.vector_stores.create(name="manuals", file_ids=[uploaded.id])
+    deadline = time.monotonic() + 300
+    while store.status == "in_progress" and time.monotonic() < deadline:
+        time.sleep(0.5)
+        store = client.vector_stores.retrieve(store.id)
+    answer = client.responses.create(model=STARTER, input="How often is the oil of press P-7 changed?",
+                                     max_output_tokens=24,
+                                     tools=[{"type": "file_search", "vector_store_ids": [store.id]}])
+    cited = [a.file_id for item in answer.output if item.type == "message" for part in item.content
+             if part.type == "output_text" for a in part.annotations if a.type == "file_citation"]
+    return {"store": store.status, "cited": cited == [uploaded.id] or uploaded.id in cited}
 
 
 if __name__ == "__main__":

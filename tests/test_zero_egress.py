@@ -67,6 +67,7 @@ def test_daemon_finetune_and_chat_work_with_no_network_and_try_none(tmp_path: Pa
     assert seen["feedback"] == 200 and seen["export_job"] == "succeeded", seen  # capture, feedback, review export
     assert seen["dpo"] == "succeeded", seen  # TRL, accelerate and datasets in a DPO worker
     assert seen["distill"] == "succeeded", seen  # a distillation worker calling the gateway
+    assert seen["store"] == "completed" and seen["cited"], seen  # ingestion, then file_search citing the file
     found = addresses(trace.read_text())
     outside = [(f, a) for f, a in found if f == "AF_INET" and not a.startswith(LOOPBACK)]
     assert not outside, outside
