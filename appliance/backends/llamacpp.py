@@ -66,9 +66,9 @@ def _compute(spec: LaunchSpec) -> list[str]:
     threads = spec.threads or (os.cpu_count() or 1)
     args = ["--threads", str(threads), "--n-gpu-layers", "all" if spec.gpu_layers < 0 else str(spec.gpu_layers)]
     if spec.gpu_layers == 0:
-        # Threads that spin-wait for work starve any other process on the cores: with the default (--poll 50)
-        # a blue/green candidate beside a busy live backend took 36 s for 12 tokens on 2 cores, 0.6-2.4 s with
-        # --poll 0, which costs a single stream only a few percent (measured, see docs/deploy.md).
+        # Threads that spin-wait for work starve any other process on the cores. --poll is read by ggml's own
+        # thread pool only: a build on OpenMP (ours links libgomp) waits as libgomp says, so this matters for a
+        # build without OpenMP (docs/backends.md; the stalls beside a busy live backend, docs/deploy.md).
         args += ["--poll", "0"]
     return args
 
