@@ -58,7 +58,7 @@ async def captures(request: Request, deployment: str | None = None, key: str | N
                    since: float | None = None, until: float | None = None,
                    rated: Literal["up", "down"] | None = None, corrected: bool | None = None,
                    sampled: bool | None = None, state: ReviewState | None = None,
-                   limit: int = Query(100, ge=1, le=1000), offset: int = Query(0, ge=0),
+                   limit: int = Query(100, ge=1, le=1000), offset: int = Query(0, ge=0, le=2**31),
                    _: ApiKey = Depends(require("admin"))) -> CaptureList:
     """The review queue, newest first: every filter given must hold (`sampled`: items with no feedback)."""
     filt = CaptureFilter(deployment=deployment, key_name=key, since=since, until=until, rated=rated,

@@ -117,6 +117,6 @@ async def list_datasets(request: Request, _: ApiKey = Depends(require("admin")))
 
 
 @router.get("/datasets/{name}", response_model=DatasetRecord, tags=["datasets"])
-async def get_dataset(name: str, request: Request, version: int | None = Query(None, ge=1),
+async def get_dataset(name: str, request: Request, version: int | None = Query(None, ge=1, le=2**31),
                       _: ApiKey = Depends(require("admin"))) -> DatasetRecord:
     return appliance_of(request).datasets.get(name, version)

@@ -92,12 +92,12 @@ async def profiles(request: Request) -> ProfilesResponse:
 async def plan(
     request: Request,
     params: str = Query(..., description="Model size: 135M, 1.5B, 7B or a plain number"),
-    layers: int | None = Query(None, gt=0),
-    hidden: int | None = Query(None, gt=0),
-    intermediate: int | None = Query(None, gt=0),
-    heads: int | None = Query(None, gt=0),
-    kv_heads: int | None = Query(None, gt=0),
-    vocab: int | None = Query(None, gt=0),
+    layers: int | None = Query(None, gt=0, le=2**31),
+    hidden: int | None = Query(None, gt=0, le=2**31),
+    intermediate: int | None = Query(None, gt=0, le=2**31),
+    heads: int | None = Query(None, gt=0, le=2**31),
+    kv_heads: int | None = Query(None, gt=0, le=2**31),
+    vocab: int | None = Query(None, gt=0, le=2**31),
 ) -> ModelPlan:
     """Memory needed to train and serve a model of this size under the selected profile, and whether it fits."""
     try:

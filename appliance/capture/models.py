@@ -203,4 +203,4 @@ class CaptureFilter(BaseModel):
     sampled: bool | None = Field(None, description="true: only items with no feedback (captured by the sample)")
     state: ReviewState | None = None
     limit: int = Field(100, ge=1, le=1000)
-    offset: int = Field(0, ge=0)
+    offset: int = Field(0, ge=0, le=2**31)  # SQLite's integers end at 2**63
