@@ -16,15 +16,15 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 
 # Folders whose modules share one session fixture (a daemon, a built image) and so go to one xdist worker.
-_SHARED_FOLDERS = ("retrieval", "packaging")
+_SHARED_FOLDERS = ("retrieval", "packaging", "e2e")
 
 
 # The longest groups (measured: minutes each), handed out first so that neither worker is left with one at the end
 # (make test passes --no-loadscope-reorder: xdist would otherwise order groups by their number of tests).
-_LONGEST_FIRST = ("tests/test_e2e.py", "packaging", "tests/test_trials_live.py", "tests/test_vllm.py",
+_LONGEST_FIRST = ("e2e", "packaging", "tests/test_trials_live.py", "tests/test_vllm.py",
                   "tests/test_zero_egress.py", "tests/test_preference_jobs.py", "tests/test_distill.py",
                   "tests/test_finetune.py", "tests/test_load.py", "tests/test_faults.py", "retrieval",
-                  "tests/test_cli_trials.py", "tests/test_fuzz.py", "tests/test_export.py")
+                  "tests/test_cli_trials.py", "tests/test_fuzz.py")
 
 
 def _group(nodeid: str) -> str:

@@ -1,6 +1,6 @@
 """Blue/green switch, the eval gate, rollback and history, and a broken adapter, on the real daemon with real
 llama-server backends. The candidates are the starter re-quantized (Q8_0 answers like it, Q2_K worse), so this
-module needs no fine-tune; tests/test_e2e.py runs the whole flow from a fine-tune."""
+module needs no fine-tune; tests/e2e/test_flow.py runs the whole flow from a fine-tune."""
 
 from __future__ import annotations
 

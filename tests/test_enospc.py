@@ -81,10 +81,24 @@ def test_full_state_disk_import_refused_and_supervision_goes_on(tmp_path: Path) 
             daemon.stop()
 
 
+def _random_adapter(base_dir: Path, out: Path) -> Path:
+    """A LoRA whose B matrices are non-zero, so merged weights differ from the base (no fine-tune needed)."""
+    import torch
+    from peft import LoraConfig, get_peft_model
+    from transformers import AutoModelForCausalLM
+
+    torch.manual_seed(0)
+    model = AutoModelForCausalLM.from_pretrained(base_dir, dtype=torch.float32)
+    peft_model = get_peft_model(model, LoraConfig(r=8, lora_alpha=16, target_modules=["q_proj", "v_proj"]))
+    for name, weight in peft_model.named_parameters():
+        if "lora_B" in name:
+            torch.nn.init.normal_(weight, std=0.02)
+    peft_model.save_pretrained(str(out))
+    return out
+
+
 @pytest.fixture
 def adapter_daemon(tmp_path: Path) -> Iterator[DaemonProcess]:
-    from tests.test_export import _random_adapter
-
     daemon = DaemonProcess(tmp_path / "state").start()
     store = StateStore(daemon.state_dir / "state.db").open()
     try:

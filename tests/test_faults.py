@@ -117,9 +117,23 @@ def test_kill_during_fine_tune_resumes(lab: Lab) -> None:
     assert seen["state"] == "running", seen
     requeued = lab.job(job_id)
     assert requeued["interruptions"] == 1 and "resuming from the last checkpoint" in requeued["progress"]["message"]
-    job = poll_job(lab.daemon, job_id, timeout=900)
+    steps_seen: list[int] = []  # the training steps the resumed attempt reports, in order
+
+    def ended(job: dict[str, Any]) -> bool:
+        step = job["progress"]["step"]
+        if job["progress"]["phase"] == "training" and step not in steps_seen:
+            steps_seen.append(step)
+        return is_final(job)
+
+    job = poll_job(lab.daemon, job_id, ended, timeout=900)
     assert job["state"] == "succeeded" and job["attempts"] == 2, job
-    assert job["result"]["resumed_from_step"] >= 1 and job["result"]["steps"] == 3, job["result"]
+    resumed = job["result"]["resumed_from_step"]
+    assert resumed >= 1 and job["result"]["steps"] == 3, job["result"]
+    # The resumed attempt goes on after its checkpoint, never back over a step it had done.
+    assert steps_seen == sorted(steps_seen) and all(step > resumed for step in steps_seen), (resumed, steps_seen)
+    assert lab.daemon.get(f"/api/v1/jobs/{job_id}/logs").text  # the worker's stderr of both attempts
+    adapter = lab.daemon.get(f"/api/v1/models/{job['result']['adapter']}").json()["model"]
+    assert len(adapter["metadata"]["metrics"]["losses"]) == 3  # the losses before the kill were kept
     assert_consistent(lab.daemon.state_dir)
 
 

@@ -1,5 +1,6 @@
-"""Fine-tune jobs on the starter model through the real daemon: a real LoRA run (loss and a golden answer
-move), lineage in the registry, a standalone eval job, resume after kill -9, cancel, and the pre-flight refusal."""
+"""Fine-tune jobs on the starter model through the real daemon: the pre-flight refusal and cancel. The real LoRA
+run (loss, golden answer, lineage, standalone eval) is tests/e2e's shared fine-tune; kill -9 and resume is
+tests/test_faults.py's."""
 
 from __future__ import annotations
 
@@ -7,7 +8,6 @@ import json
 import os
 import subprocess
 import sys
-import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -80,99 +80,6 @@ def test_job_that_cannot_fit_is_refused_with_numbers(lab: Lab) -> None:
     assert taken.status_code == 409
     assert lab.daemon.get("/api/v1/jobs").json() == [j for j in lab.daemon.get("/api/v1/jobs").json()
                                                     if j["type"] == "dataset-import"]
-
-
-def _progress_events(lab: Lab, job_id: str) -> list[dict[str, Any]]:
-    events = []
-    with httpx.stream("GET", f"{lab.daemon.url}/api/v1/jobs/{job_id}/events", headers=lab.daemon.admin_headers(),
-                      timeout=900) as response:
-        for line in response.iter_lines():
-            if line.startswith("data: "):
-                events.append(json.loads(line[6:]))
-    return events
-
-
-@pytest.mark.timeout(1800)  # ~3 min alone; a box busy with other work can take several times that
-def test_lora_run_lowers_eval_loss_and_moves_the_golden_answer(lab: Lab) -> None:
-    response = lab.submit({"base_model": STARTER, "dataset": "shop", "golden": str(lab.golden),
-                           "adapter_name": "shop-lora",
-                           "overrides": {"max_steps": 24, "learning_rate": 1e-3, "checkpoint_every": 8}})
-    assert response.status_code == 202, response.text
-    events = _progress_events(lab, response.json()["id"])
-    assert events[-1]["event"] == "state" and events[-1]["state"] == "succeeded", events[-1]
-    training = [e for e in events if e["event"] == "progress" and e["phase"] == "training"]
-    assert [e["step"] for e in training] == list(range(1, 25))
-    assert all(e["total"] == 24 and e["loss"] > 0 and e["tokens_per_s"] > 0 and e["eta_s"] >= 0
-               and e["epoch"] > 0 for e in training)
-    assert all(e["learning_rate"] > 0 for e in training[:-1])  # linear decay reaches 0 at the last step
-    result = events[-1]["result"]
-    assert result["eval_loss_after"] < result["eval_loss_before"] * 0.5, result
-    before, after = result["golden_before"], result["golden_after"]
-    assert before.startswith("task 0/2") and not after.startswith("task 0/2"), (before, after)
-
-    detail = lab.daemon.get("/api/v1/models/shop-lora").json()
-    adapter = detail["model"]
-    assert adapter["format"] == "peft" and adapter["kind"] == "adapter"
-    assert [m["kind"] for m in detail["lineage"]] == ["hf-base", "base"]
-    meta = adapter["metadata"]
-    assert meta["dataset"]["name"] == "shop" and meta["dataset"]["version"] == 1
-    assert meta["hyperparameters"]["lora_r"] == 16 and meta["hyperparameters"]["learning_rate"] == 1e-3
-    assert meta["metrics"]["steps"] == 24 and len(meta["metrics"]["losses"]) == 24
-    assert meta["golden"]["after"]["items"][0]["answer"].startswith("ACME-BOT")
-    assert meta["code_version"] and meta["base_model"]["name"] == STARTER
-
-    # The standalone eval job scores the registered adapter the same way and stores it with the model.
-    evaluation = lab.submit({"model": "shop-lora", "golden": str(lab.golden), "dataset": "shop"}, "eval")
-    assert evaluation.status_code == 202, evaluation.text
-    done = lab.wait(evaluation.json()["id"], _final, 300)
-    assert done["state"] == "succeeded", done
-    assert done["result"]["summary"] == after
-    assert done["result"]["eval_loss"] == pytest.approx(result["eval_loss_after"], rel=1e-3)
-    stored = lab.daemon.get("/api/v1/models/shop-lora").json()["model"]["metadata"]["evaluations"]
-    assert stored[-1]["summary"] == after
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    stat = Path(f"/proc/{pid}/stat")
-    return stat.exists() and stat.read_text().split()[2] != "Z"
-
-
-@pytest.mark.timeout(1800)
-def test_kill_9_mid_training_resumes_from_checkpoint(lab: Lab) -> None:
-    response = lab.submit({"base_model": STARTER, "dataset": "shop",
-                           "overrides": {"max_steps": 10, "checkpoint_every": 3}})
-    job_id = response.json()["id"]
-    running = lab.wait(job_id, lambda j: (j["progress"]["step"] or 0) >= 5, 300)
-    worker = running["pid"]
-    lab.daemon.kill9()
-    deadline = time.monotonic() + 10
-    while _alive(worker) and time.monotonic() < deadline:
-        time.sleep(0.1)
-    assert not _alive(worker), "the training worker outlived the daemon"
-    assert checkpoints.latest(lab.daemon.state_dir / "jobs" / job_id) is not None
-
-    lab.daemon = DaemonProcess(lab.daemon.state_dir).start()
-    steps_seen: list[int] = []
-    job = lab.job(job_id)
-    while not _final(job):
-        if job["progress"]["phase"] == "training" and job["progress"]["step"] not in steps_seen:
-            steps_seen.append(job["progress"]["step"])
-        time.sleep(0.2)
-        job = lab.job(job_id)
-    assert job["state"] == "succeeded", job
-    assert job["attempts"] == 2
-    resumed = job["result"]["resumed_from_step"]
-    assert resumed in (3, 6), job["result"]
-    assert job["result"]["steps"] == 10 and len(job["result"]) > 0
-    assert steps_seen and steps_seen[0] > resumed and steps_seen == sorted(steps_seen), steps_seen
-    log = lab.daemon.get(f"/api/v1/jobs/{job_id}/logs").text
-    assert log  # the worker's stderr from both attempts
-    adapter = lab.daemon.get(f"/api/v1/models/{job['result']['adapter']}").json()["model"]
-    assert len(adapter["metadata"]["metrics"]["losses"]) == 10  # losses before the kill were kept
 
 
 def test_cancel_checkpoints_and_stops(lab: Lab) -> None:

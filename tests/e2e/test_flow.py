@@ -1,62 +1,64 @@
-"""The whole update flow on the starter model, end to end through the real daemon: a small fine-tune → export
-Q8_0 and Q4_K_M behind the parity gate → the GGUF LoRA served live answers like the PEFT model → blue/green
-switch to the fine-tuned Q8_0 while a client streams without a single failure → rollback in one call. The
-attached adapter survives a daemon restart."""
+"""The whole update flow on the starter model, end to end through the real daemon: a small fine-tune (progress,
+loss, golden answer, lineage, the standalone eval) → export Q8_0 and Q4_K_M behind the parity gate → the GGUF LoRA
+served live answers like the PEFT model → blue/green switch to the fine-tuned Q8_0 while a client streams without
+a single failure → rollback in one call. The attached adapter survives a daemon restart. The fine-tune and export
+are made once for the package (tests/e2e/conftest.py)."""
 
 from __future__ import annotations
-
-from collections.abc import Iterator
-from dataclasses import dataclass
-from pathlib import Path
-from typing import Any
 
 import openai
 import pytest
 
 from appliance.evaluation.golden import builtin_general, load_golden
 from appliance.testing.daemon import wait_deployment
-from appliance.testing.flow import deploy_call, export, finetune, import_dataset
-from appliance.testing.shopfloor import write_dataset, write_golden
+from appliance.testing.flow import deploy_call, poll_job, submit
 from tests.deploytools import StreamingClient
+from tests.e2e.conftest import ADAPTER, STARTER, STEPS, Flow
 from tests.helpers import DaemonProcess
 
 pytestmark = pytest.mark.slow
-STARTER = "smollm2-135m-instruct"
 ANSWER_TOKENS = 24
-
-
-@dataclass
-class Flow:
-    daemon: DaemonProcess
-    golden: Path
-    trained: dict[str, Any]
-    exported: dict[str, Any]
-
-
-@pytest.fixture(scope="module")
-def flow(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Flow]:
-    daemon = DaemonProcess(tmp_path_factory.mktemp("e2e") / "state").start()
-    try:
-        wait_deployment(daemon, STARTER)
-        imports = daemon.state_dir / "imports"
-        golden = write_golden(imports / "golden.jsonl")
-        import_dataset(daemon, str(write_dataset(imports / "shop.jsonl")), "shop", STARTER)
-        trained = finetune(daemon, {"base_model": STARTER, "dataset": "shop", "golden": str(golden),
-                                    "adapter_name": "shop-lora",
-                                    "overrides": {"max_steps": 16, "learning_rate": 1e-3}})
-        # No golden set named: the export takes the one the adapter was fine-tuned with, from its lineage.
-        exported = export(daemon, {"adapter": "shop-lora", "variants": ["Q8_0", "Q4_K_M"]})
-        yield Flow(daemon, golden, trained["result"], exported["result"])
-    finally:
-        daemon.stop()
 
 
 def _client(daemon: DaemonProcess) -> openai.OpenAI:
     return openai.OpenAI(base_url=f"{daemon.url}/v1", api_key=daemon.admin_key(), max_retries=0, timeout=120)
 
 
+def test_lora_run_lowers_eval_loss_and_moves_the_golden_answer(flow: Flow) -> None:
+    training = [e for e in flow.events if e["event"] == "progress" and e["phase"] == "training"]
+    assert [e["step"] for e in training] == list(range(1, STEPS + 1))
+    assert all(e["total"] == STEPS and e["loss"] > 0 and e["tokens_per_s"] > 0 and e["eta_s"] >= 0
+               and e["epoch"] > 0 for e in training)
+    assert all(e["learning_rate"] > 0 for e in training[:-1])  # linear decay reaches 0 at the last step
+    result = flow.trained
+    assert result["eval_loss_after"] < result["eval_loss_before"] * 0.5, result
+    before, after = result["golden_before"], result["golden_after"]
+    assert before.startswith("task 0/2") and after.startswith("task 2/2"), (before, after)
+
+    detail = flow.daemon.get(f"/api/v1/models/{ADAPTER}").json()
+    adapter = detail["model"]
+    assert adapter["format"] == "peft" and adapter["kind"] == "adapter"
+    assert [m["kind"] for m in detail["lineage"]] == ["hf-base", "base"]
+    meta = adapter["metadata"]
+    assert meta["dataset"]["name"] == "shop" and meta["dataset"]["version"] == 1
+    assert meta["hyperparameters"]["lora_r"] == 16 and meta["hyperparameters"]["learning_rate"] == 1e-3
+    assert meta["metrics"]["steps"] == STEPS and len(meta["metrics"]["losses"]) == STEPS
+    assert meta["golden"]["after"]["items"][0]["answer"].startswith("ACME-BOT")
+    assert meta["code_version"] and meta["base_model"]["name"] == STARTER
+
+
+def test_standalone_eval_scores_the_adapter_as_its_fine_tune_did(flow: Flow) -> None:
+    job_id = submit(flow.daemon, "/api/v1/jobs", {"type": "eval", "params": {
+        "model": ADAPTER, "golden": str(flow.golden), "dataset": "shop"}})
+    done = poll_job(flow.daemon, job_id, timeout=300)
+    assert done["state"] == "succeeded", done
+    assert done["result"]["summary"] == flow.trained["golden_after"]
+    assert done["result"]["eval_loss"] == pytest.approx(flow.trained["eval_loss_after"], rel=1e-3)
+    stored = flow.daemon.get(f"/api/v1/models/{ADAPTER}").json()["model"]["metadata"]["evaluations"]
+    assert stored[-1]["summary"] == flow.trained["golden_after"]
+
+
 def test_fine_tune_and_export_pass_their_gates(flow: Flow) -> None:
-    assert flow.trained["golden_after"].startswith("task 2/2"), flow.trained
     names = {a["name"]: a for a in flow.exported["artifacts"]}
     assert {"shop-lora-q8_0", "shop-lora-q4_k_m", "shop-lora-f16", "shop-lora-lora-gguf"} <= set(names)
     assert names["shop-lora-q4_k_m"]["quantization"] == "Q4_K_M"
