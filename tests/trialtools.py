@@ -48,10 +48,10 @@ def until(check: Callable[[], Any], timeout: float, what: str) -> Any:
 
 
 def add_candidate(url: str, admin_key: str, model: str, name: str, timeout: float = 180.0) -> Json:
-    """Deploy `model` as `name` (one slot) and wait until it is ready."""
+    """Deploy `model` as `name` (one slot, one thread: see tests/test_trials_live.py) and wait until it is ready."""
     with admin(url, admin_key) as http:
         response = http.post("/api/v1/deployments", json={"model": model, "name": name,
-                                                          "params": {"parallel_slots": 1}})
+                                                          "params": {"parallel_slots": 1, "threads": 1}})
         assert response.status_code == 201, response.text
         ready = until(lambda: (d := http.get(f"/api/v1/deployments/{name}").json())["state"] == "ready" and d,
                       timeout, f"{name} ready")

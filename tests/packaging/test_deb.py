@@ -37,20 +37,9 @@ def build(revision: int) -> Path:
     return Path(out.stdout.strip().splitlines()[-1])
 
 
-@functools.cache
-def lintian(deb: Path) -> subprocess.Popen[str]:
-    """lintian of `deb`, started at once: it takes minutes of one core, so it runs while the install test boots
-    its root and waits on systemd (the lintian test collects it)."""
-    return subprocess.Popen(["lintian", "--fail-on", "error,warning", str(deb)], stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True)
-
-
 @pytest.fixture(scope="module")
 def debs() -> tuple[Path, Path]:
-    first = build(1)
-    if shutil.which("lintian"):
-        lintian(first)
-    return first, build(2)
+    return build(1), build(2)
 
 
 @pytest.fixture(scope="module")
@@ -126,7 +115,7 @@ def test_install_serve_watchdog_upgrade_purge(debs: tuple[Path, Path], machine: 
 
 @pytest.mark.skipif(shutil.which("lintian") is None, reason="needs lintian")
 def test_lintian_reports_no_errors_or_warnings(debs: tuple[Path, Path]) -> None:
-    run = lintian(debs[0])
-    stdout, stderr = run.communicate(timeout=1200)
-    tags = [line for line in stdout.splitlines() if line[:2] in ("E:", "W:")]
-    assert run.returncode == 0 and not tags, "\n".join(tags[:40]) or stderr
+    result = subprocess.run(["lintian", "--fail-on", "error,warning", str(debs[0])], capture_output=True, text=True,
+                            timeout=1200)
+    tags = [line for line in result.stdout.splitlines() if line[:2] in ("E:", "W:")]
+    assert result.returncode == 0 and not tags, "\n".join(tags[:40]) or result.stderr
