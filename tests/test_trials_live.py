@@ -98,6 +98,20 @@ def test_shadow_agreement_tells_a_worse_version_and_the_gate_follows(daemon: Dae
     assert any(a["action"] == "deployment.switch.blocked" and a["detail"].get("min_agreement") == 0.9
                for a in audit)
     httpx.delete(f"{daemon.url}/api/v1/deployments/{STARTER}/shadow", headers=daemon.admin_headers())
+    assert "shadow candidate will slow" not in daemon.log()  # both candidates run one thread
+
+    # A candidate with two threads beside the live one on the CPU: the daemon says what it will cost and how to fix.
+    _post(daemon, "/api/v1/deployments", {"model": STARTER, "name": "two-threads",
+                                          "params": {"parallel_slots": 1, "threads": 2}}, 201)
+    wait_deployment(daemon, "two-threads")
+    assert httpx.put(f"{daemon.url}/api/v1/deployments/{STARTER}/shadow", headers=daemon.admin_headers(),
+                     json={"candidate": "two-threads", "sample_rate": 0.0}).status_code == 200
+    warned = [line for line in daemon.log().splitlines() if "shadow candidate will slow" in line]
+    assert warned and "two-threads computes on the CPU with 2 threads" in warned[-1], daemon.log()[-2000:]
+    assert "params.threads = 1" in warned[-1]
+    httpx.delete(f"{daemon.url}/api/v1/deployments/{STARTER}/shadow", headers=daemon.admin_headers())
+    assert httpx.delete(f"{daemon.url}/api/v1/deployments/two-threads",
+                        headers=daemon.admin_headers()).status_code in (200, 204)
 
 
 class Load:

@@ -6,6 +6,7 @@ kept in the store (a restart brings them back); the gateway reads them from memo
 from __future__ import annotations
 
 import json
+import logging
 import time
 from collections.abc import Callable
 from typing import Any
@@ -19,6 +20,8 @@ from appliance.trials.models import ShadowSettings
 from appliance.trials.runtime import TrialsRuntime
 from appliance.trials.verdict import WatchSettings, merge
 from appliance.trials.watch import ArmRef
+
+log = logging.getLogger(__name__)
 
 Audit = Callable[[str, str, str, dict[str, Any]], None]
 
@@ -76,7 +79,24 @@ class Trials:
         self._save(name, "shadow", settings.model_dump(), actor)
         self.shadows[name] = settings
         self.parts.store.audit(actor, "deployment.shadow", name, settings.model_dump())
+        if (warning := self.contention(name, settings.candidate)) is not None:
+            log.warning("shadow candidate will slow the live deployment", extra={
+                "deployment": name, "candidate": settings.candidate, "detail": warning})
         return settings
+
+    def contention(self, name: str, candidate: str) -> str | None:
+        """Why a shadow `candidate` on the CPU would slow `name`'s live answers, if it would: two multi-threaded
+        llama.cpp processes on the same cores stall each other at every thread barrier (docs/deploy.md: a live
+        answer took 15.5 s beside a 2-thread shadow, 1.0 s beside a 1-thread one, 0.45 s alone)."""
+        live, shadow = self.parts.reconciler.live(name), self.parts.reconciler.live(candidate)
+        if live is None or shadow is None:
+            return None
+        spec, shadow_spec = live.process.spec, shadow.process.spec
+        threads = shadow_spec.threads or 2
+        if spec.gpu_layers != 0 or shadow_spec.gpu_layers != 0 or threads <= 1:
+            return None
+        return (f"{candidate} computes on the CPU with {shadow_spec.threads or 'all'} threads beside {name}: "
+                f"redeploy it with params.threads = 1")
 
     async def clear_shadow(self, name: str, actor: str) -> None:
         self.parts.rows.get(name)
