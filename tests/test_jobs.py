@@ -9,6 +9,7 @@ import time
 import httpx
 import pytest
 
+from appliance.testing.flow import job_events
 from tests.helpers import DaemonProcess
 
 pytestmark = pytest.mark.slow
@@ -42,16 +43,6 @@ def _wait_job(daemon: DaemonProcess, job_id: str, states: tuple[str, ...], timeo
     raise TimeoutError(f"job {job_id} not in {states}: {job}\n{daemon.log()[-2000:]}")
 
 
-def _events(daemon: DaemonProcess, job_id: str) -> list[dict]:
-    events = []
-    with httpx.stream("GET", f"{daemon.url}/api/v1/jobs/{job_id}/events", headers=daemon.admin_headers(),
-                      timeout=180) as response:
-        for line in response.iter_lines():
-            if line.startswith("data: "):
-                events.append(json.loads(line[6:]))
-    return events
-
-
 @pytest.fixture
 def daemon(tmp_path):
     proc = DaemonProcess(tmp_path / "state").start()
@@ -61,7 +52,7 @@ def daemon(tmp_path):
 
 def test_dataset_import_job_streams_progress_and_reports_lines(daemon):
     job = _import(daemon, _write_dataset(daemon), "math", base_model=STARTER)
-    events = _events(daemon, job["id"])
+    events = job_events(daemon, job["id"], timeout=180)
     kinds = [e["event"] for e in events]
     assert kinds[0] == "snapshot" and kinds[-1] == "state"
     assert [e["phase"] for e in events if e["event"] == "progress"][-1] == "done"

@@ -45,7 +45,7 @@ def daemon(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DaemonProcess]:
         for name, model in (("same", STARTER), ("worse", "smol-q2k")):
             # One thread: two llama.cpp processes of 2 threads each on 2 cores stall each other at every thread
             # barrier (a live answer of 32 tokens took 15 s instead of 0.45 s beside a 2-thread shadow; 1.0 s
-            # beside a 1-thread one). docs/trials.md says so to operators.
+            # beside a 1-thread one). docs/deploy.md says so to operators.
             _post(proc, "/api/v1/deployments", {"model": model, "name": name,
                                                 "params": {"parallel_slots": 2, "threads": 1}}, 201)
             wait_deployment(proc, name)

@@ -56,6 +56,12 @@ class LaunchSpec:
     def auth_headers(self) -> dict[str, str]:
         return {"Authorization": f"Bearer {self.api_key}"} if self.api_key else {}
 
+    @property
+    def threaded_on_cpu(self) -> bool:
+        """Computes on the CPU with more than one thread (0: all cores, counted as 2): such a process stalls at
+        every thread barrier while another one computes on the same cores (docs/deploy.md)."""
+        return self.gpu_layers == 0 and (self.threads or 2) > 1
+
 
 @dataclass(frozen=True)
 class Capabilities:

@@ -138,7 +138,7 @@ class Switcher:
         # On CPU the trial runs single-threaded: two multi-threaded llama.cpp processes busy on the same cores
         # stall each other at every thread barrier (4 short answers took 35 s beside a busy live backend on 2
         # cores). The version that takes over is then started with the deployment's threads and smoke-tested.
-        trial_first = live.process.spec.gpu_layers == 0 and (live.process.spec.threads or 2) > 1
+        trial_first = live.process.spec.threaded_on_cpu
         candidate = await self._start_candidate(planned.plan.with_threads(1) if trial_first else planned.plan,
                                                 attached)
         trial = Trial(candidate, "", None, {"candidate_ready": round(time.monotonic() - started, 2)})

@@ -91,9 +91,8 @@ class Trials:
         live, shadow = self.parts.reconciler.live(name), self.parts.reconciler.live(candidate)
         if live is None or shadow is None:
             return None
-        spec, shadow_spec = live.process.spec, shadow.process.spec
-        threads = shadow_spec.threads or 2
-        if spec.gpu_layers != 0 or shadow_spec.gpu_layers != 0 or threads <= 1:
+        shadow_spec = shadow.process.spec
+        if live.process.spec.gpu_layers != 0 or not shadow_spec.threaded_on_cpu:
             return None
         return (f"{candidate} computes on the CPU with {shadow_spec.threads or 'all'} threads beside {name}: "
                 f"redeploy it with params.threads = 1")

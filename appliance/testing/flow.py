@@ -3,6 +3,7 @@ end-to-end test and bench/e2e.py so both exercise exactly the same path."""
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Callable
 from typing import Any
@@ -29,6 +30,17 @@ def poll_job(daemon: DaemonProcess, job_id: str, until: Callable[[dict[str, Any]
         if time.monotonic() > deadline:
             raise TimeoutError(f"job {job_id}: {job}\n{daemon.log()[-3000:]}")
         time.sleep(0.3)
+
+
+def job_events(daemon: DaemonProcess, job_id: str, timeout: float = 900) -> list[dict[str, Any]]:
+    """Every server-sent event of a job until it ends (the stream does not replay: subscribe while it runs)."""
+    events = []
+    with httpx.stream("GET", f"{daemon.url}/api/v1/jobs/{job_id}/events", headers=daemon.admin_headers(),
+                      timeout=timeout) as response:
+        for line in response.iter_lines():
+            if line.startswith("data: "):
+                events.append(json.loads(line[6:]))
+    return events
 
 
 def wait_job(daemon: DaemonProcess, job_id: str, timeout: float = 900) -> dict[str, Any]:

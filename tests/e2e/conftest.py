@@ -4,17 +4,15 @@ layout) and the standalone eval job. Each used to train or export on its own dae
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
 
 from appliance.testing.daemon import wait_deployment
-from appliance.testing.flow import export, import_dataset, submit
+from appliance.testing.flow import export, import_dataset, job_events, submit
 from appliance.testing.shopfloor import write_dataset, write_golden
 from tests.helpers import DaemonProcess
 
@@ -30,17 +28,6 @@ class Flow:
     events: list[dict[str, Any]]  # the fine-tune job's server-sent events, snapshot to final state
     trained: dict[str, Any]
     exported: dict[str, Any]
-
-
-def job_events(daemon: DaemonProcess, job_id: str) -> list[dict[str, Any]]:
-    """Every event of a job until it ends (the stream does not replay: subscribe while it runs)."""
-    events = []
-    with httpx.stream("GET", f"{daemon.url}/api/v1/jobs/{job_id}/events", headers=daemon.admin_headers(),
-                      timeout=900) as response:
-        for line in response.iter_lines():
-            if line.startswith("data: "):
-                events.append(json.loads(line[6:]))
-    return events
 
 
 @pytest.fixture(scope="package")
