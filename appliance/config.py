@@ -108,6 +108,11 @@ class ApplianceConfig(BaseSettings):
         "minilm-embeddings", description="The embeddings deployment a shadow's pairs are compared through "
         "(embedding cosine); none: no cosine."
     )
+    shadow_gives_way: bool = Field(
+        True, description="A shadow whose candidate computes on the same CPU cores as the live deployment asks it "
+        "only while the live side is idle and withdraws the request when live traffic arrives (two llama.cpp "
+        "processes on the same cores stall each other: docs/deploy.md). Off: the shadow competes for the cores."
+    )
     backend_niceness: int = Field(
         10, ge=0, le=19,
         description="CPU niceness of backend processes: backends saturate every core, and the gateway, the API "

@@ -261,6 +261,10 @@ def main() -> int:
     parser.add_argument("--json", type=Path, help="also write the figures here")
     parser.add_argument("--guarded", action="store_true", help="a policy (redaction, deny rules, capture) vs none")
     parser.add_argument("--shadow", action="store_true", help="a 100 %% shadow of the same model vs none")
+    parser.add_argument("--shadow-contend", action="store_true",
+                        help="with --shadow: the shadow competes for the cores (shadow_gives_way off)")
+    parser.add_argument("--shadow-settle-s", type=float, default=5.0,
+                        help="with --shadow: quiet seconds after each shadowed round before its counts are read")
     args = parser.parse_args()
     if args.shadow:
         from serving_shadow import measure_shadow, report_shadow  # bench/ is the script's own folder

@@ -1,8 +1,10 @@
 """The shadow mode of bench/serving.py: live tokens/s through the gateway with a 100 % shadow (another deployment
 of the same model answering every request in the background) against the same deployment without, in
 interleaved rounds of one run (the shadow is attached and detached between rounds). Target ≥ 0.90 at 1 and 8
-streams on a 2-core box, where both backends share the cores; the shadow's own decode is that contention, so
-its tokens/s in the same rounds are printed beside."""
+streams on a 2-core box, where both backends share the cores. By default the shadow gives way to live traffic
+(trials/yielding.py: the candidate is asked only at quiet moments), so the pairs it made and the requests it
+withdrew are printed beside; `--shadow-contend` runs the daemon with `shadow_gives_way` off, which measures
+what the core contention itself costs."""
 
 from __future__ import annotations
 
@@ -10,6 +12,7 @@ import argparse
 import asyncio
 import statistics
 import tempfile
+import time
 from pathlib import Path
 from typing import Any
 
@@ -36,9 +39,10 @@ def _pairs(daemon: DaemonProcess, model: str) -> dict[str, Any]:
 def measure_shadow(args: argparse.Namespace, model: str, way: Any, run_round: Any) -> dict[str, Any]:
     """`way` builds the gateway path (serving.Way); `run_round` is serving.run_round."""
     state = Path(tempfile.mkdtemp(prefix="slm-bench-shadow-")) / "state"
-    daemon = DaemonProcess(state, env={"SLM_RATE_LIMIT_PER_MINUTE": "100000"}).start()
+    env = {"SLM_RATE_LIMIT_PER_MINUTE": "100000", "SLM_SHADOW_GIVES_WAY": "false" if args.shadow_contend else "true"}
+    daemon = DaemonProcess(state, env=env).start()
     rounds: dict[tuple[str, int], list[float]] = {}
-    offered = dropped = 0
+    counts = dict.fromkeys(("offered", "dropped", "withdrawn", "pairs"), 0)
     try:
         wait_deployment(daemon, model)
         httpx.post(f"{daemon.url}/api/v1/deployments", headers=daemon.admin_headers(), timeout=120,
@@ -53,9 +57,10 @@ def measure_shadow(args: argparse.Namespace, model: str, way: Any, run_round: An
                     measured = asyncio.run(run_round(gateway, streams, requests))
                     rounds.setdefault((name, streams), []).append(measured.tokens_per_s)
                     if on:
+                        time.sleep(args.shadow_settle_s)  # a quiet moment: the shadow answers what it holds
                         summary = _pairs(daemon, model)
-                        offered += int(summary.get("offered", 0))
-                        dropped += int(summary.get("dropped", 0))
+                        for name_ in counts:
+                            counts[name_] += int(summary.get(name_, 0))
     finally:
         daemon.stop()
 
@@ -65,16 +70,18 @@ def measure_shadow(args: argparse.Namespace, model: str, way: Any, run_round: An
     return {"plain_tps_1": tps("plain", 1), "shadowed_tps_1": tps("shadowed", 1),
             "plain_tps_8": tps("plain", 8), "shadowed_tps_8": tps("shadowed", 8),
             "ratio_1": tps("shadowed", 1) / tps("plain", 1), "ratio_8": tps("shadowed", 8) / tps("plain", 8),
-            "offered": offered, "dropped": dropped, "rounds": args.rounds}
+            **counts, "rounds": args.rounds, "gives_way": not args.shadow_contend}
 
 
 def report_shadow(f: dict[str, Any]) -> None:
-    print(f"shadow mode: a second deployment of the model answers 100 % of the requests in the background, "
-          f"{f['rounds']} interleaved rounds")
+    how = "gives way to live traffic" if f["gives_way"] else "competes for the cores (shadow_gives_way off)"
+    print(f"shadow mode: a second deployment of the model answers 100 % of the requests in the background and "
+          f"{how}, {f['rounds']} interleaved rounds")
     print(f"{'':28}{'plain':>12}{'shadowed':>12}{'ratio':>9}   target")
     for streams in (1, 8):
         label = f"live tokens/s, {streams} stream" + ("s" if streams > 1 else "")
         print(f"{label:28}{f[f'plain_tps_{streams}']:>12.1f}{f[f'shadowed_tps_{streams}']:>12.1f}"
               f"{f[f'ratio_{streams}']:>9.3f}   ≥ 0.90")
-    print(f"shadow requests offered {f['offered']}, dropped {f['dropped']} (bounded queue: the candidate answers "
-          "one at a time and cannot keep up with 8 live streams on 2 cores)")
+    print(f"shadow requests offered {f['offered']}, compared {f['pairs']}, withdrawn for live traffic "
+          f"{f['withdrawn']}, dropped {f['dropped']} (bounded queue of 64: under constant load the candidate "
+          "cannot keep up)")

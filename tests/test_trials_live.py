@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import signal
+import statistics
 import subprocess
 import threading
 import time
@@ -62,20 +63,34 @@ def _post(daemon: DaemonProcess, path: str, body: dict[str, Any] | None, status:
     return dict(response.json()) if response.content else {}
 
 
+def _live_latencies(daemon: DaemonProcess, pause_s: float = 0.0) -> list[float]:
+    """Each prompt once, in turn (`pause_s` apart), through the gateway: the seconds each live answer took."""
+    client = openai.OpenAI(base_url=f"{daemon.url}/v1", api_key=daemon.admin_key(), max_retries=0, timeout=120)
+    took = []
+    for prompt in PROMPTS:
+        started = time.perf_counter()
+        client.chat.completions.create(model=STARTER, max_tokens=32, temperature=0, seed=0,
+                                       messages=[{"role": "user", "content": prompt}])
+        took.append(time.perf_counter() - started)
+        time.sleep(pause_s)
+    return took
+
+
+def _pairs_after(daemon: DaemonProcess, pairs: int) -> dict[str, Any]:
+    deadline = time.monotonic() + 120
+    while True:
+        summary = daemon.get(f"/api/v1/deployments/{STARTER}/trials").json()["shadow_summary"]
+        if (summary and summary["pairs"] >= pairs) or time.monotonic() > deadline:
+            return dict(summary)
+        time.sleep(0.5)
+
+
 def _shadowed(daemon: DaemonProcess, candidate: str) -> dict[str, Any]:
     """Attach `candidate` as the starter's shadow, send every prompt, and return the shadow's figures."""
     assert httpx.put(f"{daemon.url}/api/v1/deployments/{STARTER}/shadow", headers=daemon.admin_headers(),
                      json={"candidate": candidate, "sample_rate": 1.0}).status_code == 200
-    client = openai.OpenAI(base_url=f"{daemon.url}/v1", api_key=daemon.admin_key(), max_retries=0, timeout=120)
-    for prompt in PROMPTS:
-        client.chat.completions.create(model=STARTER, max_tokens=32, temperature=0, seed=0,
-                                       messages=[{"role": "user", "content": prompt}])
-    deadline = time.monotonic() + 120
-    while True:
-        summary = daemon.get(f"/api/v1/deployments/{STARTER}/trials").json()["shadow_summary"]
-        if (summary and summary["pairs"] >= len(PROMPTS)) or time.monotonic() > deadline:
-            return dict(summary)
-        time.sleep(0.5)
+    _live_latencies(daemon)
+    return _pairs_after(daemon, len(PROMPTS))
 
 
 def test_shadow_agreement_tells_a_worse_version_and_the_gate_follows(daemon: DaemonProcess) -> None:
@@ -98,17 +113,25 @@ def test_shadow_agreement_tells_a_worse_version_and_the_gate_follows(daemon: Dae
     assert any(a["action"] == "deployment.switch.blocked" and a["detail"].get("min_agreement") == 0.9
                for a in audit)
     httpx.delete(f"{daemon.url}/api/v1/deployments/{STARTER}/shadow", headers=daemon.admin_headers())
-    assert "shadow candidate will slow" not in daemon.log()  # both candidates run one thread
 
-    # A candidate with two threads beside the live one on the CPU: the daemon says what it will cost and how to fix.
+    # A candidate with two threads beside the live one on the CPU: it gives way to live traffic (asked only at
+    # quiet moments, withdrawn when a live request arrives), so live answers keep their pace. Competing, a live
+    # answer took 15 s instead of 0.45 s here (docs/deploy.md).
     _post(daemon, "/api/v1/deployments", {"model": STARTER, "name": "two-threads",
                                           "params": {"parallel_slots": 1, "threads": 2}}, 201)
     wait_deployment(daemon, "two-threads")
+    plain = _live_latencies(daemon)
     assert httpx.put(f"{daemon.url}/api/v1/deployments/{STARTER}/shadow", headers=daemon.admin_headers(),
-                     json={"candidate": "two-threads", "sample_rate": 0.0}).status_code == 200
-    warned = [line for line in daemon.log().splitlines() if "shadow candidate will slow" in line]
-    assert warned and "two-threads computes on the CPU with 2 threads" in warned[-1], daemon.log()[-2000:]
-    assert "params.threads = 1" in warned[-1]
+                     json={"candidate": "two-threads", "sample_rate": 1.0}).status_code == 200
+    # 0.3 s apart: the shadow starts after 0.25 s of quiet and is withdrawn when the next live request comes.
+    shadowed = _live_latencies(daemon, pause_s=0.3)
+    summary = _pairs_after(daemon, len(PROMPTS))  # made once the live side is quiet
+    print(f"live answer median alone {statistics.median(plain):.2f} s, beside a 2-thread shadow that gives way "
+          f"{statistics.median(shadowed):.2f} s; pairs {summary['pairs']}, withdrawn {summary['withdrawn']}")
+    assert statistics.median(shadowed) < 2 * statistics.median(plain) + 0.5, (plain, shadowed)
+    assert summary["pairs"] >= len(PROMPTS) and summary["agreement_mean"] >= 0.9, summary
+    assert summary["withdrawn"] >= 1, summary
+    assert "shadow candidate will slow" not in daemon.log()  # it gives way: nothing to warn of
     httpx.delete(f"{daemon.url}/api/v1/deployments/{STARTER}/shadow", headers=daemon.admin_headers())
     assert httpx.delete(f"{daemon.url}/api/v1/deployments/two-threads",
                         headers=daemon.admin_headers()).status_code in (200, 204)

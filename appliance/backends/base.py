@@ -57,6 +57,11 @@ class LaunchSpec:
         return {"Authorization": f"Bearer {self.api_key}"} if self.api_key else {}
 
     @property
+    def computes_on_cpu(self) -> bool:
+        """Decodes on the CPU cores (no GPU, or no layer offloaded to one)."""
+        return not self.on_gpu or self.gpu_layers == 0
+
+    @property
     def threaded_on_cpu(self) -> bool:
         """Computes on the CPU with more than one thread (0: all cores, counted as 2): such a process stalls at
         every thread barrier while another one computes on the same cores (docs/deploy.md)."""

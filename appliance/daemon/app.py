@@ -34,7 +34,7 @@ from appliance.web.errors import install_error_handlers
 from appliance.web.guard import UPLOAD_FRAMING, Limits, RequestGuard
 
 
-def create_app(appliance: Appliance, deployments: Deployments, jobs: JobRunner, trials: TrialsRuntime,
+def create_app(appliance: Appliance, deployments: Deployments, jobs: JobRunner, trials: TrialsRuntime, gates: Gates,
                retrieval: RetrievalService | None = None) -> FastAPI:
     # No /docs or /redoc (their pages load scripts from a CDN an air-gapped box cannot reach); the OpenAPI
     # document is served behind a key by routes_system.
@@ -64,7 +64,7 @@ def create_app(appliance: Appliance, deployments: Deployments, jobs: JobRunner, 
     app.state.gateway = GatewayContext(
         deployments=view,
         upstream=UpstreamPool(config.upstream_read_timeout_s),
-        gates=Gates(config.queue_depth, config.per_key_concurrency), metrics=metrics, usage=usage,
+        gates=gates, metrics=metrics, usage=usage,
         limits=RequestLimits(config.max_json_depth, config.max_messages), capture=capture.writer,
         shadows=trials.runner, outcomes=trials.outcomes, audit=appliance.store.audit, retrieval=retrieval)
     install_error_handlers(app)

@@ -25,6 +25,7 @@ from appliance.daemon.retrieval_wiring import retrieval_service
 from appliance.daemon.sdnotify import Notifier
 from appliance.daemon.trials_wiring import trials_runtime
 from appliance.deploy.service import Deployments
+from appliance.gateway.admission import Gates
 from appliance.jobs.runner import JobRunner, ServingPause
 from appliance.jobs.store import JobStore
 from appliance.retrieval.service import RetrievalService
@@ -52,10 +53,11 @@ def _local_url(sock: socket.socket) -> str:
     return f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
 
 
-def _deployments(appliance: Appliance, registry: CollectorRegistry) -> tuple[Deployments, TrialsRuntime]:
+def _deployments(appliance: Appliance, registry: CollectorRegistry,
+                 gates: Gates) -> tuple[Deployments, TrialsRuntime]:
     config = appliance.config
     backends = create_backends(config, appliance.state_dir)
-    trials = trials_runtime(appliance, registry, lambda: deployments)
+    trials = trials_runtime(appliance, registry, lambda: deployments, gates)
     deployments = Deployments(appliance.store, appliance.registry, appliance.selection, appliance.hardware,
                               backends, appliance.logs_dir, appliance.runtime_dir, appliance.import_roots,
                               config.backend_niceness, trials)
@@ -81,13 +83,14 @@ async def serve(appliance: Appliance, notifier: Notifier) -> int:
         log.error("cannot bind the API socket", extra={"host": config.host, "port": config.port, "error": str(exc)})
         return 1
     registry = CollectorRegistry()  # the daemon's metrics: the gateway's, the trials', the capture writer's
-    deployments, trials = _deployments(appliance, registry)
+    gates = Gates(config.queue_depth, config.per_key_concurrency)  # the gateway's admission; shadows read it
+    deployments, trials = _deployments(appliance, registry, gates)
     training = appliance.selection.profile.training
     pause = None if training.serving_during_training else ServingPause(deployments.pause_all, deployments.resume)
     jobs = JobRunner(JobStore(appliance.store), appliance.state_dir, appliance.import_roots,
                      training.max_seq_length, serving_pause=pause, daemon_url=_local_url(sock))
     retrieval = retrieval_service(appliance, deployments, jobs)
-    app = create_app(appliance, deployments, jobs, trials, retrieval)
+    app = create_app(appliance, deployments, jobs, trials, gates, retrieval)
     protocol = guarded_protocol(config.header_timeout_s, 64 * 1024, config.max_connections)
     uv_config = uvicorn.Config(guarded(app, appliance), log_config=None, access_log=False, lifespan="off",
                                timeout_graceful_shutdown=10, http=protocol, timeout_keep_alive=5)

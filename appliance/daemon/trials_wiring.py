@@ -12,6 +12,7 @@ from prometheus_client import CollectorRegistry
 
 from appliance.core import Appliance
 from appliance.deploy.service import Deployments
+from appliance.gateway.admission import Gates
 from appliance.gateway.answers import AnswerText
 from appliance.trials.canary import Outcomes, thumbs
 from appliance.trials.compare import Answer
@@ -24,24 +25,31 @@ SHADOW_TIMEOUT_S = 120.0
 
 
 def trials_runtime(appliance: Appliance, registry: CollectorRegistry,
-                   deployments: Callable[[], Deployments]) -> TrialsRuntime:
-    """`deployments`: the service, once it exists (it is built with this runtime; both refer to each other)."""
+                   deployments: Callable[[], Deployments], gates: Gates) -> TrialsRuntime:
+    """`deployments`: the service, once it exists (it is built with this runtime; both refer to each other).
+    `gates`: the gateway's admission, whose in-flight counts tell a shadow on the live side's cores to give way."""
 
     async def send(body: dict[str, Any]) -> Answer:
+        """The whole answer of the candidate, read as a stream: a withdrawn request (the connection closed) stops
+        the backend at its next token, where a request for the whole answer runs on for up to a second."""
         service = deployments()
         route = service.gateway_view.route(str(body["model"]))
         if route is None:
             raise RuntimeError(f"shadow candidate {body['model']!r} is not serving")
         path = "/v1/chat/completions" if "messages" in body else "/v1/completions"
+        streamed = {**body, **(route.selector or {}), "stream": True, "stream_options": {"include_usage": True}}
         started = time.perf_counter()
-        response = await route.process.client.post(
-            f"{route.process.endpoint}{path}", json={**body, **(route.selector or {})},
-            headers=route.process.spec.auth_headers(), timeout=SHADOW_TIMEOUT_S)
-        latency = time.perf_counter() - started
-        if response.status_code != 200:
-            return Answer(response.status_code, "", latency)
-        read = AnswerText.of(response.json())
-        return Answer(200, read.text, latency, read.finish_reason, read.completion_tokens or None)
+        async with route.process.client.stream(
+                "POST", f"{route.process.endpoint}{path}", json=streamed,
+                headers=route.process.spec.auth_headers(), timeout=SHADOW_TIMEOUT_S) as response:
+            if response.status_code != 200:
+                await response.aread()
+                return Answer(response.status_code, "", time.perf_counter() - started)
+            read = AnswerText()
+            async for data in response.aiter_bytes():
+                read.feed(data)
+        return Answer(200, read.text, time.perf_counter() - started, read.finish_reason,
+                      read.completion_tokens or None)
 
     embeddings = appliance.config.shadow_embeddings
 
@@ -56,11 +64,20 @@ def trials_runtime(appliance: Appliance, registry: CollectorRegistry,
         response.raise_for_status()
         return [list(item["embedding"]) for item in response.json()["data"]]
 
+    def busy(live: str, candidate: str) -> bool:
+        """The live side has requests in flight and both compute on the same CPU cores (trials/yielding.py)."""
+        if not gates.busy(live):
+            return False
+        view = deployments().gateway_view
+        routes = view.route(live), view.route(candidate)
+        return all(r is not None and r.process.spec.computes_on_cpu for r in routes)
+
     async def rollback(deployment: str, verdict: Verdict) -> None:
         await deployments().auto_rollback(deployment, verdict)
 
     outcomes = Outcomes()
-    runner = ShadowRunner(appliance.store, registry, send, embed=embed if embeddings else None)
+    runner = ShadowRunner(appliance.store, registry, send, embed=embed if embeddings else None,
+                          busy=busy if appliance.config.shadow_gives_way else None)
     watch = LiveWatch(outcomes, rollback, registry, interval_s=appliance.config.watch_interval_s,
                       feedback=lambda model_id, since, until: thumbs(appliance.store, model_id, since, until))
     defaults = merge(WatchSettings(), appliance.selection.profile.watch)

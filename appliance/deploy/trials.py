@@ -87,7 +87,10 @@ class Trials:
     def contention(self, name: str, candidate: str) -> str | None:
         """Why a shadow `candidate` on the CPU would slow `name`'s live answers, if it would: two multi-threaded
         llama.cpp processes on the same cores stall each other at every thread barrier (docs/deploy.md: a live
-        answer took 15.5 s beside a 2-thread shadow, 1.0 s beside a 1-thread one, 0.45 s alone)."""
+        answer took 15.5 s beside a 2-thread shadow, 1.0 s beside a 1-thread one, 0.45 s alone). Not when the
+        shadow gives way to live traffic (`shadow_gives_way`, the default)."""
+        if self.runtime is not None and self.runtime.runner.gives_way:
+            return None
         live, shadow = self.parts.reconciler.live(name), self.parts.reconciler.live(candidate)
         if live is None or shadow is None:
             return None

@@ -78,6 +78,11 @@ class Gates:
         else:
             self._by_key.pop(key_id, None)
 
+    def busy(self, name: str) -> bool:
+        """Whether deployment `name` has a request running or queued (a shadow on its cores gives way)."""
+        gate = self._gates.get(name)
+        return gate is not None and (gate.active > 0 or gate.waiting > 0)
+
     def for_deployment(self, name: str, slots: int) -> Gate:
         gate = self._gates.get(name)
         if gate is None or gate.slots != slots:

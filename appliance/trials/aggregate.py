@@ -28,7 +28,7 @@ class Window:
         self._histogram = [0] * BUCKETS
         self._refusals: dict[str, Counter[str]] = {"live": Counter(), "candidate": Counter()}
         # Since the runner started (not restored from the store):
-        self.offered = self.dropped = self.embed_failures = self.unstored = 0
+        self.offered = self.dropped = self.embed_failures = self.unstored = self.withdrawn = 0
 
     def __len__(self) -> int:
         return len(self._pairs)
@@ -75,4 +75,5 @@ class Window:
             histogram=[Bucket(lower=i / BUCKETS, upper=(i + 1) / BUCKETS, count=n)
                        for i, n in enumerate(self._histogram)],
             offered=self.offered, dropped=self.dropped, embed_failures=self.embed_failures, unstored=self.unstored,
+            withdrawn=self.withdrawn,
             since=self._pairs[0][0] if self._pairs else None)

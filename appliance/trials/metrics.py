@@ -1,7 +1,8 @@
 """Prometheus metrics of the shadows, labelled by the live deployment (`deployment`) and its `candidate`.
 
 Counters (exported with `_total`): `slm_shadow_pairs`, `slm_shadow_dropped` (offered requests lost: queue full
-or stopping), `slm_shadow_unstored` (compared but not stored), `slm_shadow_embed_failures`. The histogram
+or stopping), `slm_shadow_unstored` (compared but not stored), `slm_shadow_withdrawn` (asks given up for live
+traffic on shared cores, asked again later), `slm_shadow_embed_failures`. The histogram
 `slm_shadow_agreement` (lifetime). Gauges over the newest pairs the summary is computed from:
 `slm_shadow_window_pairs`, `slm_shadow_agreement_mean`, `slm_shadow_exact_match_ratio`, `slm_shadow_chrf_mean`,
 `slm_shadow_cosine_mean`, `slm_shadow_length_delta_chars_mean`, `slm_shadow_latency_delta_seconds_mean`,
@@ -34,6 +35,8 @@ class ShadowMetrics:
         self.pairs = Counter("slm_shadow_pairs", "Shadow pairs compared", LABELS, registry=registry)
         self.dropped = Counter("slm_shadow_dropped", "Requests offered to a shadow and dropped (queue full, "
                                "stopping)", LABELS, registry=registry)
+        self.withdrawn = Counter("slm_shadow_withdrawn", "Requests to a candidate on the live side's CPU cores "
+                                 "withdrawn when live traffic arrived (asked again later)", LABELS, registry=registry)
         self.unstored = Counter("slm_shadow_unstored", "Shadow pairs compared but not stored (redaction or write "
                                 "failed)", LABELS, registry=registry)
         self.embed_failures = Counter("slm_shadow_embed_failures", "Shadow pairs whose embeddings could not be "
@@ -66,8 +69,9 @@ class ShadowMetrics:
 
     def forget(self, live: str, candidate: str) -> None:
         """Remove a detached shadow's series."""
-        metrics: list[Counter | Gauge | Histogram] = [self.pairs, self.dropped, self.unstored, self.embed_failures,
-                                                      self.agreement, self.window_pairs, self.exact]
+        metrics: list[Counter | Gauge | Histogram] = [
+            self.pairs, self.dropped, self.unstored, self.withdrawn, self.embed_failures, self.agreement,
+            self.window_pairs, self.exact]
         for metric in [*metrics, *(gauge for gauge, _ in self.means.values())]:
             with contextlib.suppress(KeyError):
                 metric.remove(live, candidate)

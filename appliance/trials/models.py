@@ -116,4 +116,6 @@ class ShadowSummary(BaseModel):
     dropped: int = Field(0, description="Offered requests dropped (queue full or stopping) since it started")
     embed_failures: int = Field(0, description="Pairs whose embeddings could not be fetched")
     unstored: int = Field(0, description="Pairs computed but not stored (redaction or write failed)")
+    withdrawn: int = Field(0, description="Requests to the candidate withdrawn for live traffic on shared CPU "
+                           "cores and asked again later")
     since: float | None = Field(None, description="When the oldest pair of the figures was taken")

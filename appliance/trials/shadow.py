@@ -9,6 +9,8 @@ the candidate's answer is compared with the live one and never returned.
   `embed(texts)` when there is one (a failure leaves the cosine None and is counted), then update the shadow's
   window (the aggregates), the metrics, and hand the pair to a batched writer that redacts it (the request's
   `redact`) on its own thread and stores it (`shadow_pairs`), keeping each shadow's newest `keep` pairs.
+- With `busy`, a shadow whose candidate shares the live side's CPU cores asks it only at quiet moments and
+  withdraws the request when a live one arrives (`yielding.py`; counted as `withdrawn`).
 - Persistence: the aggregates are over each shadow's newest `keep` pairs, exactly the rows the store keeps;
   `start()` recomputes them from those rows, so a restart gives the same summary. The counts since start
   (offered, dropped, embed failures, unstored) and the Prometheus counters begin again at 0.
@@ -33,6 +35,7 @@ from appliance.trials.compare import Answer, PairFigures, compare, cosine
 from appliance.trials.metrics import ShadowMetrics
 from appliance.trials.models import ShadowPair, ShadowRequest, ShadowSummary, conversation
 from appliance.trials.pairs import delete_shadow, figures_of, insert_pairs, newest_figures, worst_pairs
+from appliance.trials.yielding import Busy, ask_when_quiet
 
 log = logging.getLogger(__name__)
 Send = Callable[[dict[str, Any]], Awaitable[Answer]]
@@ -53,8 +56,10 @@ class ShadowRunner:
 
     def __init__(self, store: StateStore, registry: CollectorRegistry, send: Send, *, embed: Embed | None = None,
                  workers: int = 1, max_queue: int = 64, keep: int = 2000, send_timeout_s: float = 120.0,
-                 embed_timeout_s: float = 10.0, writer_options: dict[str, Any] | None = None) -> None:
+                 embed_timeout_s: float = 10.0, writer_options: dict[str, Any] | None = None,
+                 busy: Busy | None = None, quiet_s: float = 0.25) -> None:
         self.store, self.keep, self.workers = store, keep, workers
+        self._busy, self.quiet_s = busy, quiet_s  # a shadow sharing the live side's cores gives way (yielding.py)
         self.send_timeout_s, self.embed_timeout_s = send_timeout_s, embed_timeout_s
         self._send, self._embed = send, embed
         self._queue: asyncio.Queue[ShadowRequest] = asyncio.Queue(max_queue)
@@ -64,6 +69,11 @@ class ShadowRunner:
         self.metrics = ShadowMetrics(registry, self._queue.qsize)
         self.writer: BatchWriter[Compared] = BatchWriter(store, self._commit, self._unstored, prepare=_prepare,
                                                          name="shadow-writer", **(writer_options or {}))
+
+    @property
+    def gives_way(self) -> bool:
+        """Whether a candidate on the live side's CPU cores is asked only at quiet moments."""
+        return self._busy is not None
 
     # -- the request path ---------------------------------------------------------------------------------
     def offer(self, request: ShadowRequest) -> bool:
@@ -81,6 +91,10 @@ class ShadowRunner:
         except Exception:  # the live request must not fail because of its shadow
             log.exception("shadow offer failed")
             return False
+
+    def _withdrawn(self, window: Window) -> None:
+        window.withdrawn += 1
+        self.metrics.withdrawn.labels(window.live, window.candidate).inc()
 
     def _dropped(self, window: Window) -> bool:
         window.dropped += 1
@@ -152,7 +166,8 @@ class ShadowRunner:
         while True:
             request = await self._queue.get()
             try:
-                await self._one(request)
+                if (request.live, request.candidate) in self._windows:  # else detached since it was offered
+                    await self._one(request)
             except Exception:
                 log.exception("shadow pair failed", extra={"deployment": request.live, "candidate": request.candidate})
             finally:
@@ -161,13 +176,17 @@ class ShadowRunner:
     async def _one(self, request: ShadowRequest) -> None:
         answer = await self._ask(request)
         figures = await asyncio.to_thread(compare, request.live_answer, answer)
-        window = self._window(request.live, request.candidate)
+        window = self._windows.get((request.live, request.candidate))
+        if window is None:  # the shadow was detached while its candidate answered
+            return
         if self._embed is not None and figures.live_refusal is None and figures.candidate_refusal is None:
             similarity = await self._cosine(request.live_answer.text, answer.text)
             if similarity is None:
                 window.embed_failures += 1
                 self.metrics.embed_failures.labels(request.live, request.candidate).inc()
             figures = figures.model_copy(update={"cosine": similarity})
+        if self._windows.get((request.live, request.candidate)) is not window:
+            return
         window.add(figures, request.created_at)
         self.metrics.pairs.labels(request.live, request.candidate).inc()
         self.metrics.agreement.labels(request.live, request.candidate).observe(figures.agreement)
@@ -179,7 +198,12 @@ class ShadowRunner:
         body.update(model=request.candidate, stream=False)
         started = time.perf_counter()
         try:
-            return await asyncio.wait_for(self._send(body), self.send_timeout_s)
+            if self._busy is None:
+                return await asyncio.wait_for(self._send(body), self.send_timeout_s)
+            window = self._window(request.live, request.candidate)
+            return await ask_when_quiet(lambda: asyncio.wait_for(self._send(body), self.send_timeout_s),
+                                        self._busy, request.live, request.candidate, quiet_s=self.quiet_s,
+                                        on_withdrawn=lambda: self._withdrawn(window))
         except Exception as exc:  # the candidate failed to answer: an error on its side of the pair
             log.warning("shadow candidate did not answer", extra={"deployment": request.live,
                                                                   "candidate": request.candidate, "error": repr(exc)})

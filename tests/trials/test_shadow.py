@@ -258,3 +258,28 @@ def test_forget_removes_a_shadow_and_optionally_its_pairs(store: StateStore) -> 
 
     asyncio.run(scenario())
     assert store.query("SELECT * FROM shadow_pairs") == []
+
+
+def test_requests_queued_for_a_shadow_detached_since_are_not_sent(store: StateStore) -> None:
+    release, sent = asyncio.Event(), []
+
+    async def candidate(body: dict[str, Any]) -> Answer:
+        sent.append(_question(body))
+        await release.wait()
+        return ok("Paris.")
+
+    async def scenario() -> None:
+        runner = ShadowRunner(store, CollectorRegistry(), candidate)
+        await runner.start()
+        for question in ("capital", "sky", "fruit"):
+            assert runner.offer(request(question, CASES[question][0]))
+        await asyncio.sleep(0.05)
+        assert sent == ["capital"]  # the first is with the candidate, two wait
+        await runner.forget("chat", "chat-v2", delete=True)  # the operator clears the shadow
+        release.set()
+        assert await runner.flush()
+        await runner.stop()
+        assert runner.summaries() == []  # the answer in flight made no window again
+
+    asyncio.run(scenario())
+    assert sent == ["capital"]
