@@ -113,9 +113,17 @@ def test_install_serve_watchdog_upgrade_purge(debs: tuple[Path, Path], machine: 
     assert machine.unit("LoadState")["LoadState"] in ("not-found", "masked")
 
 
+# Checks that read inside every file of the bundled upstream wheels (torch's binaries for misspelt strings,
+# copies of JavaScript, PHP and C libraries): half of lintian's 170 s on the 520 MB package here, and what they
+# would find is the wheels' own, shipped as built (packaging/deb/lintian-overrides says why). Every other check
+# runs, on the whole package.
+UPSTREAM_CONTENT_CHECKS = ("binaries/spelling", "languages/javascript/embedded", "libraries/embedded",
+                           "languages/php/pear/embedded", "languages/php/embedded")
+
+
 @pytest.mark.skipif(shutil.which("lintian") is None, reason="needs lintian")
 def test_lintian_reports_no_errors_or_warnings(debs: tuple[Path, Path]) -> None:
-    result = subprocess.run(["lintian", "--fail-on", "error,warning", str(debs[0])], capture_output=True, text=True,
-                            timeout=1200)
+    result = subprocess.run(["lintian", "--fail-on", "error,warning", "-X", ",".join(UPSTREAM_CONTENT_CHECKS),
+                             str(debs[0])], capture_output=True, text=True, timeout=1200)
     tags = [line for line in result.stdout.splitlines() if line[:2] in ("E:", "W:")]
     assert result.returncode == 0 and not tags, "\n".join(tags[:40]) or result.stderr
