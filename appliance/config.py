@@ -61,6 +61,10 @@ class ApplianceConfig(BaseSettings):
     llama_bin_dir: Path | None = Field(
         None, description="Folder holding llama-server and llama-quantize (default: the build cache)."
     )
+    llama_cpu_variant: str | None = Field(
+        None, description="With a llama.cpp build of CPU variants: run this one (x64, haswell, icelake, zen4, ...) "
+        "instead of the best one that runs on this CPU (backends/cpu_variants.py)."
+    )
     vllm_python: Path | None = Field(
         None, description="Interpreter of vLLM's own virtual environment (default: the `make vllm` build cache, "
         "then /opt/slm-appliance/vllm)."

@@ -20,14 +20,19 @@ elif [[ "$CUDA_MODE" == auto ]] && has_gpu; then
          "rerun for GPU offload; gpu_layers has no effect until then)" >&2
   fi
 fi
+# CPU variants chosen at run time (GGML_BACKEND_DL + GGML_CPU_ALL_VARIANTS): one libggml-cpu-<variant>.so per x86
+# level (x64 … haswell, skylakex, icelake, zen4, sapphirerapids) beside the tools, the best one for the CPU loaded
+# at start. SLM_LLAMA_CPU_VARIANTS=1 to build them, 0 for one static AVX2-level build.
+VARIANTS="${SLM_LLAMA_CPU_VARIANTS:-0}"
 SUFFIX=""; GGML_CUDA=OFF
-if [[ $CUDA == 1 ]]; then SUFFIX="-cuda"; GGML_CUDA=ON; fi
+if [[ $CUDA == 1 ]]; then SUFFIX="-cuda"; GGML_CUDA=ON; VARIANTS=0
+elif [[ $VARIANTS == 1 ]]; then SUFFIX="-cpu-variants"; fi
 PREFIX="$CACHE/llama.cpp-$VERSION$SUFFIX"
 BIN="$PREFIX/bin"
 TARGETS=(llama-server llama-quantize llama-bench)
 
 if [[ -x "$BIN/llama-server" && -x "$BIN/llama-quantize" && -x "$BIN/llama-bench" ]]; then
-  echo "llama.cpp tools $VERSION already built in $BIN"
+  echo "llama.cpp tools $VERSION$SUFFIX already built in $BIN"
   exit 0
 fi
 
@@ -50,15 +55,28 @@ LLAMA_SRC="$WORK/llama_cpp_python-$VERSION/vendor/llama.cpp"
 
 # GGML_NATIVE=OFF: a native build with AMX crashes in ldtilecfg on these CPUs.
 # No curl/OpenSSL/web UI: the box is offline and the UI download would fail.
+LINK=(-DBUILD_SHARED_LIBS=OFF)
+if [[ $VARIANTS == 1 ]]; then
+  # Backends as loadable modules need shared ggml/llama libraries; $ORIGIN: they are found beside the tools.
+  LINK=(-DBUILD_SHARED_LIBS=ON -DGGML_BACKEND_DL=ON -DGGML_CPU_ALL_VARIANTS=ON
+        "-DCMAKE_BUILD_RPATH=\$ORIGIN" -DCMAKE_BUILD_RPATH_USE_ORIGIN=ON)
+fi
 cmake -S "$LLAMA_SRC" -B "$WORK/build" -DCMAKE_BUILD_TYPE=Release \
-  -DGGML_NATIVE=OFF -DBUILD_SHARED_LIBS=OFF \
+  -DGGML_NATIVE=OFF "${LINK[@]}" \
   -DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_EXAMPLES=OFF -DLLAMA_BUILD_TOOLS=ON -DLLAMA_BUILD_SERVER=ON \
   -DLLAMA_CURL=OFF -DLLAMA_OPENSSL=OFF -DLLAMA_USE_PREBUILT_UI=OFF -DLLAMA_BUILD_UI=OFF \
   -DGGML_CUDA="$GGML_CUDA"
-cmake --build "$WORK/build" --config Release -j "$(nproc)" --target "${TARGETS[@]}"
+BUILD_TARGETS=("${TARGETS[@]}")
+if [[ $VARIANTS == 1 ]]; then
+  # The variant modules are loaded at run time, so no tool depends on them: name them.
+  mapfile -t CPU_VARIANTS < <(cmake --build "$WORK/build" --target help | grep -o 'ggml-cpu-[a-z0-9_.]*' | sort -u)
+  BUILD_TARGETS+=("${CPU_VARIANTS[@]}")
+fi
+cmake --build "$WORK/build" --config Release -j "$(nproc)" --target "${BUILD_TARGETS[@]}"
 
 mkdir -p "$BIN.tmp"
 for t in "${TARGETS[@]}"; do cp "$WORK/build/bin/$t" "$BIN.tmp/"; done
+if [[ $VARIANTS == 1 ]]; then cp -P "$WORK/build/bin/"*.so* "$BIN.tmp/"; fi
 rm -rf "$BIN" && mv "$BIN.tmp" "$BIN"
 rm -rf "$WORK"
 echo "built llama.cpp tools $VERSION into $BIN"

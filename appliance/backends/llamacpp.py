@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import shutil
 from collections.abc import Mapping
@@ -21,8 +22,10 @@ from appliance.backends.base import (
     injected_arguments,
     shown_key,
 )
+from appliance.backends.cpu_variants import NoVariantRuns, VariantChoice, choose, variants_in
 from appliance.plan.serving import SlotKvMemory
 from appliance.profiles.schema import ServingSettings
+from appliance.starter import find_starter_gguf  # a variant's check runs a prompt through the starter
 
 if TYPE_CHECKING:
     from appliance.config import ApplianceConfig
@@ -32,6 +35,7 @@ DEFAULT_BIN_DIR = BUILD_CACHE / f"llama.cpp-{LLAMA_CPP_VERSION}" / "bin"
 # The CUDA build scripts/build-llama-server.sh makes on a box with a GPU and the toolkit; preferred when present.
 CUDA_BIN_DIR = BUILD_CACHE / f"llama.cpp-{LLAMA_CPP_VERSION}-cuda" / "bin"
 SYSTEM_BIN_DIR = Path("/usr/lib/slm-appliance/bin")
+log = logging.getLogger(__name__)
 
 
 def find_llama_tool(tool: str, configured: Path | None = None) -> Path:
@@ -124,12 +128,36 @@ class LlamaCppBackend:
                                 lora_adapters=True, gpu_required=False, embeddings=True, takes_api_key=True,
                                 unix_socket=True, tunable_flags=TUNABLE_FLAGS)
 
-    def __init__(self, bin_dir: Path | None = None) -> None:
+    def __init__(self, bin_dir: Path | None = None, variants_dir: Path | None = None,
+                 cpu_variant: str | None = None) -> None:
         self.bin_dir = bin_dir
+        self.variants_dir, self.forced_variant = variants_dir, cpu_variant
+        self._variant: VariantChoice | None = None
 
     @classmethod
     def from_config(cls, config: ApplianceConfig, state_dir: Path) -> LlamaCppBackend:
-        return cls(config.llama_bin_dir)
+        return cls(config.llama_bin_dir, state_dir / "llama-cpu", config.llama_cpu_variant)
+
+    def cpu_variant(self) -> VariantChoice | None:
+        """The CPU variant llama-server runs with here (None: a static build), checked once (cpu_variants.py)."""
+        server = find_llama_tool("llama-server", self.bin_dir)
+        if self._variant is None and variants_in(server.parent):
+            model, views = find_starter_gguf(), self.variants_dir
+            if model is None or views is None:
+                raise BackendUnavailable("a llama.cpp build of CPU variants needs the starter model and a state "
+                                         "dir to check them on this CPU")
+            try:
+                self._variant = choose(server.parent, views, model, self.forced_variant)
+            except NoVariantRuns as exc:
+                raise BackendUnavailable(str(exc)) from exc
+            chosen = self._variant
+            log.info("llama.cpp CPU variant", extra={"variant": chosen.variant, "refused": chosen.refused,
+                                                     "bin_dir": chosen.bin_dir})
+        return self._variant
+
+    def _server(self) -> Path:
+        variant = self.cpu_variant()
+        return Path(variant.bin_dir) / "llama-server" if variant else find_llama_tool("llama-server", self.bin_dir)
 
     @classmethod
     def profile_problems(cls, serving: ServingSettings) -> list[str]:
@@ -159,12 +187,15 @@ class LlamaCppBackend:
 
     def build_launch(self, spec: LaunchSpec) -> Launch:
         args, injected = injected_arguments(BUILDERS, spec, self.capabilities.tunable_flags)
-        return Launch(argv=[str(find_llama_tool("llama-server", self.bin_dir)), *args],
-                      injected={**injected, **shown_key(spec, KEY_VARIABLE)}, env=api_key_env(spec, KEY_VARIABLE))
+        variant = self.cpu_variant()  # its folder is in the command line the deployment's log starts with
+        shown = {"cpu_variant": variant.describe()} if variant is not None else {}
+        return Launch(argv=[str(self._server()), *args],
+                      injected={**injected, **shown, **shown_key(spec, KEY_VARIABLE)},
+                      env=api_key_env(spec, KEY_VARIABLE))
 
     def unavailable(self) -> str | None:
         try:
-            find_llama_tool("llama-server", self.bin_dir)
+            self._server()
         except BackendUnavailable as exc:
             return str(exc)
         return None

@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
+from appliance.backends.base import BackendUnavailable
+from appliance.backends.llamacpp import LlamaCppBackend
 from appliance.backends.registry import backend_rules, serving_memory
 from appliance.cli.output import print_json, render_hardware, render_plan, render_selection
 from appliance.config import ApplianceConfig
@@ -29,13 +31,28 @@ def _select(config: ApplianceConfig, nvml: Any) -> tuple[Any, Selection]:
         raise CommandError(str(exc)) from exc
 
 
+def _llama_cpu(config: ApplianceConfig) -> dict[str, Any]:
+    """The llama.cpp build's CPU level on this box: a static build, or the variant checked to run here."""
+    backend = LlamaCppBackend.from_config(config, config.resolved_state_dir())
+    try:
+        choice = backend.cpu_variant()
+    except (BackendUnavailable, OSError) as exc:
+        return {"variant": None, "summary": f"unknown: {exc}", "refused": {}}
+    if choice is None:
+        return {"variant": None, "summary": "static build (one CPU level compiled in)", "refused": {}}
+    return {"variant": choice.variant, "summary": choice.describe(), "refused": choice.refused}
+
+
 def detect(args: argparse.Namespace, config: ApplianceConfig, nvml: Any) -> int:
     hardware, selection = _select(config, nvml)
+    llama = _llama_cpu(config)
     if args.json:
         print_json({"hardware": hardware.model_dump(mode="json"), "profile": selection.name,
-                    "reason": selection.reason, "verdicts": [v.model_dump() for v in selection.verdicts]})
+                    "reason": selection.reason, "verdicts": [v.model_dump() for v in selection.verdicts],
+                    "llama_cpp_cpu": llama})
     else:
         print(render_hardware(hardware))
+        print(f"llama.cpp CPU: {llama['summary']}")
         print(render_selection(selection, explain=False))
     return 0
 

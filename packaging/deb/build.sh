@@ -64,7 +64,16 @@ install -d "$ROOT/usr/bin" "$ROOT/usr/lib/slm-appliance/bin" "$ROOT/lib/systemd/
   "$ROOT/usr/share/doc/slm-appliance" "$ROOT/usr/share/man/man1" "$ROOT/usr/share/lintian/overrides" \
   "$ROOT/usr/share/slm-appliance/models"
 ln -s "$PREFIX/bin/slm-appliance" "$ROOT/usr/bin/slm-appliance"
-for tool in llama-server llama-quantize; do
+LLAMA_TOOLS=(llama-server llama-quantize)
+if compgen -G "$LLAMA_BIN/libggml-cpu-*.so" > /dev/null; then
+  # A build of CPU variants (SLM_LLAMA_CPU_VARIANTS=1): the tools load their libraries and the variant for the CPU
+  # from beside them, and the daemon checks the variant with llama-bench (appliance/backends/cpu_variants.py).
+  LLAMA_TOOLS+=(llama-bench)
+  cp -P "$LLAMA_BIN"/*.so* "$ROOT/usr/lib/slm-appliance/bin/"
+  find "$ROOT/usr/lib/slm-appliance/bin" -name '*.so*' -type f -exec chmod 644 {} + \
+    -exec strip --strip-unneeded --remove-section=.comment --remove-section=.note {} +
+fi
+for tool in "${LLAMA_TOOLS[@]}"; do
   install -m 755 "$LLAMA_BIN/$tool" "$ROOT/usr/lib/slm-appliance/bin/$tool"
   strip --strip-unneeded --remove-section=.comment --remove-section=.note "$ROOT/usr/lib/slm-appliance/bin/$tool"
 done
