@@ -29,6 +29,7 @@ from pathlib import Path
 PREFIX, SUFFIX = "libggml-cpu-", ".so"
 LOADED = re.compile(r"loaded CPU backend from .*?libggml-cpu-([A-Za-z0-9_.]+)\.so")
 PROBE_TIMEOUT_S = 120
+STATIC_BUILD = "static build (one CPU level compiled in)"
 
 
 class NoVariantRuns(RuntimeError):
@@ -44,13 +45,20 @@ class VariantChoice:
 
     def describe(self) -> str:
         if self.variant is None:
-            return "static build (one CPU level compiled in)"
+            return STATIC_BUILD
         refused = "; ".join(f"{v} refused: {why}" for v, why in self.refused.items())
         return f"{self.variant}{' (forced)' if self.forced else ''}" + (f"; {refused}" if refused else "")
 
 
+def _variant_of(file_name: str) -> str | None:
+    """`zen4` for `libggml-cpu-zen4.so`; None for any other file."""
+    if file_name.startswith(PREFIX) and file_name.endswith(SUFFIX):
+        return file_name[len(PREFIX):-len(SUFFIX)]
+    return None
+
+
 def variants_in(bin_dir: Path) -> list[str]:
-    return sorted(p.name[len(PREFIX):-len(SUFFIX)] for p in bin_dir.glob(f"{PREFIX}*{SUFFIX}"))
+    return sorted(v for p in bin_dir.glob(f"{PREFIX}*{SUFFIX}") if (v := _variant_of(p.name)) is not None)
 
 
 def choose(bin_dir: Path, view_root: Path, probe_model: Path, forced: str | None = None) -> VariantChoice:
@@ -118,7 +126,8 @@ def _view(bin_dir: Path, view: Path, keep: list[str]) -> Path:
     shutil.rmtree(view, ignore_errors=True)
     view.mkdir(parents=True)
     for item in bin_dir.iterdir():
-        if item.name.startswith(PREFIX) and item.name[len(PREFIX):-len(SUFFIX)] not in keep:
+        variant = _variant_of(item.name)
+        if variant is not None and variant not in keep:
             continue
         target = view / item.name
         if item.is_symlink():

@@ -155,8 +155,7 @@ class LlamaCppBackend:
                                                      "bin_dir": chosen.bin_dir})
         return self._variant
 
-    def _server(self) -> Path:
-        variant = self.cpu_variant()
+    def _server(self, variant: VariantChoice | None) -> Path:
         return Path(variant.bin_dir) / "llama-server" if variant else find_llama_tool("llama-server", self.bin_dir)
 
     @classmethod
@@ -189,13 +188,13 @@ class LlamaCppBackend:
         args, injected = injected_arguments(BUILDERS, spec, self.capabilities.tunable_flags)
         variant = self.cpu_variant()  # its folder is in the command line the deployment's log starts with
         shown = {"cpu_variant": variant.describe()} if variant is not None else {}
-        return Launch(argv=[str(self._server()), *args],
+        return Launch(argv=[str(self._server(variant)), *args],
                       injected={**injected, **shown, **shown_key(spec, KEY_VARIABLE)},
                       env=api_key_env(spec, KEY_VARIABLE))
 
     def unavailable(self) -> str | None:
         try:
-            self._server()
+            self._server(self.cpu_variant())
         except BackendUnavailable as exc:
             return str(exc)
         return None

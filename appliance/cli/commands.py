@@ -6,6 +6,7 @@ import argparse
 from typing import Any
 
 from appliance.backends.base import BackendUnavailable
+from appliance.backends.cpu_variants import STATIC_BUILD
 from appliance.backends.llamacpp import LlamaCppBackend
 from appliance.backends.registry import backend_rules, serving_memory
 from appliance.cli.output import print_json, render_hardware, render_plan, render_selection
@@ -39,7 +40,7 @@ def _llama_cpu(config: ApplianceConfig) -> dict[str, Any]:
     except (BackendUnavailable, OSError) as exc:
         return {"variant": None, "summary": f"unknown: {exc}", "refused": {}}
     if choice is None:
-        return {"variant": None, "summary": "static build (one CPU level compiled in)", "refused": {}}
+        return {"variant": None, "summary": STATIC_BUILD, "refused": {}}
     return {"variant": choice.variant, "summary": choice.describe(), "refused": choice.refused}
 
 

@@ -13,7 +13,7 @@ the candidate's answer is compared with the live one and never returned.
   withdraws the request when a live one arrives (`yielding.py`; counted as `withdrawn`).
 - Persistence: the aggregates are over each shadow's newest `keep` pairs, exactly the rows the store keeps;
   `start()` recomputes them from those rows, so a restart gives the same summary. The counts since start
-  (offered, dropped, embed failures, unstored) and the Prometheus counters begin again at 0.
+  (offered, dropped, withdrawn, embed failures, unstored) and the Prometheus counters begin again at 0.
 """
 
 from __future__ import annotations
