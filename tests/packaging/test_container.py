@@ -51,7 +51,7 @@ def sh(*argv: str, timeout: float = 900) -> str:
 
 
 @pytest.fixture(scope="module")
-def image(podman: list[str], tmp_path_factory: pytest.TempPathFactory) -> str:
+def image(podman: list[str], tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     tarball = sh(str(MAKE_ROOT), "container")
     base = f"localhost/slm-bookworm:{Path(tarball).stat().st_mtime_ns}"
     if subprocess.run([*podman, "image", "exists", base]).returncode != 0:
@@ -61,7 +61,9 @@ def image(podman: list[str], tmp_path_factory: pytest.TempPathFactory) -> str:
     shutil.copy(REPO / "packaging/container/Containerfile", context)
     sh(*podman, "build", "--format", "docker", "--build-arg", f"BASE={base}", "-t", IMAGE, str(context),
        timeout=1200)
-    return IMAGE
+    yield IMAGE
+    # 2.5 GB a build: a retagged image would stay behind, untagged, at every run
+    subprocess.run([*podman, "rmi", "-f", IMAGE], capture_output=True)
 
 
 def wait_healthy(url: str, timeout: float = 240) -> dict[str, object]:
