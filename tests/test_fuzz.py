@@ -9,6 +9,7 @@ import re
 import shutil
 import subprocess
 import sys
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -88,7 +89,7 @@ _FUZZ_SECONDS = {"admin": "60", "inference": "25", "none": "20"}
 @pytest.mark.parametrize("who", ["admin", "inference", "none"])
 def test_schemathesis_finds_no_server_error(daemon: DaemonProcess, tmp_path: Path, who: str) -> None:
     headers = {"admin": daemon.admin_headers(), "none": {},
-               "inference": {"Authorization": f"Bearer {_inference_key(daemon, f'fuzz-{tmp_path.name}')}"}}[who]
+               "inference": {"Authorization": f"Bearer {_inference_key(daemon, f'fuzz-{uuid.uuid4().hex[:8]}')}"}}[who]
     spec = _spec(daemon, tmp_path)
     st = Path(sys.executable).parent / "st"
     args = [str(st), "run", str(spec), "--url", daemon.url, "--checks", "not_a_server_error",
