@@ -50,6 +50,12 @@ class Result:
     ttft: float
     seconds: float
     retried: bool = False
+    last: float = 0.0  # when the last content chunk came
+
+    @property
+    def decode_tps(self) -> float:
+        """Tokens after the first ÷ the time they took: the answer's decode rate, its prompt left out."""
+        return (self.tokens - 1) / (self.last - self.ttft) if self.last > self.ttft else 0.0
 
 
 DROPPED: dict[str, int] = {}
@@ -95,16 +101,17 @@ async def _one_request(client: httpx.AsyncClient, url: str, path: Way, prompt: s
     body = {"model": path.model, "messages": [{"role": "user", "content": prompt}], "max_tokens": TOKENS,
             "ignore_eos": True, "temperature": 0, "stream": True, "stream_options": {"include_usage": True}}
     start = time.perf_counter()
-    ttft = 0.0
+    ttft = last = 0.0
     tail = b""
     async with client.stream("POST", url, json=body, headers=path.headers) as response:
         response.raise_for_status()
         async for chunk in response.aiter_raw():
-            if not ttft and b'"content":"' in chunk:
-                ttft = time.perf_counter() - start
+            if b'"content":"' in chunk:
+                last = time.perf_counter() - start
+                ttft = ttft or last
             tail = (tail + chunk)[-4096:]
     found = _PREDICTED.findall(tail)
-    return Result(tokens=int(found[-1]) if found else 0, ttft=ttft, seconds=time.perf_counter() - start)
+    return Result(tokens=int(found[-1]) if found else 0, ttft=ttft, seconds=time.perf_counter() - start, last=last)
 
 
 async def run_round(path: Way, streams: int, requests: int) -> Round:
@@ -211,6 +218,9 @@ def figures_of(m: Measured, rounds_run: int) -> dict[str, Any]:
     def p50_ttft(name: str, streams: int) -> float:
         return statistics.median(x.ttft for r in m.rounds[(name, streams)] for x in r.results)
 
+    def decode_tps(name: str) -> float:
+        return statistics.median(x.decode_tps for r in m.rounds[(name, 1)] for x in r.results)
+
     complete = all(len(r.results) == 32 and all(x.tokens == TOKENS for x in r.results)
                    for (_, streams), rs in m.rounds.items() if streams == 8 for r in rs)
     dropped = {("gateway" if u.startswith(m.gateway_url) else "direct"): n for u, n in DROPPED.items()}
@@ -225,6 +235,7 @@ def figures_of(m: Measured, rounds_run: int) -> dict[str, Any]:
         "backend": m.backend, "llama_bench_tg128": m.tg128,
         "single_stream_vs_tg128_gateway": tps("gateway", 1) / m.tg128 if m.tg128 else None,
         "single_stream_vs_tg128_direct": tps("direct", 1) / m.tg128 if m.tg128 else None,
+        "decode_tps_1_gateway": decode_tps("gateway"), "decode_tps_1_direct": decode_tps("direct"),
         "scale_8_vs_1_gateway": tps("gateway", 8) / tps("gateway", 1),
         "scale_8_vs_1_direct": tps("direct", 8) / tps("direct", 1),
         "all_32_complete": complete, "rounds": rounds_run, "cpu_count": os.cpu_count(),
@@ -245,6 +256,9 @@ def report(f: dict[str, Any], threads: int) -> None:
     if f["llama_bench_tg128"]:
         print(f"llama-bench tg128: {f['llama_bench_tg128']:.1f} tok/s; single stream ÷ tg128: gateway "
               f"{f['single_stream_vs_tg128_gateway']:.2f}, direct {f['single_stream_vs_tg128_direct']:.2f}")
+        print(f"  its decode rate alone (after the first token, prompt left out), median: gateway "
+              f"{f['decode_tps_1_gateway']:.1f} tok/s = {f['decode_tps_1_gateway'] / f['llama_bench_tg128']:.2f}, "
+              f"direct {f['decode_tps_1_direct']:.1f} = {f['decode_tps_1_direct'] / f['llama_bench_tg128']:.2f}")
     print(f"8 streams ÷ 1 stream: gateway {f['scale_8_vs_1_gateway']:.2f}×, direct {f['scale_8_vs_1_direct']:.2f}×")
     print(f"32 requests at 8-way concurrency, all {TOKENS} tokens each, every round: {f['all_32_complete']}")
     dropped = f["dropped_keepalive_retries"]
