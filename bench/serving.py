@@ -236,6 +236,8 @@ def figures_of(m: Measured, rounds_run: int) -> dict[str, Any]:
         "single_stream_vs_tg128_gateway": tps("gateway", 1) / m.tg128 if m.tg128 else None,
         "single_stream_vs_tg128_direct": tps("direct", 1) / m.tg128 if m.tg128 else None,
         "decode_tps_1_gateway": decode_tps("gateway"), "decode_tps_1_direct": decode_tps("direct"),
+        "decode_vs_tg128_gateway": decode_tps("gateway") / m.tg128 if m.tg128 else None,
+        "decode_vs_tg128_direct": decode_tps("direct") / m.tg128 if m.tg128 else None,
         "scale_8_vs_1_gateway": tps("gateway", 8) / tps("gateway", 1),
         "scale_8_vs_1_direct": tps("direct", 8) / tps("direct", 1),
         "all_32_complete": complete, "rounds": rounds_run, "cpu_count": os.cpu_count(),

@@ -20,8 +20,8 @@ def report(f: dict[str, Any], threads: int, model: str, tokens: int) -> None:
         print(f"llama-bench tg128: {f['llama_bench_tg128']:.1f} tok/s; single stream ÷ tg128: gateway "
               f"{f['single_stream_vs_tg128_gateway']:.2f}, direct {f['single_stream_vs_tg128_direct']:.2f}")
         print(f"  its decode rate alone (after the first token, prompt left out), median: gateway "
-              f"{f['decode_tps_1_gateway']:.1f} tok/s = {f['decode_tps_1_gateway'] / f['llama_bench_tg128']:.2f}, "
-              f"direct {f['decode_tps_1_direct']:.1f} = {f['decode_tps_1_direct'] / f['llama_bench_tg128']:.2f}")
+              f"{f['decode_tps_1_gateway']:.1f} tok/s = {f['decode_vs_tg128_gateway']:.2f}, "
+              f"direct {f['decode_tps_1_direct']:.1f} = {f['decode_vs_tg128_direct']:.2f}")
     print(f"8 streams ÷ 1 stream: gateway {f['scale_8_vs_1_gateway']:.2f}×, direct {f['scale_8_vs_1_direct']:.2f}×")
     print(f"32 requests at 8-way concurrency, all {tokens} tokens each, every round: {f['all_32_complete']}")
     dropped = f["dropped_keepalive_retries"]
